@@ -1,0 +1,329 @@
+//! Broker unit tests with probe outboxes in place of sessions.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+
+use super::*;
+use crate::delivery::Delivery;
+use crate::ids::{Mode, Scope, SessionId, TenantId};
+use crate::info::{AuthStatus, SessionInfo};
+use crate::outbox::{outbox, Control, OutboxReceiver};
+use crate::policy::ListenerPolicy;
+
+fn broker_with(policies: Vec<ListenerPolicy>) -> Addr<Broker> {
+    let n = policies.len();
+    Broker::new(
+        policies.into_iter().map(Arc::new).collect(),
+        Arc::new(Counters::new(n)),
+        BrokerConfig::default(),
+    )
+    .start()
+}
+
+fn info(listener: u16, tenant: &str, scope: Scope) -> Arc<SessionInfo> {
+    Arc::new(SessionInfo {
+        id: SessionId::random(),
+        listener: ListenerId(listener),
+        listener_path: "/ws".into(),
+        tenant: TenantId::new(tenant),
+        subject: None,
+        auth: AuthStatus::None,
+        scope,
+        remote: None,
+        connected_at: SystemTime::now(),
+        expires_at: None,
+    })
+}
+
+async fn join(
+    b: &Addr<Broker>,
+    info: Arc<SessionInfo>,
+) -> (Result<Joined, JoinError>, OutboxReceiver) {
+    let (tx, rx) = outbox(16, 1 << 20);
+    let r = b
+        .send(Join {
+            info,
+            outbox: tx,
+            stats: Default::default(),
+        })
+        .await
+        .unwrap();
+    (r, rx)
+}
+
+fn text(s: &str) -> Delivery {
+    Delivery::Text(s.into())
+}
+
+#[actix::test]
+async fn rooms_are_created_per_tenant_and_torn_down_when_empty() {
+    let b = broker_with(vec![ListenerPolicy::for_tests(
+        0,
+        "/ws",
+        Mode::Payload,
+        Scope::Tenant,
+    )]);
+    let a1 = info(0, "a", Scope::Tenant);
+    let a2 = info(0, "a", Scope::Tenant);
+    let c1 = info(0, "c", Scope::Tenant);
+    let (r, _x1) = join(&b, a1.clone()).await;
+    let Route::Room(room_a) = r.unwrap().route else {
+        panic!("tenant scope routes to a room")
+    };
+    let (r, _x2) = join(&b, a2.clone()).await;
+    let Route::Room(room_a2) = r.unwrap().route else {
+        panic!()
+    };
+    assert_eq!(room_a, room_a2, "same tenant shares a room");
+    let (r, _x3) = join(&b, c1.clone()).await;
+    let Route::Room(room_c) = r.unwrap().route else {
+        panic!()
+    };
+    assert_ne!(room_a, room_c);
+    let snap = b.send(GetSnapshot).await.unwrap();
+    assert_eq!((snap.sessions, snap.rooms), (3, 2));
+
+    for i in [a1, a2, c1] {
+        b.send(SessionClosed { id: i.id.clone() }).await.unwrap();
+    }
+    assert_eq!(b.send(GetSnapshot).await.unwrap(), Snapshot::default());
+    // A closed-twice session is harmless.
+    b.send(SessionClosed {
+        id: SessionId::random(),
+    })
+    .await
+    .unwrap();
+}
+
+#[actix::test]
+async fn tenant_cap_is_enforced_and_released() {
+    let mut p = ListenerPolicy::for_tests(0, "/ws", Mode::Payload, Scope::Tenant);
+    p.max_connections_per_tenant = 2;
+    let b = broker_with(vec![p]);
+    let first = info(0, "a", Scope::Tenant);
+    let (r1, _k1) = join(&b, first.clone()).await;
+    let (r2, _k2) = join(&b, info(0, "a", Scope::Tenant)).await;
+    let (r3, _k3) = join(&b, info(0, "a", Scope::Tenant)).await;
+    let (r4, _k4) = join(&b, info(0, "b", Scope::Tenant)).await;
+    assert!(r1.is_ok() && r2.is_ok() && r4.is_ok());
+    assert_eq!(r3.unwrap_err(), JoinError::TenantLimit);
+    b.send(SessionClosed {
+        id: first.id.clone(),
+    })
+    .await
+    .unwrap();
+    let (r5, _k5) = join(&b, info(0, "a", Scope::Tenant)).await;
+    assert!(r5.is_ok(), "slot released on leave");
+}
+
+#[actix::test]
+async fn duplicate_ids_are_refused() {
+    let b = broker_with(vec![ListenerPolicy::for_tests(
+        0,
+        "/ws",
+        Mode::Payload,
+        Scope::Tenant,
+    )]);
+    let i = info(0, "a", Scope::Tenant);
+    let (r1, _k1) = join(&b, i.clone()).await;
+    let (r2, _k2) = join(&b, i).await;
+    assert!(r1.is_ok());
+    assert_eq!(r2.unwrap_err(), JoinError::DuplicateId);
+}
+
+#[actix::test]
+async fn admin_publish_counts_per_scope() {
+    let b = broker_with(vec![
+        ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant),
+        ListenerPolicy::for_tests(1, "/b", Mode::Payload, Scope::Tenant),
+    ]);
+    let s1 = info(0, "t1", Scope::Tenant);
+    let (_, mut k1) = join(&b, s1.clone()).await;
+    let (_, mut k2) = join(&b, info(0, "t1", Scope::Tenant)).await;
+    let (_, mut k3) = join(&b, info(0, "t2", Scope::Tenant)).await;
+    let (_, mut other_listener) = join(&b, info(1, "t1", Scope::Tenant)).await;
+
+    let publish = |target, s: &str| Publish {
+        listener: ListenerId(0),
+        target,
+        delivery: text(s),
+    };
+    assert_eq!(
+        b.send(publish(Target::Tenant(TenantId::new("t1")), "t"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(b.send(publish(Target::Global, "g")).await.unwrap(), 3);
+    assert_eq!(
+        b.send(publish(Target::Session(s1.id.clone()), "s"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        b.send(publish(Target::Session(SessionId::random()), "s"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        b.send(publish(Target::Tenant(TenantId::new("nobody")), "x"))
+            .await
+            .unwrap(),
+        0
+    );
+
+    let drain = |rx: &mut OutboxReceiver| {
+        let mut v = Vec::new();
+        while let Some(Delivery::Text(s)) = rx.data.try_recv() {
+            v.push(s.to_string());
+        }
+        v
+    };
+    assert_eq!(drain(&mut k1), ["t", "g", "s"]);
+    assert_eq!(drain(&mut k2), ["t", "g"]);
+    assert_eq!(drain(&mut k3), ["g"]);
+    assert!(
+        drain(&mut other_listener).is_empty(),
+        "listeners are isolated"
+    );
+}
+
+#[actix::test]
+async fn global_publish_from_a_session_reaches_every_room_of_its_listener() {
+    let b = broker_with(vec![
+        ListenerPolicy::for_tests(0, "/g", Mode::Payload, Scope::Global),
+        ListenerPolicy::for_tests(1, "/t", Mode::Payload, Scope::Tenant),
+    ]);
+    let (r, mut k1) = join(&b, info(0, "a", Scope::Global)).await;
+    let Route::Global(g) = r.unwrap().route else {
+        panic!("global scope routes via the broker")
+    };
+    let (_, mut k2) = join(&b, info(0, "b", Scope::Global)).await;
+    let (_, mut k3) = join(&b, info(1, "a", Scope::Tenant)).await;
+    g.send(PublishGlobal {
+        listener: ListenerId(0),
+        delivery: text("hi"),
+    })
+    .await
+    .unwrap();
+    // Rooms process in order: a synchronous publish behind it proves delivery happened.
+    b.send(Publish {
+        listener: ListenerId(0),
+        target: Target::Global,
+        delivery: text("sync"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(k1.data.try_recv(), Some(text("hi")));
+    assert_eq!(k2.data.try_recv(), Some(text("hi")));
+    assert_eq!(k3.data.try_recv(), None);
+}
+
+#[actix::test]
+async fn kicks_reach_the_session_control_channel() {
+    let b = broker_with(vec![
+        ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant),
+        ListenerPolicy::for_tests(1, "/b", Mode::Payload, Scope::Tenant),
+    ]);
+    let s = info(0, "t", Scope::Tenant);
+    let (_, mut k1) = join(&b, s.clone()).await;
+    let (_, mut k2) = join(&b, info(1, "t", Scope::Tenant)).await;
+    let (_, mut k3) = join(&b, info(0, "u", Scope::Tenant)).await;
+    assert!(b
+        .send(Kick {
+            id: s.id.clone(),
+            code: CloseCode::Kicked
+        })
+        .await
+        .unwrap());
+    assert!(!b
+        .send(Kick {
+            id: SessionId::random(),
+            code: CloseCode::Kicked
+        })
+        .await
+        .unwrap());
+    assert_eq!(
+        k1.control.try_recv(),
+        Some(Control::Close(CloseCode::Kicked))
+    );
+    let n = b
+        .send(KickTenant {
+            tenant: TenantId::new("t"),
+            listener: Some(ListenerId(1)),
+            code: CloseCode::Kicked,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        k2.control.try_recv(),
+        Some(Control::Close(CloseCode::Kicked))
+    );
+    assert_eq!(k3.control.try_recv(), None);
+}
+
+#[actix::test]
+async fn expiry_and_timeout_timers_fire_the_earliest_and_are_cancelled_on_leave() {
+    let mut p = ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant);
+    p.session_timeout = Some(Duration::from_millis(150));
+    let b = broker_with(vec![p]);
+
+    let mut expiring = (*info(0, "t", Scope::Tenant)).clone();
+    expiring.expires_at = Some(SystemTime::now() + Duration::from_millis(50));
+    let (_, mut k1) = join(&b, Arc::new(expiring)).await;
+    let (_, mut k2) = join(&b, info(0, "t", Scope::Tenant)).await;
+    let leaving = info(0, "t", Scope::Tenant);
+    let (_, _k3) = join(&b, leaving.clone()).await;
+    assert_eq!(b.send(GetSnapshot).await.unwrap().timers, 3);
+    b.send(SessionClosed {
+        id: leaving.id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.send(GetSnapshot).await.unwrap().timers, 2);
+
+    let c1 = tokio::time::timeout(Duration::from_secs(2), futures_util_next(&mut k1))
+        .await
+        .unwrap();
+    assert_eq!(c1, Some(Control::Close(CloseCode::TokenExpired)));
+    let c2 = tokio::time::timeout(Duration::from_secs(2), futures_util_next(&mut k2))
+        .await
+        .unwrap();
+    assert_eq!(c2, Some(Control::Close(CloseCode::SessionTimeout)));
+    assert_eq!(b.send(GetSnapshot).await.unwrap().timers, 0);
+}
+
+async fn futures_util_next(rx: &mut OutboxReceiver) -> Option<Control> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut rx.control).poll_next(cx)).await
+}
+
+use futures_core::Stream;
+
+#[actix::test]
+async fn shutdown_closes_everyone_with_1001_and_refuses_joins() {
+    let b = broker_with(vec![ListenerPolicy::for_tests(
+        0,
+        "/a",
+        Mode::Payload,
+        Scope::Tenant,
+    )]);
+    let s = info(0, "t", Scope::Tenant);
+    let (_, mut k) = join(&b, s.clone()).await;
+    let done = b.send(Shutdown).await.unwrap();
+    assert_eq!(
+        k.control.try_recv(),
+        Some(Control::Close(CloseCode::GoingAway))
+    );
+    let (r, _k2) = join(&b, info(0, "t", Scope::Tenant)).await;
+    assert_eq!(r.unwrap_err(), JoinError::ShuttingDown);
+    b.send(SessionClosed { id: s.id.clone() }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), done)
+        .await
+        .unwrap()
+        .unwrap();
+}

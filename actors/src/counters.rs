@@ -1,0 +1,155 @@
+//! Lock-free counters shared by the actors and read by stats and metrics.
+//!
+//! Plain relaxed atomics: increments on the hot path cost one uncontended-ish
+//! atomic add, and readers (admin stats, Prometheus scrapes) never block writers.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::close::CloseCode;
+use crate::ids::ListenerId;
+
+/// Why a message was not delivered.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DropReason {
+    /// The sender exceeded its rate limit (`on_rate_limit = drop`).
+    RateLimit,
+    /// A recipient's outbound queue was full (the recipient is closed with 4009).
+    SlowConsumer,
+    /// A room's inbound queue was full (global fan-out under overload).
+    RoomBacklog,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 3] = [
+        DropReason::RateLimit,
+        DropReason::SlowConsumer,
+        DropReason::RoomBacklog,
+    ];
+
+    /// Label value used in stats and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::RateLimit => "rate_limit",
+            DropReason::SlowConsumer => "slow_consumer",
+            DropReason::RoomBacklog => "room_backlog",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::RateLimit => 0,
+            DropReason::SlowConsumer => 1,
+            DropReason::RoomBacklog => 2,
+        }
+    }
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Open connections (gauge).
+    pub connections: AtomicI64,
+    /// Live rooms (gauge).
+    pub rooms: AtomicI64,
+    /// Messages accepted from clients.
+    pub messages_in: AtomicU64,
+    /// Messages pushed to recipients' queues (or written back in session scope).
+    pub deliveries: AtomicU64,
+}
+
+/// Process-wide counters.
+#[derive(Debug)]
+pub struct Counters {
+    started: Instant,
+    listeners: Vec<ListenerCounters>,
+    messages_out: AtomicU64,
+    dropped: [AtomicU64; 3],
+    closes: [AtomicU64; CloseCode::ALL.len()],
+}
+
+impl Counters {
+    /// Counters for `listeners` listeners, all zero.
+    pub fn new(listeners: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            listeners: (0..listeners)
+                .map(|_| ListenerCounters::default())
+                .collect(),
+            messages_out: AtomicU64::new(0),
+            dropped: Default::default(),
+            closes: Default::default(),
+        }
+    }
+
+    /// The counters of one listener.
+    ///
+    /// # Panics
+    /// On an id the server never created; ids come from the listener table.
+    pub fn listener(&self, id: ListenerId) -> &ListenerCounters {
+        &self.listeners[usize::from(id.0)]
+    }
+
+    /// All listeners' counters, by id.
+    pub fn listeners(&self) -> &[ListenerCounters] {
+        &self.listeners
+    }
+
+    /// Seconds since start.
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Counts `n` frames written to sockets.
+    pub fn add_messages_out(&self, n: u64) {
+        self.messages_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Frames written to sockets.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
+    }
+
+    /// Messages accepted from clients, all listeners.
+    pub fn messages_in(&self) -> u64 {
+        self.listeners
+            .iter()
+            .map(|l| l.messages_in.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Counts one dropped message.
+    pub fn add_dropped(&self, reason: DropReason) {
+        self.dropped[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Dropped messages for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Dropped messages, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+
+    /// Counts one close frame sent.
+    pub fn add_close(&self, code: CloseCode) {
+        self.closes[code.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Close frames sent with this code.
+    pub fn closes(&self, code: CloseCode) -> u64 {
+        self.closes[code.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Per-session message counts, written by the Session and read by admin queries.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Messages received from the client.
+    pub messages_in: AtomicU64,
+    /// Messages written to the client.
+    pub messages_out: AtomicU64,
+}

@@ -1,0 +1,40 @@
+//! `wsplus-actors`: the actor core of the wsplus broker.
+//!
+//! Three actors do all the routing:
+//!
+//! * [`Session`](session::Session) — one per WebSocket connection. Parses inbound
+//!   frames, stamps the verified `_session`, hands messages to its route and writes
+//!   deliveries out.
+//! * [`TenantRoom`](room::TenantRoom) — one per (listener, tenant) with at least one
+//!   session. The only holder of a tenant's delivery queues, so a tenant message
+//!   cannot reach another tenant.
+//! * [`Broker`](broker::Broker) — one per process: registry, per-tenant caps, global
+//!   fan-out, admin queries and commands, expiry and timeout timers.
+//!
+//! The crate knows nothing of HTTP routing, configuration files or JWT parsing: the
+//! server crate hands it a verified [`SessionInfo`](info::SessionInfo) and a
+//! [`ListenerPolicy`](policy::ListenerPolicy).
+
+pub mod broker;
+pub mod close;
+pub mod counters;
+pub mod delivery;
+pub mod ids;
+pub mod info;
+pub mod outbox;
+pub mod policy;
+pub mod protocol;
+pub mod rate;
+pub mod room;
+pub mod session;
+
+pub use broker::Broker;
+pub use close::CloseCode;
+pub use counters::Counters;
+pub use delivery::Delivery;
+pub use ids::{ListenerId, Mode, Scope, SessionId, TenantId};
+pub use info::{AuthStatus, SessionInfo};
+pub use outbox::{outbox, Outbox, OutboxReceiver};
+pub use policy::{ListenerPolicy, OnRateLimit, OnTokenExpiry};
+pub use room::TenantRoom;
+pub use session::Session;

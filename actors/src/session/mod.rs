@@ -1,0 +1,305 @@
+//! Session: one actor per WebSocket connection.
+//!
+//! Holds the verified identity, the listener's policy, a heartbeat and the rate
+//! limiter. Parses inbound frames, stamps `_session`, hands messages to its
+//! route; drains its bounded outbox to the socket. Every use of actix-web-actors'
+//! `WebsocketContext` stays in this module, so a move to another WebSocket
+//! implementation changes one place.
+
+mod frames;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::{CloseReason, Codec, Message, ProtocolError};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, WebsocketContext};
+
+use crate::broker::PublishGlobal;
+use crate::broker::{Broker, Route, SessionClosed};
+use crate::close::CloseCode;
+use crate::counters::{Counters, DropReason, SessionStats};
+use crate::delivery::Delivery;
+use crate::info::SessionInfo;
+use crate::outbox::{Control, OutboxReceiver};
+use crate::policy::{ListenerPolicy, OnRateLimit};
+use crate::protocol::{self, Frame};
+use crate::rate::TokenBucket;
+use crate::room::Fanout;
+
+pub use frames::{close_code_for, Reassembler};
+
+/// Tells the Broker a session is gone when the Session value is dropped, whether
+/// or not its actor ever started (a client can vanish before the 101 is sent).
+#[derive(Debug)]
+struct LeaveGuard {
+    broker: Addr<Broker>,
+    info: Arc<SessionInfo>,
+}
+
+impl Drop for LeaveGuard {
+    fn drop(&mut self) {
+        self.broker.do_send(SessionClosed {
+            id: self.info.id.clone(),
+        });
+    }
+}
+
+/// What a Session needs, gathered by the server at the upgrade.
+#[derive(Debug)]
+pub struct SessionParts {
+    /// Verified identity.
+    pub info: Arc<SessionInfo>,
+    /// The listener's enforced settings.
+    pub policy: Arc<ListenerPolicy>,
+    /// Where messages go (from the Broker's `Joined`).
+    pub route: Route,
+    /// The Broker (told when the session ends).
+    pub broker: Addr<Broker>,
+    /// Process counters.
+    pub counters: Arc<Counters>,
+    /// This session's counters (shared with the Broker's registry).
+    pub stats: Arc<SessionStats>,
+    /// The receiving half of the outbox registered with the Broker.
+    pub outbox: OutboxReceiver,
+}
+
+/// The per-connection actor.
+pub struct Session {
+    stamp: serde_json::Value,
+    policy: Arc<ListenerPolicy>,
+    route: Route,
+    counters: Arc<Counters>,
+    stats: Arc<SessionStats>,
+    outbox: Option<OutboxReceiver>,
+    last_seen: Instant,
+    bucket: Option<TokenBucket>,
+    fragments: Reassembler,
+    closing: bool,
+    guard: LeaveGuard,
+}
+
+impl Session {
+    /// Builds the actor; it runs once [`Session::start`] hands it its socket.
+    pub fn new(parts: SessionParts) -> Self {
+        let bucket = (parts.policy.rate_limit_per_s > 0)
+            .then(|| TokenBucket::new(parts.policy.rate_limit_per_s));
+        Self {
+            stamp: parts.info.stamp(),
+            policy: parts.policy,
+            route: parts.route,
+            counters: parts.counters,
+            stats: parts.stats,
+            outbox: Some(parts.outbox),
+            last_seen: Instant::now(),
+            bucket,
+            fragments: Reassembler::default(),
+            closing: false,
+            guard: LeaveGuard {
+                broker: parts.broker,
+                info: parts.info,
+            },
+        }
+    }
+
+    /// Completes the WebSocket handshake (101) and starts the actor on the
+    /// current worker. Frames larger than `max_message_bytes` are refused by the
+    /// decoder before their payload is buffered.
+    pub fn start(
+        self,
+        req: &HttpRequest,
+        payload: web::Payload,
+    ) -> Result<HttpResponse, actix_web::Error> {
+        let codec = Codec::new().max_size(self.policy.max_message_bytes);
+        ws::WsResponseBuilder::new(self, req, payload)
+            .codec(codec)
+            .start()
+    }
+
+    fn info(&self) -> &SessionInfo {
+        &self.guard.info
+    }
+
+    fn close_with(&mut self, ctx: &mut WebsocketContext<Self>, code: CloseCode) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        log::debug!(
+            "closing session tenant={} session={} code={}",
+            self.info().tenant,
+            self.info().id,
+            code.code()
+        );
+        self.counters.add_close(code);
+        ctx.close(Some(CloseReason {
+            code: ws::CloseCode::from(code.code()),
+            description: Some(code.reason().to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    fn on_message(&mut self, frame: Frame, ctx: &mut WebsocketContext<Self>) {
+        if let Some(bucket) = self.bucket.as_mut() {
+            if !bucket.try_take() {
+                match self.policy.on_rate_limit {
+                    OnRateLimit::Drop => self.counters.add_dropped(DropReason::RateLimit),
+                    OnRateLimit::Close => {
+                        self.counters.add_dropped(DropReason::RateLimit);
+                        self.close_with(ctx, CloseCode::RateLimited);
+                    }
+                }
+                return;
+            }
+        }
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .listener(self.policy.id)
+            .messages_in
+            .fetch_add(1, Ordering::Relaxed);
+        let delivery = protocol::encode(self.policy.mode, frame, &self.stamp);
+        match &self.route {
+            Route::Own => {
+                self.counters
+                    .listener(self.policy.id)
+                    .deliveries
+                    .fetch_add(1, Ordering::Relaxed);
+                self.write(delivery, ctx);
+            }
+            Route::Room(room) => match room.try_send(Fanout { delivery }) {
+                Ok(()) => {}
+                // The room is behind: hold this session's input until it takes
+                // the message (back-pressure to the publisher's socket).
+                Err(SendError::Full(msg)) => {
+                    ctx.wait(room.send(msg).into_actor(self).map(|_, _, _| ()))
+                }
+                Err(SendError::Closed(_)) => {}
+            },
+            Route::Global(broker) => {
+                let msg = PublishGlobal {
+                    listener: self.policy.id,
+                    delivery,
+                };
+                match broker.try_send(msg) {
+                    Ok(()) => {}
+                    Err(SendError::Full(msg)) => {
+                        ctx.wait(broker.send(msg).into_actor(self).map(|_, _, _| ()))
+                    }
+                    Err(SendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, delivery: Delivery, ctx: &mut WebsocketContext<Self>) {
+        match delivery {
+            Delivery::Text(s) => ctx.text(s),
+            Delivery::Binary(b) => ctx.binary(b),
+        }
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.counters.add_messages_out(1);
+    }
+}
+
+impl Actor for Session {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(outbox) = self.outbox.take() {
+            ctx.add_stream(outbox.data);
+            ctx.add_stream(outbox.control);
+        }
+        if let Some(every) = self.policy.heartbeat {
+            ctx.run_interval(every, move |act, ctx| {
+                if act.last_seen.elapsed() > every * 2 {
+                    log::info!(
+                        "heartbeat missed, dropping tenant={} session={}",
+                        act.info().tenant,
+                        act.info().id
+                    );
+                    ctx.stop();
+                } else {
+                    ctx.ping(b"");
+                }
+            });
+        }
+        log::debug!(
+            "session started tenant={} session={}",
+            self.info().tenant,
+            self.info().id
+        );
+    }
+}
+
+impl StreamHandler<Delivery> for Session {
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
+        if !self.closing {
+            self.write(delivery, ctx);
+        }
+    }
+
+    /// The Broker or room dropped its sender: nothing to do, the session lives
+    /// on until its socket or a control command ends it.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl StreamHandler<Control> for Session {
+    fn handle(&mut self, control: Control, ctx: &mut Self::Context) {
+        match control {
+            Control::Close(code) => self.close_with(ctx, code),
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for Session {
+    fn handle(&mut self, msg: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                log::debug!(
+                    "protocol error tenant={} session={} error={}",
+                    self.info().tenant,
+                    self.info().id,
+                    e
+                );
+                let code = close_code_for(&e);
+                return self.close_with(ctx, code);
+            }
+        };
+        self.last_seen = Instant::now();
+        match msg {
+            Message::Text(s) if !self.fragments.in_progress() => {
+                self.on_message(Frame::Text(s), ctx)
+            }
+            Message::Binary(b) if !self.fragments.in_progress() => {
+                self.on_message(Frame::Binary(b), ctx)
+            }
+            Message::Text(_) | Message::Binary(_) => self.close_with(ctx, CloseCode::ProtocolError),
+            Message::Continuation(item) => {
+                match self.fragments.push(item, self.policy.max_message_bytes) {
+                    Ok(Some(frame)) => self.on_message(frame, ctx),
+                    Ok(None) => {}
+                    Err(code) => self.close_with(ctx, code),
+                }
+            }
+            Message::Ping(p) => ctx.pong(&p),
+            Message::Pong(_) | Message::Nop => {}
+            Message::Close(reason) => {
+                self.closing = true;
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

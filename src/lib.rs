@@ -1,1 +1,13 @@
-//! stub
+//! wsplus: a tenant-isolated WebSocket pub/sub broker.
+//!
+//! The library exposes the server as a function of settings and bound sockets
+//! ([`server::run`]); `main.rs` only parses the command line, loads settings and
+//! starts logging.
+
+pub mod settings;
+pub mod auth;
+pub mod admin;
+pub mod error;
+pub mod server;
+pub mod cli;
+pub mod env;

@@ -1,0 +1,44 @@
+//! Reading the HS256 secret from an environment variable or a file. Errors name
+//! the variable or file, never the value.
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::env::Env;
+use crate::settings::AuthSettings;
+
+/// Why a secret is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The variable is not set or empty.
+    #[error("environment variable {0} is unset or empty")]
+    EnvMissing(String),
+    /// The file cannot be read or is empty.
+    #[error("secret file {0} is unreadable or empty")]
+    FileMissing(String),
+    /// The secret cannot be used as an HMAC key.
+    #[error("the secret cannot be used as an HS256 key")]
+    Unusable,
+    /// Neither source is configured.
+    #[error("no secret_env or secret_file configured")]
+    NotConfigured,
+}
+
+/// The configured HS256 secret (trailing newline of a file trimmed).
+pub fn hs256_secret(auth: &AuthSettings, env: &Env) -> Result<String, SecretError> {
+    if let Some(var) = &auth.secret_env {
+        return env.var(var).filter(|s| !s.is_empty()).ok_or_else(|| SecretError::EnvMissing(var.clone()));
+    }
+    if let Some(path) = &auth.secret_file {
+        return std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| SecretError::FileMissing(path.clone()));
+    }
+    Err(SecretError::NotConfigured)
+}
+
+/// A random 256-bit secret for a development run.
+pub fn generate() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 43)
+}

@@ -1,0 +1,57 @@
+//! `wsplus check-config`: validate and print the effective configuration.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::settings::{self, Settings};
+
+/// Loads, validates and prints the configuration (TOML, secrets redacted).
+/// Exit 0 when valid, 1 with one line per problem on stderr otherwise.
+pub fn run(config: Option<&Path>) -> ExitCode {
+    match settings::load(config) {
+        Ok((s, source)) => {
+            let text = toml::to_string_pretty(&redacted(s)).unwrap_or_default();
+            println!("# effective configuration ({source:?}); secrets redacted");
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            super::report_config_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A copy safe to print: credentials inside URLs are replaced. Secrets
+/// themselves never appear in settings (only the names of their variables).
+pub fn redacted(mut s: Settings) -> Settings {
+    if let Some(url) = s.cluster.redis_url.as_mut() {
+        *url = redact_userinfo(url);
+    }
+    s
+}
+
+/// `scheme://user:pass@host/..` → `scheme://[redacted]@host/..`.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_redacted() {
+        assert_eq!(redact_userinfo("redis://:pw@h:6379/0"), "redis://[redacted]@h:6379/0");
+        assert_eq!(redact_userinfo("redis://h:6379/"), "redis://h:6379/");
+    }
+}

@@ -1,0 +1,159 @@
+//! Handshake failures and their HTTP statuses, in one place (DESIGN §5). The
+//! close codes of established sessions live in `wsplus_actors::CloseCode`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+use wsplus_actors::broker::JoinError;
+
+use crate::auth::AuthError;
+
+/// Why an upgrade request was refused before any frame was exchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// No listener at this path.
+    #[error("no listener at this path")]
+    NotFound,
+    /// `Origin` not in `allowed_origins`.
+    #[error("origin not allowed")]
+    Origin,
+    /// Token missing or refused.
+    #[error("unauthorized")]
+    Auth(AuthError),
+    /// `max_connections_per_tenant` reached.
+    #[error("too many connections for this tenant")]
+    TenantLimit,
+    /// `limits.max_connections` reached.
+    #[error("server connection limit reached")]
+    ServerFull,
+    /// Shutting down.
+    #[error("server shutting down")]
+    ShuttingDown,
+    /// Not a WebSocket upgrade request (after every check above passed).
+    #[error("not a websocket upgrade request")]
+    NotWebSocket,
+}
+
+impl HandshakeError {
+    /// The HTTP status answered.
+    pub fn status(self) -> StatusCode {
+        match self {
+            HandshakeError::NotFound => StatusCode::NOT_FOUND,
+            HandshakeError::Origin => StatusCode::FORBIDDEN,
+            HandshakeError::Auth(_) => StatusCode::UNAUTHORIZED,
+            HandshakeError::TenantLimit => StatusCode::TOO_MANY_REQUESTS,
+            HandshakeError::ServerFull | HandshakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HandshakeError::NotWebSocket => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `reason` in the body and the `rejected` counter label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HandshakeError::NotFound => "not_found",
+            HandshakeError::Origin => "origin",
+            HandshakeError::Auth(e) => e.reason(),
+            HandshakeError::TenantLimit => "tenant_limit",
+            HandshakeError::ServerFull => "server_full",
+            HandshakeError::ShuttingDown => "shutting_down",
+            HandshakeError::NotWebSocket => "not_websocket",
+        }
+    }
+
+    /// Every counted reason label, in counter order.
+    pub fn all_reasons() -> impl Iterator<Item = &'static str> {
+        AuthError::ALL
+            .iter()
+            .map(|e| e.reason())
+            .chain(["origin", "tenant_limit", "not_found", "server_full", "shutting_down", "not_websocket"])
+    }
+
+    fn index(self) -> usize {
+        let reason = self.reason();
+        Self::all_reasons().position(|r| r == reason).unwrap_or(0)
+    }
+
+    /// The JSON response `{"error": "...", "reason": "..."}`. Never echoes input.
+    pub fn response(self) -> HttpResponse {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+            reason: &'static str,
+        }
+        let error = match self {
+            HandshakeError::Auth(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        HttpResponse::build(self.status()).json(Body { error, reason: self.reason() })
+    }
+}
+
+impl From<AuthError> for HandshakeError {
+    fn from(e: AuthError) -> Self {
+        HandshakeError::Auth(e)
+    }
+}
+
+impl From<JoinError> for HandshakeError {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::TenantLimit => HandshakeError::TenantLimit,
+            JoinError::ServerFull => HandshakeError::ServerFull,
+            JoinError::ShuttingDown => HandshakeError::ShuttingDown,
+            // A 128-bit id collision: refuse this one attempt; the client retries.
+            JoinError::DuplicateId => HandshakeError::ServerFull,
+        }
+    }
+}
+
+/// Handshake rejection counters by reason (stats and metrics).
+#[derive(Debug)]
+pub struct Rejections {
+    counts: Vec<AtomicU64>,
+}
+
+impl Default for Rejections {
+    fn default() -> Self {
+        Self {
+            counts: HandshakeError::all_reasons().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Rejections {
+    /// Counts one rejection.
+    pub fn add(&self, e: HandshakeError) {
+        self.counts[e.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        HandshakeError::all_reasons()
+            .zip(&self.counts)
+            .map(|(r, c)| (r, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_and_counted() {
+        let all: Vec<_> = HandshakeError::all_reasons().collect();
+        let mut dedup = all.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(all.len(), dedup.len());
+        let r = Rejections::default();
+        r.add(HandshakeError::Auth(AuthError::Expired));
+        r.add(HandshakeError::TenantLimit);
+        let snap = r.snapshot();
+        assert!(snap.contains(&("expired", 1)));
+        assert!(snap.contains(&("tenant_limit", 1)));
+        assert!(snap.contains(&("origin", 0)));
+    }
+}

@@ -1,0 +1,216 @@
+//! The server: builds the actors and the two HTTP servers (client traffic and
+//! admin) from settings and already-bound sockets, and shuts them down in order.
+
+pub mod access_log;
+mod assets;
+pub mod state;
+pub mod upgrade;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use wsplus_actors::broker::{BrokerConfig, Shutdown};
+use wsplus_actors::{Broker, Counters};
+
+use crate::admin;
+use crate::auth::{Authenticator, SetupError};
+use crate::env::Env;
+use crate::error::Rejections;
+use crate::settings::{Settings, Source};
+use state::{AppState, Listener};
+
+/// The two sockets the server listens on, bound before start so tests can use
+/// port 0 and `serve` can fail early.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Client traffic (all listeners).
+    pub http: TcpListener,
+    /// Admin API.
+    pub admin: TcpListener,
+}
+
+impl Sockets {
+    /// Binds `server.bind` and `admin.bind`.
+    pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+        Ok(Self {
+            http: TcpListener::bind(&settings.server.bind)?,
+            admin: TcpListener::bind(&settings.admin.bind)?,
+        })
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An authenticator could not be built (missing secret...).
+    #[error(transparent)]
+    Auth(#[from] SetupError),
+    /// A socket or TLS problem.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running broker.
+pub struct Running {
+    /// The Broker actor.
+    pub broker: Addr<Broker>,
+    /// Process counters.
+    pub counters: Arc<Counters>,
+    /// Handshake rejection counters.
+    pub rejections: Arc<Rejections>,
+    /// Where client traffic is accepted.
+    pub http_addr: SocketAddr,
+    /// Where the admin API is served.
+    pub admin_addr: SocketAddr,
+    /// Development tokens to print (listener path, token), when secrets were generated.
+    pub dev_tokens: Vec<(String, String)>,
+    /// The admin token generated for this run, when none was configured.
+    pub generated_admin_token: Option<String>,
+    http: ServerHandle,
+    admin: ServerHandle,
+    grace: Duration,
+    _room_arbiters: Vec<Arbiter>,
+}
+
+/// Starts the broker on `sockets`. Must run inside an actix `System`.
+pub async fn start(settings: Settings, source: Source, sockets: Sockets, env: Env) -> Result<Running, StartError> {
+    let dev_default = source == Source::Default;
+    let workers = match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut listeners = Vec::with_capacity(settings.listeners.len());
+    let mut by_path = HashMap::new();
+    let mut dev_tokens = Vec::new();
+    for (i, l) in settings.listeners.iter().enumerate() {
+        let auth = Arc::new(Authenticator::new(i, l, &env, dev_default)?);
+        if let Some(t) = auth.dev_token() {
+            dev_tokens.push((l.path.clone(), t));
+        }
+        let policy = Arc::new(state::policy(i, l, &settings));
+        by_path.insert(l.path.clone(), policy.id);
+        listeners.push(Listener {
+            policy,
+            settings: l.clone(),
+            auth,
+            allowed_origins: l.allowed_origins.iter().cloned().collect(),
+        });
+    }
+
+    let counters = Arc::new(Counters::new(listeners.len()));
+    let rejections = Arc::new(Rejections::default());
+    let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let broker = Broker::new(
+        listeners.iter().map(|l| l.policy.clone()).collect(),
+        counters.clone(),
+        BrokerConfig {
+            room_queue: settings.limits.room_queue,
+            broker_queue: settings.limits.room_queue,
+            max_sessions: settings.limits.max_connections,
+            arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
+        },
+    )
+    .start();
+
+    let app_state = web::Data::new(AppState {
+        broker: broker.clone(),
+        counters: counters.clone(),
+        rejections: rejections.clone(),
+        listeners,
+        by_path,
+    });
+    let grace = Duration::from_secs(settings.server.shutdown_grace_s);
+    let http_addr = sockets.http.local_addr()?;
+    let admin_addr = sockets.admin.local_addr()?;
+
+    let client_state = app_state.clone();
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(client_state.clone())
+            .wrap(access_log::logger())
+            .configure(assets::configure)
+            .default_service(web::to(upgrade::upgrade))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs())
+    .listen(sockets.http)?
+    .run();
+
+    let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
+    let admin_cfg = web::Data::new(admin_cfg);
+    let admin_state = app_state.clone();
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .app_data(admin_cfg.clone())
+            .wrap(access_log::logger())
+            .configure(admin::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs())
+    .listen(sockets.admin)?
+    .run();
+
+    let running = Running {
+        broker,
+        counters,
+        rejections,
+        http_addr,
+        admin_addr,
+        dev_tokens,
+        generated_admin_token,
+        http: http.handle(),
+        admin: admin.handle(),
+        grace,
+        _room_arbiters: room_arbiters,
+    };
+    actix_rt::spawn(http);
+    actix_rt::spawn(admin);
+    log::info!("listening on {http_addr} (admin on {admin_addr})");
+    Ok(running)
+}
+
+impl Running {
+    /// A cloneable handle that can shut this server down from anywhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            broker: self.broker.clone(),
+            http: self.http.clone(),
+            admin: self.admin.clone(),
+            grace: self.grace,
+        }
+    }
+}
+
+/// Shuts a running server down: stop accepting, close every session with 1001,
+/// wait for them (at most `shutdown_grace_s`), stop both HTTP servers.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    broker: Addr<Broker>,
+    http: ServerHandle,
+    admin: ServerHandle,
+    grace: Duration,
+}
+
+impl ShutdownHandle {
+    /// Runs the shutdown sequence; returns when both servers have stopped.
+    pub async fn shutdown(&self) {
+        log::info!("shutting down: closing sessions with 1001 (grace {}s)", self.grace.as_secs());
+        let http_stop = self.http.stop(true);
+        if let Ok(all_gone) = self.broker.send(Shutdown).await {
+            if tokio::time::timeout(self.grace, all_gone).await.is_err() {
+                log::warn!("shutdown grace elapsed with sessions still open");
+            }
+        }
+        http_stop.await;
+        self.admin.stop(true).await;
+        log::info!("shutdown complete");
+    }
+}

@@ -1,0 +1,73 @@
+//! Shared, read-only server state handed to every HTTP worker (`web::Data`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use wsplus_actors::{Broker, Counters, ListenerId, ListenerPolicy, OnRateLimit, OnTokenExpiry};
+
+use crate::auth::Authenticator;
+use crate::error::Rejections;
+use crate::settings::{self, ListenerSettings, Settings};
+
+/// One listener as the upgrade handler sees it.
+#[derive(Debug)]
+pub struct Listener {
+    /// What the actors enforce.
+    pub policy: Arc<ListenerPolicy>,
+    /// The listener's settings as configured.
+    pub settings: ListenerSettings,
+    /// Token verification.
+    pub auth: Arc<Authenticator>,
+    /// Allowed `Origin` values; empty = any.
+    pub allowed_origins: HashSet<String>,
+}
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct AppState {
+    /// The broker.
+    pub broker: Addr<Broker>,
+    /// Process counters.
+    pub counters: Arc<Counters>,
+    /// Handshake rejections by reason.
+    pub rejections: Arc<Rejections>,
+    /// Listeners by id.
+    pub listeners: Vec<Listener>,
+    /// Listener ids by path.
+    pub by_path: HashMap<String, ListenerId>,
+}
+
+impl AppState {
+    /// The listener at `path`, if any.
+    pub fn listener(&self, path: &str) -> Option<&Listener> {
+        self.by_path.get(path).map(|id| &self.listeners[usize::from(id.0)])
+    }
+}
+
+/// Builds the actors' policy of `listeners[index]` from validated settings.
+pub fn policy(index: usize, l: &ListenerSettings, s: &Settings) -> ListenerPolicy {
+    let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+    ListenerPolicy {
+        id: ListenerId(index as u16),
+        path: l.path.as_str().into(),
+        mode: l.mode,
+        scope: l.scope,
+        max_message_bytes: l.max_message_bytes,
+        heartbeat: secs(l.heartbeat_s),
+        session_timeout: secs(l.session.timeout_s),
+        on_token_expiry: match l.session.on_token_expiry {
+            settings::OnTokenExpiry::Disconnect => OnTokenExpiry::Disconnect,
+            settings::OnTokenExpiry::AllowStale => OnTokenExpiry::AllowStale,
+        },
+        rate_limit_per_s: l.session.rate_limit_per_s,
+        on_rate_limit: match l.session.on_rate_limit {
+            settings::OnRateLimit::Drop => OnRateLimit::Drop,
+            settings::OnRateLimit::Close => OnRateLimit::Close,
+        },
+        max_connections_per_tenant: l.session.max_connections_per_tenant,
+        outbound_queue_messages: s.limits.outbound_queue_messages,
+        outbound_queue_bytes: s.limits.outbound_queue_bytes,
+    }
+}

@@ -1,0 +1,117 @@
+//! The WebSocket upgrade: every check of DESIGN §5, in order, before any frame.
+//!
+//! path → Origin → token → signature/alg → claims → tenant → tenant cap.
+//! A session is registered with the Broker and joined to its room before the
+//! 101 is returned, so anything published after the client sees 101 reaches it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use wsplus_actors::broker::Join;
+use wsplus_actors::counters::SessionStats;
+use wsplus_actors::session::{Session, SessionParts};
+use wsplus_actors::{outbox, AuthStatus, SessionId, SessionInfo, TenantId};
+
+use super::state::{AppState, Listener};
+use crate::error::HandshakeError;
+
+/// Handles every request on the client port that no static route took.
+pub async fn upgrade(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    match accept(&req, payload, &state).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            state.rejections.add(e);
+            log::debug!("handshake refused path={} status={} reason={}", req.path(), e.status().as_u16(), e.reason());
+            e.response()
+        }
+    }
+}
+
+async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, HandshakeError> {
+    let listener = state.listener(req.path()).ok_or(HandshakeError::NotFound)?;
+    check_origin(req, listener)?;
+    let token = token_param(req);
+    let identity = listener.auth.verify(token.as_deref()).await?;
+    if actix_web_actors::ws::handshake(req).is_err() {
+        return Err(HandshakeError::NotWebSocket);
+    }
+
+    let policy = listener.policy.clone();
+    let info = Arc::new(SessionInfo {
+        id: SessionId::random(),
+        listener: policy.id,
+        listener_path: policy.path.clone(),
+        tenant: TenantId::new(identity.tenant),
+        subject: identity.subject,
+        auth: if identity.verified { AuthStatus::Verified } else { AuthStatus::None },
+        scope: policy.scope,
+        remote: req.peer_addr(),
+        connected_at: SystemTime::now(),
+        expires_at: identity.expires_at,
+    });
+    let (tx, rx) = outbox(policy.outbound_queue_messages, policy.outbound_queue_bytes);
+    let stats = Arc::new(SessionStats::default());
+    let joined = state
+        .broker
+        .send(Join { info: info.clone(), outbox: tx, stats: stats.clone() })
+        .await
+        .map_err(|_| HandshakeError::ShuttingDown)??;
+    log::info!(
+        "session accepted listener={} tenant={} session={} subject={}",
+        policy.path,
+        info.tenant,
+        info.id,
+        info.subject.as_deref().unwrap_or("-")
+    );
+    let session = Session::new(SessionParts {
+        info,
+        policy,
+        route: joined.route,
+        broker: state.broker.clone(),
+        counters: state.counters.clone(),
+        stats,
+        outbox: rx,
+    });
+    // The handshake was validated above; a failure here drops the session, whose
+    // guard tells the Broker it left.
+    session.start(req, payload).map_err(|_| HandshakeError::NotWebSocket)
+}
+
+fn check_origin(req: &HttpRequest, listener: &Listener) -> Result<(), HandshakeError> {
+    if listener.allowed_origins.is_empty() {
+        return Ok(());
+    }
+    let origin = req.headers().get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    match origin {
+        Some(o) if listener.allowed_origins.contains(o) => Ok(()),
+        _ => Err(HandshakeError::Origin),
+    }
+}
+
+/// The `token` query parameter (the only place a token is read from),
+/// percent-decoded. An empty value counts as missing.
+pub fn token_param(req: &HttpRequest) -> Option<String> {
+    let query = req.query_string();
+    url_query_value(query, "token").filter(|t| !t.is_empty())
+}
+
+fn url_query_value(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_read_from_the_query_only() {
+        assert_eq!(url_query_value("a=1&token=abc&b=2", "token").as_deref(), Some("abc"));
+        assert_eq!(url_query_value("token=a%2Eb", "token").as_deref(), Some("a.b"));
+        assert_eq!(url_query_value("tokens=x", "token"), None);
+        assert_eq!(url_query_value("", "token"), None);
+        assert_eq!(url_query_value("token=%zz%", "token").as_deref(), Some("%zz%"));
+    }
+}

@@ -1,0 +1,330 @@
+//! Settings: the TOML configuration of DESIGN §4, loaded with the `config` crate
+//! (file, then `WSPLUS__SECTION__KEY` environment overrides) and validated as a
+//! whole before anything binds. Secrets never live here: only the names of the
+//! environment variables or files that hold them.
+
+mod load;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
+pub use validate::validate;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The client-facing HTTP server.
+    pub server: ServerSettings,
+    /// The admin API server.
+    pub admin: AdminSettings,
+    /// WebSocket listeners (paths) on the server.
+    pub listeners: Vec<ListenerSettings>,
+    /// Broker-wide limits.
+    pub limits: LimitsSettings,
+    /// Scale-out backend.
+    pub cluster: ClusterSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            admin: AdminSettings::default(),
+            listeners: vec![ListenerSettings::default()],
+            limits: LimitsSettings::default(),
+            cluster: ClusterSettings::default(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address all listeners share.
+    pub bind: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Serve the demo page at `/demo`.
+    pub demo: bool,
+    /// Seconds to wait for sessions to close on shutdown.
+    pub shutdown_grace_s: u64,
+    /// PEM certificate chain; with `tls_key`, serve wss://.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// PEM private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+            demo: false,
+            shutdown_grace_s: 10,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address of the admin API (separate from client traffic).
+    pub bind: String,
+    /// Environment variable holding the admin bearer token.
+    pub token_env: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:9090".into(),
+            token_env: "WSPLUS_ADMIN_TOKEN".into(),
+        }
+    }
+}
+
+/// Frame/message mapping (`payload` | `message`).
+pub type Mode = wsplus_actors::Mode;
+/// Routing scope (`session` | `tenant` | `global`).
+pub type Scope = wsplus_actors::Scope;
+
+/// `[[listeners]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerSettings {
+    /// URL path, unique, starting with `/`.
+    pub path: String,
+    /// payload | message.
+    pub mode: Mode,
+    /// session | tenant | global.
+    pub scope: Scope,
+    /// Allowed `Origin` values (exact match); empty = any.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted frame, inclusive.
+    pub max_message_bytes: usize,
+    /// Server ping interval in seconds; 0 disables heartbeats.
+    pub heartbeat_s: u64,
+    /// Handshake authentication.
+    pub auth: AuthSettings,
+    /// Where the tenant comes from.
+    pub tenant: TenantSettings,
+    /// Session lifetime, rate and connection limits.
+    pub session: SessionSettings,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            path: "/ws/events".into(),
+            mode: Mode::Payload,
+            scope: Scope::Tenant,
+            allowed_origins: Vec::new(),
+            max_message_bytes: 65536,
+            heartbeat_s: 30,
+            auth: AuthSettings::default(),
+            tenant: TenantSettings::default(),
+            session: SessionSettings::default(),
+        }
+    }
+}
+
+/// Authentication mode of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No token; identity is anonymous.
+    None,
+    /// HS256 with a shared secret.
+    Hs256,
+    /// RS256/ES256 with keys from a JWKS endpoint.
+    Jwks,
+}
+
+/// `[listeners.auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// none | hs256 | jwks.
+    pub mode: AuthMode,
+    /// hs256: environment variable holding the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// hs256: file holding the secret (alternative to `secret_env`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+    /// jwks: where to fetch the key set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Required `iss`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Required `aud` (string or array member), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    pub leeway_s: u64,
+    /// jwks: refetch interval, seconds.
+    pub jwks_refresh_s: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Hs256,
+            secret_env: Some("WSPLUS_JWT_SECRET".into()),
+            secret_file: None,
+            jwks_uri: None,
+            issuer: None,
+            audience: None,
+            leeway_s: 0,
+            jwks_refresh_s: 300,
+        }
+    }
+}
+
+/// Where a listener's tenant comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantFrom {
+    /// A verified claim of the token.
+    Claim,
+    /// A fixed value for every connection.
+    Static,
+}
+
+/// `[listeners.tenant]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    /// claim | static.
+    pub from: TenantFrom,
+    /// The claim holding the tenant (claim mode).
+    pub claim: String,
+    /// The tenant of every connection (static mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_id: Option<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            from: TenantFrom::Claim,
+            claim: "tenant_id".into(),
+            static_id: None,
+        }
+    }
+}
+
+/// What to do when a token expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTokenExpiry {
+    /// Close with 4001.
+    Disconnect,
+    /// Keep the connection.
+    AllowStale,
+}
+
+/// What to do when the rate limit is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRateLimit {
+    /// Drop the message.
+    Drop,
+    /// Close with 4008.
+    Close,
+}
+
+/// `[listeners.session]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Session lifetime in seconds; 0 = unlimited. Close 4002.
+    pub timeout_s: u64,
+    /// disconnect | allow-stale.
+    pub on_token_expiry: OnTokenExpiry,
+    /// Messages per second per connection; 0 = none.
+    pub rate_limit_per_s: u32,
+    /// drop | close.
+    pub on_rate_limit: OnRateLimit,
+    /// Connections per tenant on this listener; 0 = none. HTTP 429 above.
+    pub max_connections_per_tenant: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            timeout_s: 0,
+            on_token_expiry: OnTokenExpiry::Disconnect,
+            rate_limit_per_s: 0,
+            on_rate_limit: OnRateLimit::Drop,
+            max_connections_per_tenant: 0,
+        }
+    }
+}
+
+/// `[limits]`: broker-wide bounds (see docs/limits.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// Per-connection outbound queue, in messages. Full → close 4009.
+    pub outbound_queue_messages: usize,
+    /// Per-connection outbound queue, in bytes. Full → close 4009.
+    pub outbound_queue_bytes: usize,
+    /// Messages waiting in one room before publishers are held back.
+    pub room_queue: usize,
+    /// Open connections, all listeners; 0 = none. HTTP 503 above.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            outbound_queue_messages: 1024,
+            outbound_queue_bytes: 4 << 20,
+            room_queue: 4096,
+            max_connections: 0,
+        }
+    }
+}
+
+/// Cluster backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterBackend {
+    /// One node, in-process.
+    Local,
+    /// Several nodes sharing a Redis.
+    Redis,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// local | redis.
+    pub backend: ClusterBackend,
+    /// Redis URL (redis backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// This node's id; empty = random per start.
+    pub node_id: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            backend: ClusterBackend::Local,
+            redis_url: None,
+            node_id: String::new(),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Whole-configuration validation: every problem, one line each, naming the key
+//! by its full path (`listeners[0].path: must not start with /debug/ws`).
+
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+
+use super::{AuthMode, ClusterBackend, ListenerSettings, Settings, TenantFrom};
+
+/// Largest frame a listener may accept (16 MiB).
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
+/// Paths the server uses for itself.
+const RESERVED_PREFIXES: [&str; 2] = ["/debug/ws", "/admin"];
+const RESERVED_PATHS: [&str; 2] = ["/wsplus.js", "/demo"];
+
+/// Returns every problem found; empty means valid.
+pub fn validate(s: &Settings) -> Vec<String> {
+    let mut p = Problems::default();
+    p.addr("server.bind", &s.server.bind);
+    p.addr("admin.bind", &s.admin.bind);
+    if s.server.bind == s.admin.bind && !s.server.bind.ends_with(":0") {
+        p.push("admin.bind", "must differ from server.bind (admin traffic has its own port)");
+    }
+    p.range("server.workers", s.server.workers as u64, 0, 1024);
+    p.range("server.shutdown_grace_s", s.server.shutdown_grace_s, 0, 3600);
+    match (&s.server.tls_cert, &s.server.tls_key) {
+        (Some(_), None) => p.push("server.tls_key", "required when server.tls_cert is set"),
+        (None, Some(_)) => p.push("server.tls_cert", "required when server.tls_key is set"),
+        _ => {}
+    }
+    p.env_name("admin.token_env", &s.admin.token_env);
+
+    if s.listeners.is_empty() {
+        p.push("listeners", "at least one listener is required");
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, l) in s.listeners.iter().enumerate() {
+        listener(&mut p, &format!("listeners[{i}]"), l);
+        if let Some(first) = seen.insert(l.path.as_str(), i) {
+            p.push(&format!("listeners[{i}].path"), &format!("duplicates listeners[{first}].path {:?}", l.path));
+        }
+    }
+
+    let lim = &s.limits;
+    p.range("limits.outbound_queue_messages", lim.outbound_queue_messages as u64, 1, 1 << 20);
+    p.range("limits.outbound_queue_bytes", lim.outbound_queue_bytes as u64, 1024, 1 << 30);
+    p.range("limits.room_queue", lim.room_queue as u64, 16, 1 << 20);
+    p.range("limits.max_connections", lim.max_connections as u64, 0, 10_000_000);
+
+    match s.cluster.backend {
+        ClusterBackend::Local => {}
+        ClusterBackend::Redis => match &s.cluster.redis_url {
+            None => p.push("cluster.redis_url", "required when cluster.backend = \"redis\""),
+            Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                p.push("cluster.redis_url", "must start with redis:// or rediss://")
+            }
+            Some(_) => p.push(
+                "cluster.backend",
+                "\"redis\" is not available in this build yet (see docs/decisions.md); use \"local\"",
+            ),
+        },
+    }
+    p.0
+}
+
+fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
+    let key = |k: &str| format!("{at}.{k}");
+    let path = &l.path;
+    if !path.starts_with('/') {
+        p.push(&key("path"), "must start with /");
+    }
+    for prefix in RESERVED_PREFIXES {
+        if path.starts_with(prefix) {
+            p.push(&key("path"), &format!("must not start with {prefix}"));
+        }
+    }
+    if RESERVED_PATHS.contains(&path.as_str()) {
+        p.push(&key("path"), &format!("{path} is served by wsplus itself"));
+    }
+    if path.len() > 256 || path.chars().any(|c| c.is_whitespace() || c == '?' || c == '#' || c.is_control()) {
+        p.push(&key("path"), "must be at most 256 characters without spaces, '?' or '#'");
+    }
+    p.range(&key("max_message_bytes"), l.max_message_bytes as u64, 1, MAX_MESSAGE_BYTES_LIMIT as u64);
+    p.range(&key("heartbeat_s"), l.heartbeat_s, 0, 3600);
+    for (j, o) in l.allowed_origins.iter().enumerate() {
+        if !valid_origin(o) {
+            p.push(
+                &key(&format!("allowed_origins[{j}]")),
+                &format!("{o:?} is not an origin (scheme://host[:port], no path)"),
+            );
+        }
+    }
+
+    let a = &l.auth;
+    match a.mode {
+        AuthMode::None => {}
+        AuthMode::Hs256 => match (&a.secret_env, &a.secret_file) {
+            (None, None) => p.push(&key("auth.secret_env"), "hs256 needs secret_env or secret_file"),
+            (Some(_), Some(_)) => p.push(&key("auth.secret_file"), "set secret_env or secret_file, not both"),
+            (Some(v), None) => p.env_name(&key("auth.secret_env"), v),
+            (None, Some(_)) => {}
+        },
+        AuthMode::Jwks => match &a.jwks_uri {
+            None => p.push(&key("auth.jwks_uri"), "required when auth.mode = \"jwks\""),
+            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                p.push(&key("auth.jwks_uri"), "must be an http:// or https:// URL")
+            }
+            Some(_) => {}
+        },
+    }
+    p.range(&key("auth.leeway_s"), a.leeway_s, 0, 3600);
+    p.range(&key("auth.jwks_refresh_s"), a.jwks_refresh_s, 10, 86400);
+
+    let t = &l.tenant;
+    match t.from {
+        TenantFrom::Claim if a.mode == AuthMode::None => {
+            p.push(&key("tenant.from"), "\"claim\" needs a token: use from = \"static\" with auth.mode = \"none\"")
+        }
+        TenantFrom::Claim if t.claim.trim().is_empty() => p.push(&key("tenant.claim"), "must not be empty"),
+        TenantFrom::Static if t.static_id.as_deref().is_none_or(|s| s.trim().is_empty()) => {
+            p.push(&key("tenant.static_id"), "required (non-empty) when tenant.from = \"static\"")
+        }
+        _ => {}
+    }
+
+    let s = &l.session;
+    p.range(&key("session.timeout_s"), s.timeout_s, 0, 30 * 86400);
+    p.range(&key("session.rate_limit_per_s"), u64::from(s.rate_limit_per_s), 0, 1_000_000);
+    p.range(&key("session.max_connections_per_tenant"), s.max_connections_per_tenant as u64, 0, 10_000_000);
+}
+
+fn valid_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    !scheme.is_empty()
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' '])
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, msg: &str) {
+        self.0.push(format!("{key}: {msg}"));
+    }
+
+    fn range(&mut self, key: &str, v: u64, min: u64, max: u64) {
+        if v < min || v > max {
+            self.push(key, &format!("must be between {min} and {max}, got {v}"));
+        }
+    }
+
+    fn addr(&mut self, key: &str, v: &str) {
+        if v.to_socket_addrs().map(|mut a| a.next().is_none()).unwrap_or(true) {
+            self.push(key, &format!("{v:?} is not a host:port address"));
+        }
+    }
+
+    fn env_name(&mut self, key: &str, v: &str) {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            self.push(key, &format!("{v:?} is not an environment variable name"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::load::from_toml_with_env;
+
+    fn problems(toml: &str) -> Vec<String> {
+        let s = from_toml_with_env(toml, Vec::new()).expect("parses");
+        validate(&s)
+    }
+
+    #[test]
+    fn every_listener_problem_is_reported_with_its_key() {
+        let toml = r#"
+[[listeners]]
+path = "/debug/ws/x"
+max_message_bytes = 0
+[[listeners]]
+path = "no-slash"
+heartbeat_s = 99999
+[[listeners]]
+path = "/admin"
+[[listeners]]
+path = "/ok"
+allowed_origins = ["https://a.example", "not an origin", "https://b.example/path"]
+[[listeners]]
+path = "/ok"
+"#;
+        let p = problems(toml);
+        let expect = [
+            "listeners[0].path: must not start with /debug/ws",
+            "listeners[0].max_message_bytes: must be between 1 and 16777216, got 0",
+            "listeners[1].path: must start with /",
+            "listeners[1].heartbeat_s: must be between 0 and 3600, got 99999",
+            "listeners[2].path: must not start with /admin",
+            "listeners[3].allowed_origins[1]: \"not an origin\" is not an origin (scheme://host[:port], no path)",
+            "listeners[3].allowed_origins[2]: \"https://b.example/path\" is not an origin (scheme://host[:port], no path)",
+            "listeners[4].path: duplicates listeners[3].path \"/ok\"",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn auth_and_tenant_problems() {
+        let toml = r#"
+[[listeners]]
+path = "/a"
+[listeners.auth]
+mode = "jwks"
+secret_env = "X"
+[listeners.tenant]
+from = "static"
+[[listeners]]
+path = "/b"
+[listeners.auth]
+mode = "none"
+[[listeners]]
+path = "/c"
+[listeners.auth]
+mode = "hs256"
+secret_env = "BAD NAME"
+secret_file = "/x"
+"#;
+        let p = problems(toml);
+        for e in [
+            "listeners[0].auth.jwks_uri: required when auth.mode = \"jwks\"",
+            "listeners[0].tenant.static_id: required (non-empty) when tenant.from = \"static\"",
+            "listeners[1].tenant.from: \"claim\" needs a token: use from = \"static\" with auth.mode = \"none\"",
+            "listeners[2].auth.secret_file: set secret_env or secret_file, not both",
+        ] {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+    }
+
+    #[test]
+    fn server_problems() {
+        let toml = r#"
+[server]
+bind = "nowhere"
+tls_cert = "c.pem"
+[admin]
+bind = "127.0.0.1:9090"
+token_env = ""
+[limits]
+outbound_queue_messages = 0
+[cluster]
+backend = "redis"
+"#;
+        let p = problems(toml);
+        for e in [
+            "server.bind: \"nowhere\" is not a host:port address",
+            "server.tls_key: required when server.tls_cert is set",
+            "admin.token_env: \"\" is not an environment variable name",
+            "limits.outbound_queue_messages: must be between 1 and 1048576, got 0",
+            "cluster.redis_url: required when cluster.backend = \"redis\"",
+        ] {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+    }
+}

@@ -18,7 +18,9 @@ impl Env {
 
     /// A fixed set of variables (nothing else is visible).
     pub fn from_map(vars: HashMap<String, String>) -> Self {
-        Self { fixed: Some(Arc::new(vars)) }
+        Self {
+            fixed: Some(Arc::new(vars)),
+        }
     }
 
     /// The value of `name`, if set.

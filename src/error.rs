@@ -44,7 +44,9 @@ impl HandshakeError {
             HandshakeError::Origin => StatusCode::FORBIDDEN,
             HandshakeError::Auth(_) => StatusCode::UNAUTHORIZED,
             HandshakeError::TenantLimit => StatusCode::TOO_MANY_REQUESTS,
-            HandshakeError::ServerFull | HandshakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HandshakeError::ServerFull | HandshakeError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HandshakeError::NotWebSocket => StatusCode::BAD_REQUEST,
         }
     }
@@ -64,10 +66,14 @@ impl HandshakeError {
 
     /// Every counted reason label, in counter order.
     pub fn all_reasons() -> impl Iterator<Item = &'static str> {
-        AuthError::ALL
-            .iter()
-            .map(|e| e.reason())
-            .chain(["origin", "tenant_limit", "not_found", "server_full", "shutting_down", "not_websocket"])
+        AuthError::ALL.iter().map(|e| e.reason()).chain([
+            "origin",
+            "tenant_limit",
+            "not_found",
+            "server_full",
+            "shutting_down",
+            "not_websocket",
+        ])
     }
 
     fn index(self) -> usize {
@@ -86,7 +92,10 @@ impl HandshakeError {
             HandshakeError::Auth(e) => e.to_string(),
             other => other.to_string(),
         };
-        HttpResponse::build(self.status()).json(Body { error, reason: self.reason() })
+        HttpResponse::build(self.status()).json(Body {
+            error,
+            reason: self.reason(),
+        })
     }
 }
 
@@ -117,7 +126,9 @@ pub struct Rejections {
 impl Default for Rejections {
     fn default() -> Self {
         Self {
-            counts: HandshakeError::all_reasons().map(|_| AtomicU64::new(0)).collect(),
+            counts: HandshakeError::all_reasons()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 }

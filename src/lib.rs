@@ -4,10 +4,10 @@
 //! ([`server::run`]); `main.rs` only parses the command line, loads settings and
 //! starts logging.
 
-pub mod settings;
-pub mod auth;
 pub mod admin;
-pub mod error;
-pub mod server;
+pub mod auth;
 pub mod cli;
 pub mod env;
+pub mod error;
+pub mod server;
+pub mod settings;

@@ -17,7 +17,9 @@ pub struct AdminConfig {
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig").field("token", &"[redacted]").finish()
+        f.debug_struct("AdminConfig")
+            .field("token", &"[redacted]")
+            .finish()
     }
 }
 
@@ -64,6 +66,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if not_ready.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "not_ready", "waiting_for_keys": not_ready}))
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "not_ready", "waiting_for_keys": not_ready}))
     }
 }

@@ -60,7 +60,8 @@ impl ClaimRules {
 
     /// Verifies `token` with `key` and extracts the identity.
     pub fn verify(&self, token: &str, key: &DecodingKey) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation).map_err(map_error)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+            .map_err(map_error)?;
         let claims = data.claims;
         let tenant = match self.tenant_from {
             TenantFrom::Static => self.static_tenant.clone().ok_or(AuthError::InvalidTenant)?,
@@ -77,7 +78,12 @@ impl ClaimRules {
             .get("exp")
             .and_then(Value::as_u64)
             .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        Ok(Identity { tenant, subject, expires_at, verified: true })
+        Ok(Identity {
+            tenant,
+            subject,
+            expires_at,
+            verified: true,
+        })
     }
 }
 
@@ -92,9 +98,9 @@ fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::InvalidAudience,
         ErrorKind::InvalidClaimFormat(c) if c == "iss" => AuthError::InvalidIssuer,
         ErrorKind::InvalidClaimFormat(c) if c == "aud" => AuthError::InvalidAudience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            AuthError::AlgorithmNotAllowed
-        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
         _ => AuthError::Malformed,
     }
 }
@@ -111,13 +117,20 @@ pub fn screen_header(token: &str, allowed: &[Algorithm]) -> Result<Option<String
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(head.trim_end_matches('='))
         .map_err(|_| AuthError::Malformed)?;
-    let header: Map<String, Value> = serde_json::from_slice(&raw).map_err(|_| AuthError::Malformed)?;
-    let alg = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed)?;
+    let header: Map<String, Value> =
+        serde_json::from_slice(&raw).map_err(|_| AuthError::Malformed)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::Malformed)?;
     let allowed_alg = allowed.iter().any(|a| format!("{a:?}") == alg);
     if !allowed_alg {
         return Err(AuthError::AlgorithmNotAllowed);
     }
-    if ["jku", "x5u", "jwk", "x5c"].iter().any(|k| header.contains_key(*k)) {
+    if ["jku", "x5u", "jwk", "x5c"]
+        .iter()
+        .any(|k| header.contains_key(*k))
+    {
         return Err(AuthError::AlgorithmNotAllowed);
     }
     match header.get("kid") {

@@ -12,7 +12,10 @@ pub struct Claims(Map<String, Value>);
 impl Claims {
     /// `{<tenant_claim>: tenant, sub?, iat, exp = now + ttl}`.
     pub fn new(tenant: &str, sub: Option<&str>, ttl_s: u64, tenant_claim: &str) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut m = Map::new();
         m.insert(tenant_claim.to_owned(), Value::from(tenant));
         if let Some(s) = sub {
@@ -38,5 +41,9 @@ impl Claims {
 
 /// Signs `claims` with HS256.
 pub fn hs256(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-    encode(&Header::default(), &claims.0, &EncodingKey::from_secret(secret.as_bytes())?)
+    encode(
+        &Header::default(),
+        &claims.0,
+        &EncodingKey::from_secret(secret.as_bytes())?,
+    )
 }

@@ -65,20 +65,32 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
     /// Builds the authenticator of `listeners[index]`. `dev_default` is true when
     /// the configuration is the embedded default (development conveniences).
-    pub fn new(index: usize, listener: &ListenerSettings, env: &Env, dev_default: bool) -> Result<Self, SetupError> {
+    pub fn new(
+        index: usize,
+        listener: &ListenerSettings,
+        env: &Env,
+        dev_default: bool,
+    ) -> Result<Self, SetupError> {
         let static_tenant = match listener.tenant.from {
             TenantFrom::Static => listener.tenant.static_id.clone(),
             TenantFrom::Claim => None,
         };
         match listener.auth.mode {
-            AuthMode::None => Ok(Self { mode: AuthMode::None, static_tenant, hs256: None, dev_token: None }),
+            AuthMode::None => Ok(Self {
+                mode: AuthMode::None,
+                static_tenant,
+                hs256: None,
+                dev_token: None,
+            }),
             AuthMode::Hs256 => {
                 let key = format!("listeners[{index}].auth");
                 let (secret, generated) = match secret::hs256_secret(&listener.auth, env) {
@@ -86,12 +98,20 @@ impl Authenticator {
                     Err(_) if dev_default => (secret::generate(), true),
                     Err(e) => return Err(SetupError::Secret { key, problem: e }),
                 };
-                let rules = jwt::ClaimRules::new(&[Algorithm::HS256], &listener.auth, &listener.tenant);
+                let rules =
+                    jwt::ClaimRules::new(&[Algorithm::HS256], &listener.auth, &listener.tenant);
                 let dev_token = generated.then(|| {
-                    mint::hs256(&secret, &mint::Claims::new("demo", Some("demo-user"), 3600, &listener.tenant.claim))
+                    mint::hs256(
+                        &secret,
+                        &mint::Claims::new("demo", Some("demo-user"), 3600, &listener.tenant.claim),
+                    )
                 });
-                let decoding = DecodingKey::from_secret(secret.as_bytes())
-                    .map_err(|_| SetupError::Secret { key, problem: secret::SecretError::Unusable })?;
+                let decoding = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| {
+                    SetupError::Secret {
+                        key,
+                        problem: secret::SecretError::Unusable,
+                    }
+                })?;
                 Ok(Self {
                     mode: AuthMode::Hs256,
                     static_tenant,
@@ -99,7 +119,10 @@ impl Authenticator {
                     dev_token: dev_token.and_then(Result::ok),
                 })
             }
-            mode => Err(SetupError::Unsupported { key: format!("listeners[{index}].auth.mode"), mode }),
+            mode => Err(SetupError::Unsupported {
+                key: format!("listeners[{index}].auth.mode"),
+                mode,
+            }),
         }
     }
 

@@ -26,7 +26,10 @@ pub enum SecretError {
 /// The configured HS256 secret (trailing newline of a file trimmed).
 pub fn hs256_secret(auth: &AuthSettings, env: &Env) -> Result<String, SecretError> {
     if let Some(var) = &auth.secret_env {
-        return env.var(var).filter(|s| !s.is_empty()).ok_or_else(|| SecretError::EnvMissing(var.clone()));
+        return env
+            .var(var)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| SecretError::EnvMissing(var.clone()));
     }
     if let Some(path) = &auth.secret_file {
         return std::fs::read_to_string(path)

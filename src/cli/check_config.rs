@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn userinfo_is_redacted() {
-        assert_eq!(redact_userinfo("redis://:pw@h:6379/0"), "redis://[redacted]@h:6379/0");
+        assert_eq!(
+            redact_userinfo("redis://:pw@h:6379/0"),
+            "redis://[redacted]@h:6379/0"
+        );
         assert_eq!(redact_userinfo("redis://h:6379/"), "redis://h:6379/");
     }
 }

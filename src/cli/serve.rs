@@ -18,7 +18,10 @@ pub fn run(config: Option<&Path>) -> ExitCode {
     let sockets = match Sockets::bind(&settings) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("server.bind / admin.bind: cannot bind ({} / {}): {e}", settings.server.bind, settings.admin.bind);
+            eprintln!(
+                "server.bind / admin.bind: cannot bind ({} / {}): {e}",
+                settings.server.bind, settings.admin.bind
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -48,7 +51,10 @@ fn announce(running: &server::Running) {
             "DEVELOPMENT MODE: no JWT secret configured for {path}; a random secret was generated for this run. \
              Set the secret variable (WSPLUS_JWT_SECRET) for real use."
         );
-        println!("connect: ws://{}{}?token={}", running.http_addr, path, token);
+        println!(
+            "connect: ws://{}{}?token={}",
+            running.http_addr, path, token
+        );
     }
     if let Some(t) = &running.generated_admin_token {
         log::warn!("no admin token configured; one was generated for this run (printed on stdout)");

@@ -36,7 +36,10 @@ pub fn run(args: TokenArgs) -> ExitCode {
     let secret = match std::env::var(&args.secret_env) {
         Ok(s) if !s.is_empty() => s,
         _ => {
-            eprintln!("--secret-env: environment variable {} is unset or empty", args.secret_env);
+            eprintln!(
+                "--secret-env: environment variable {} is unset or empty",
+                args.secret_env
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -57,7 +60,10 @@ pub fn run(args: TokenArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(_) => {
-            eprintln!("--secret-env: the secret in {} cannot be used as an HS256 key", args.secret_env);
+            eprintln!(
+                "--secret-env: the secret in {} cannot be used as an HS256 key",
+                args.secret_env
+            );
             ExitCode::FAILURE
         }
     }

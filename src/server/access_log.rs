@@ -5,8 +5,9 @@ use actix_web::middleware::Logger;
 /// The access-log middleware: remote, method, path with redacted query, status,
 /// bytes, duration. Tokens never reach the log.
 pub fn logger() -> Logger {
-    Logger::new(r#"%a "%{request}xi" %s %b %Dms"#)
-        .custom_request_replace("request", |req| format!("{} {}", req.method(), redact_uri(req.uri())))
+    Logger::new(r#"%a "%{request}xi" %s %b %Dms"#).custom_request_replace("request", |req| {
+        format!("{} {}", req.method(), redact_uri(req.uri()))
+    })
 }
 
 /// The request target with every `token` parameter's value replaced.
@@ -21,7 +22,9 @@ pub fn redact_uri(uri: &actix_web::http::Uri) -> String {
 pub fn redact_query(q: &str) -> String {
     q.split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k == "token" || k.eq_ignore_ascii_case("token") => format!("{k}=[redacted]"),
+            Some((k, _)) if k == "token" || k.eq_ignore_ascii_case("token") => {
+                format!("{k}=[redacted]")
+            }
             _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -34,7 +37,10 @@ mod tests {
 
     #[test]
     fn tokens_are_redacted() {
-        assert_eq!(redact_query("a=1&token=secret.jwt.x&b=2"), "a=1&token=[redacted]&b=2");
+        assert_eq!(
+            redact_query("a=1&token=secret.jwt.x&b=2"),
+            "a=1&token=[redacted]&b=2"
+        );
         assert_eq!(redact_query("TOKEN=x"), "TOKEN=[redacted]");
         let uri: actix_web::http::Uri = "/ws/events?token=abc".parse().unwrap();
         assert_eq!(redact_uri(&uri), "/ws/events?token=[redacted]");

@@ -78,7 +78,12 @@ pub struct Running {
 }
 
 /// Starts the broker on `sockets`. Must run inside an actix `System`.
-pub async fn start(settings: Settings, source: Source, sockets: Sockets, env: Env) -> Result<Running, StartError> {
+pub async fn start(
+    settings: Settings,
+    source: Source,
+    sockets: Sockets,
+    env: Env,
+) -> Result<Running, StartError> {
     let dev_default = source == Source::Default;
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -202,7 +207,10 @@ pub struct ShutdownHandle {
 impl ShutdownHandle {
     /// Runs the shutdown sequence; returns when both servers have stopped.
     pub async fn shutdown(&self) {
-        log::info!("shutting down: closing sessions with 1001 (grace {}s)", self.grace.as_secs());
+        log::info!(
+            "shutting down: closing sessions with 1001 (grace {}s)",
+            self.grace.as_secs()
+        );
         let http_stop = self.http.stop(true);
         if let Ok(all_gone) = self.broker.send(Shutdown).await {
             if tokio::time::timeout(self.grace, all_gone).await.is_err() {

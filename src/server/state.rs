@@ -42,7 +42,9 @@ pub struct AppState {
 impl AppState {
     /// The listener at `path`, if any.
     pub fn listener(&self, path: &str) -> Option<&Listener> {
-        self.by_path.get(path).map(|id| &self.listeners[usize::from(id.0)])
+        self.by_path
+            .get(path)
+            .map(|id| &self.listeners[usize::from(id.0)])
     }
 }
 

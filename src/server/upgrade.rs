@@ -17,18 +17,31 @@ use super::state::{AppState, Listener};
 use crate::error::HandshakeError;
 
 /// Handles every request on the client port that no static route took.
-pub async fn upgrade(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     match accept(&req, payload, &state).await {
         Ok(resp) => resp,
         Err(e) => {
             state.rejections.add(e);
-            log::debug!("handshake refused path={} status={} reason={}", req.path(), e.status().as_u16(), e.reason());
+            log::debug!(
+                "handshake refused path={} status={} reason={}",
+                req.path(),
+                e.status().as_u16(),
+                e.reason()
+            );
             e.response()
         }
     }
 }
 
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, HandshakeError> {
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, HandshakeError> {
     let listener = state.listener(req.path()).ok_or(HandshakeError::NotFound)?;
     check_origin(req, listener)?;
     let token = token_param(req);
@@ -44,7 +57,11 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         listener_path: policy.path.clone(),
         tenant: TenantId::new(identity.tenant),
         subject: identity.subject,
-        auth: if identity.verified { AuthStatus::Verified } else { AuthStatus::None },
+        auth: if identity.verified {
+            AuthStatus::Verified
+        } else {
+            AuthStatus::None
+        },
         scope: policy.scope,
         remote: req.peer_addr(),
         connected_at: SystemTime::now(),
@@ -54,7 +71,11 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     let stats = Arc::new(SessionStats::default());
     let joined = state
         .broker
-        .send(Join { info: info.clone(), outbox: tx, stats: stats.clone() })
+        .send(Join {
+            info: info.clone(),
+            outbox: tx,
+            stats: stats.clone(),
+        })
         .await
         .map_err(|_| HandshakeError::ShuttingDown)??;
     log::info!(
@@ -75,14 +96,19 @@ async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     });
     // The handshake was validated above; a failure here drops the session, whose
     // guard tells the Broker it left.
-    session.start(req, payload).map_err(|_| HandshakeError::NotWebSocket)
+    session
+        .start(req, payload)
+        .map_err(|_| HandshakeError::NotWebSocket)
 }
 
 fn check_origin(req: &HttpRequest, listener: &Listener) -> Result<(), HandshakeError> {
     if listener.allowed_origins.is_empty() {
         return Ok(());
     }
-    let origin = req.headers().get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     match origin {
         Some(o) if listener.allowed_origins.contains(o) => Ok(()),
         _ => Err(HandshakeError::Origin),
@@ -108,10 +134,19 @@ mod tests {
 
     #[test]
     fn token_is_read_from_the_query_only() {
-        assert_eq!(url_query_value("a=1&token=abc&b=2", "token").as_deref(), Some("abc"));
-        assert_eq!(url_query_value("token=a%2Eb", "token").as_deref(), Some("a.b"));
+        assert_eq!(
+            url_query_value("a=1&token=abc&b=2", "token").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            url_query_value("token=a%2Eb", "token").as_deref(),
+            Some("a.b")
+        );
         assert_eq!(url_query_value("tokens=x", "token"), None);
         assert_eq!(url_query_value("", "token"), None);
-        assert_eq!(url_query_value("token=%zz%", "token").as_deref(), Some("%zz%"));
+        assert_eq!(
+            url_query_value("token=%zz%", "token").as_deref(),
+            Some("%zz%")
+        );
     }
 }

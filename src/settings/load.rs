@@ -137,12 +137,18 @@ mod tests {
     fn errors_name_the_full_key() {
         let bad = "[[listeners]]\npath = \"/a\"\nmode = \"loud\"\n";
         let e = from_toml_with_env(bad, no_env()).unwrap_err().to_string();
-        assert!(e.starts_with("listeners[0].mode: ") && e.contains("loud"), "{e}");
+        assert!(
+            e.starts_with("listeners[0].mode: ") && e.contains("loud"),
+            "{e}"
+        );
         let bad = "[server]\nbindd = \"x\"\n";
         let e = from_toml_with_env(bad, no_env()).unwrap_err().to_string();
         assert!(e.starts_with("server.bindd: unknown key"), "{e}");
         let bad = "[[listeners]]\n[listeners.session]\nrate_limit_per_s = \"fast\"\n";
         let e = from_toml_with_env(bad, no_env()).unwrap_err().to_string();
-        assert!(e.starts_with("listeners[0].session.rate_limit_per_s:"), "{e}");
+        assert!(
+            e.starts_with("listeners[0].session.rate_limit_per_s:"),
+            "{e}"
+        );
     }
 }

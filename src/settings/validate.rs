@@ -18,10 +18,18 @@ pub fn validate(s: &Settings) -> Vec<String> {
     p.addr("server.bind", &s.server.bind);
     p.addr("admin.bind", &s.admin.bind);
     if s.server.bind == s.admin.bind && !s.server.bind.ends_with(":0") {
-        p.push("admin.bind", "must differ from server.bind (admin traffic has its own port)");
+        p.push(
+            "admin.bind",
+            "must differ from server.bind (admin traffic has its own port)",
+        );
     }
     p.range("server.workers", s.server.workers as u64, 0, 1024);
-    p.range("server.shutdown_grace_s", s.server.shutdown_grace_s, 0, 3600);
+    p.range(
+        "server.shutdown_grace_s",
+        s.server.shutdown_grace_s,
+        0,
+        3600,
+    );
     match (&s.server.tls_cert, &s.server.tls_key) {
         (Some(_), None) => p.push("server.tls_key", "required when server.tls_cert is set"),
         (None, Some(_)) => p.push("server.tls_cert", "required when server.tls_key is set"),
@@ -36,15 +44,33 @@ pub fn validate(s: &Settings) -> Vec<String> {
     for (i, l) in s.listeners.iter().enumerate() {
         listener(&mut p, &format!("listeners[{i}]"), l);
         if let Some(first) = seen.insert(l.path.as_str(), i) {
-            p.push(&format!("listeners[{i}].path"), &format!("duplicates listeners[{first}].path {:?}", l.path));
+            p.push(
+                &format!("listeners[{i}].path"),
+                &format!("duplicates listeners[{first}].path {:?}", l.path),
+            );
         }
     }
 
     let lim = &s.limits;
-    p.range("limits.outbound_queue_messages", lim.outbound_queue_messages as u64, 1, 1 << 20);
-    p.range("limits.outbound_queue_bytes", lim.outbound_queue_bytes as u64, 1024, 1 << 30);
+    p.range(
+        "limits.outbound_queue_messages",
+        lim.outbound_queue_messages as u64,
+        1,
+        1 << 20,
+    );
+    p.range(
+        "limits.outbound_queue_bytes",
+        lim.outbound_queue_bytes as u64,
+        1024,
+        1 << 30,
+    );
     p.range("limits.room_queue", lim.room_queue as u64, 16, 1 << 20);
-    p.range("limits.max_connections", lim.max_connections as u64, 0, 10_000_000);
+    p.range(
+        "limits.max_connections",
+        lim.max_connections as u64,
+        0,
+        10_000_000,
+    );
 
     match s.cluster.backend {
         ClusterBackend::Local => {}
@@ -76,10 +102,22 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
     if RESERVED_PATHS.contains(&path.as_str()) {
         p.push(&key("path"), &format!("{path} is served by wsplus itself"));
     }
-    if path.len() > 256 || path.chars().any(|c| c.is_whitespace() || c == '?' || c == '#' || c.is_control()) {
-        p.push(&key("path"), "must be at most 256 characters without spaces, '?' or '#'");
+    if path.len() > 256
+        || path
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#' || c.is_control())
+    {
+        p.push(
+            &key("path"),
+            "must be at most 256 characters without spaces, '?' or '#'",
+        );
     }
-    p.range(&key("max_message_bytes"), l.max_message_bytes as u64, 1, MAX_MESSAGE_BYTES_LIMIT as u64);
+    p.range(
+        &key("max_message_bytes"),
+        l.max_message_bytes as u64,
+        1,
+        MAX_MESSAGE_BYTES_LIMIT as u64,
+    );
     p.range(&key("heartbeat_s"), l.heartbeat_s, 0, 3600);
     for (j, o) in l.allowed_origins.iter().enumerate() {
         if !valid_origin(o) {
@@ -94,8 +132,14 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
     match a.mode {
         AuthMode::None => {}
         AuthMode::Hs256 => match (&a.secret_env, &a.secret_file) {
-            (None, None) => p.push(&key("auth.secret_env"), "hs256 needs secret_env or secret_file"),
-            (Some(_), Some(_)) => p.push(&key("auth.secret_file"), "set secret_env or secret_file, not both"),
+            (None, None) => p.push(
+                &key("auth.secret_env"),
+                "hs256 needs secret_env or secret_file",
+            ),
+            (Some(_), Some(_)) => p.push(
+                &key("auth.secret_file"),
+                "set secret_env or secret_file, not both",
+            ),
             (Some(v), None) => p.env_name(&key("auth.secret_env"), v),
             (None, Some(_)) => {}
         },
@@ -112,26 +156,44 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
 
     let t = &l.tenant;
     match t.from {
-        TenantFrom::Claim if a.mode == AuthMode::None => {
-            p.push(&key("tenant.from"), "\"claim\" needs a token: use from = \"static\" with auth.mode = \"none\"")
+        TenantFrom::Claim if a.mode == AuthMode::None => p.push(
+            &key("tenant.from"),
+            "\"claim\" needs a token: use from = \"static\" with auth.mode = \"none\"",
+        ),
+        TenantFrom::Claim if t.claim.trim().is_empty() => {
+            p.push(&key("tenant.claim"), "must not be empty")
         }
-        TenantFrom::Claim if t.claim.trim().is_empty() => p.push(&key("tenant.claim"), "must not be empty"),
-        TenantFrom::Static if t.static_id.as_deref().is_none_or(|s| s.trim().is_empty()) => {
-            p.push(&key("tenant.static_id"), "required (non-empty) when tenant.from = \"static\"")
-        }
+        TenantFrom::Static if t.static_id.as_deref().is_none_or(|s| s.trim().is_empty()) => p.push(
+            &key("tenant.static_id"),
+            "required (non-empty) when tenant.from = \"static\"",
+        ),
         _ => {}
     }
 
     let s = &l.session;
     p.range(&key("session.timeout_s"), s.timeout_s, 0, 30 * 86400);
-    p.range(&key("session.rate_limit_per_s"), u64::from(s.rate_limit_per_s), 0, 1_000_000);
-    p.range(&key("session.max_connections_per_tenant"), s.max_connections_per_tenant as u64, 0, 10_000_000);
+    p.range(
+        &key("session.rate_limit_per_s"),
+        u64::from(s.rate_limit_per_s),
+        0,
+        1_000_000,
+    );
+    p.range(
+        &key("session.max_connections_per_tenant"),
+        s.max_connections_per_tenant as u64,
+        0,
+        10_000_000,
+    );
 }
 
 fn valid_origin(o: &str) -> bool {
-    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
     !scheme.is_empty()
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         && !rest.is_empty()
         && !rest.contains(['/', '?', '#', ' '])
 }
@@ -151,7 +213,10 @@ impl Problems {
     }
 
     fn addr(&mut self, key: &str, v: &str) {
-        if v.to_socket_addrs().map(|mut a| a.next().is_none()).unwrap_or(true) {
+        if v.to_socket_addrs()
+            .map(|mut a| a.next().is_none())
+            .unwrap_or(true)
+        {
             self.push(key, &format!("{v:?} is not a host:port address"));
         }
     }

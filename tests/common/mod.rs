@@ -1,0 +1,346 @@
+//! Shared integration-test harness: a real server on port 0 in its own actix
+//! system thread, a token minter, and a WebSocket client with timeouts.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::Addr;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsplus::auth::mint;
+use wsplus::env::Env;
+use wsplus::server::{self, ShutdownHandle, Sockets};
+use wsplus::settings::{AuthMode, ListenerSettings, Settings, Source, TenantFrom};
+use wsplus_actors::broker::{GetSnapshot, Snapshot};
+use wsplus_actors::Broker;
+
+/// The HS256 secret every test app uses.
+pub const SECRET: &str = "test-secret-please-change-0123456789";
+/// The admin token every test app uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Settings with both servers on port 0, one worker, and one HS256 listener at
+/// `/ws/events` reading the secret from `TEST_JWT_SECRET`.
+pub fn base_settings() -> Settings {
+    let mut s = Settings::default();
+    s.server.bind = "127.0.0.1:0".into();
+    s.server.workers = 1;
+    s.server.shutdown_grace_s = 5;
+    s.admin.bind = "127.0.0.1:0".into();
+    s.admin.token_env = "TEST_ADMIN_TOKEN".into();
+    s.listeners = vec![listener("/ws/events")];
+    s
+}
+
+/// An HS256 listener at `path` (payload mode, tenant scope).
+pub fn listener(path: &str) -> ListenerSettings {
+    let mut l = ListenerSettings {
+        path: path.into(),
+        ..Default::default()
+    };
+    l.auth.secret_env = Some("TEST_JWT_SECRET".into());
+    l
+}
+
+/// A `none`-auth listener with a static tenant.
+pub fn open_listener(path: &str, tenant: &str) -> ListenerSettings {
+    let mut l = listener(path);
+    l.auth.mode = AuthMode::None;
+    l.auth.secret_env = None;
+    l.tenant.from = TenantFrom::Static;
+    l.tenant.static_id = Some(tenant.into());
+    l
+}
+
+/// A running server.
+pub struct TestApp {
+    /// Client traffic address.
+    pub http: SocketAddr,
+    /// Admin API address.
+    pub admin: SocketAddr,
+    /// The Broker actor (for leak checks).
+    pub broker: Addr<Broker>,
+    shutdown: ShutdownHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts a server with the test secret and admin token in its environment.
+    pub fn spawn(settings: Settings) -> Self {
+        Self::spawn_with_env(settings, HashMap::new())
+    }
+
+    /// Starts a server with extra environment variables visible to it.
+    pub fn spawn_with_env(settings: Settings, mut vars: HashMap<String, String>) -> Self {
+        vars.entry("TEST_JWT_SECRET".into())
+            .or_insert_with(|| SECRET.into());
+        vars.entry("TEST_ADMIN_TOKEN".into())
+            .or_insert_with(|| ADMIN_TOKEN.into());
+        let problems = wsplus::settings::validate(&settings);
+        assert!(problems.is_empty(), "test settings invalid: {problems:?}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_rt::System::new();
+            system.block_on(async move {
+                let sockets = Sockets::bind(&settings).expect("bind");
+                let running = server::start(
+                    settings,
+                    Source::File("test".into()),
+                    sockets,
+                    Env::from_map(vars),
+                )
+                .await
+                .expect("server starts");
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                tx.send((
+                    running.http_addr,
+                    running.admin_addr,
+                    running.broker.clone(),
+                    running.shutdown_handle(),
+                    stop_tx,
+                ))
+                .unwrap();
+                let _ = stop_rx.await;
+                running.shutdown_handle().shutdown().await;
+            });
+        });
+        let (http, admin, broker, shutdown, stop_tx) =
+            rx.recv_timeout(WAIT).expect("server started");
+        Self {
+            http,
+            admin,
+            broker,
+            shutdown,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://addr/path?token=...`
+    pub fn ws_url(&self, path: &str, token: Option<&str>) -> String {
+        match token {
+            Some(t) => format!("ws://{}{}?token={}", self.http, path, t),
+            None => format!("ws://{}{}", self.http, path),
+        }
+    }
+
+    /// `http://admin/path`
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Connects to `path` with a fresh token for `tenant`.
+    pub async fn connect(&self, path: &str, tenant: &str) -> Ws {
+        Ws::connect(&self.ws_url(path, Some(&token(tenant, Some("user"), 3600)))).await
+    }
+
+    /// The Broker's registry sizes.
+    pub async fn snapshot(&self) -> Snapshot {
+        self.broker.send(GetSnapshot).await.expect("broker alive")
+    }
+
+    /// Waits until the Broker reports `want` (registry cleanup is asynchronous
+    /// after a socket closes), failing after [`WAIT`].
+    pub async fn wait_snapshot(&self, want: Snapshot) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.snapshot().await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker snapshot {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs the graceful shutdown (sessions get 1001) and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// A handle running the shutdown sequence from the test's side.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The server thread runs its graceful shutdown and exits.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An HS256 token for `tenant` signed with [`SECRET`].
+pub fn token(tenant: &str, sub: Option<&str>, ttl_s: u64) -> String {
+    mint::hs256(SECRET, &mint::Claims::new(tenant, sub, ttl_s, "tenant_id")).unwrap()
+}
+
+/// A WebSocket client with bounded waits.
+pub struct Ws {
+    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// A refused handshake: HTTP status and body.
+#[derive(Debug)]
+pub struct Refused {
+    /// HTTP status.
+    pub status: u16,
+    /// Response body.
+    pub body: String,
+}
+
+impl Ws {
+    /// Connects or panics.
+    pub async fn connect(url: &str) -> Ws {
+        match Self::try_connect(url).await {
+            Ok(ws) => ws,
+            Err(r) => panic!("handshake refused: {r:?}"),
+        }
+    }
+
+    /// Connects, returning the refusal's status and body on failure.
+    pub async fn try_connect(url: &str) -> Result<Ws, Refused> {
+        Self::try_connect_request(url.into_client_request_compat()).await
+    }
+
+    /// Connects with a prepared request (extra headers).
+    pub async fn try_connect_request(
+        req: tungstenite::handshake::client::Request,
+    ) -> Result<Ws, Refused> {
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("handshake timed out")
+        {
+            Ok((inner, _)) => Ok(Ws { inner }),
+            Err(tungstenite::Error::Http(resp)) => Err(Refused {
+                status: resp.status().as_u16(),
+                body: String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                    .into_owned(),
+            }),
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, s: &str) {
+        self.inner.send(Message::text(s)).await.expect("send");
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, b: &[u8]) {
+        self.inner
+            .send(Message::binary(b.to_vec()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends any message (raw frames included).
+    pub async fn send(&mut self, m: Message) {
+        self.inner.send(m).await.expect("send");
+    }
+
+    /// The next data message (pings are answered by the library and skipped).
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .expect("timed out waiting for a message")
+                .expect("stream ended")
+                .expect("read error");
+            match m {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next text message.
+    pub async fn recv_text(&mut self) -> String {
+        match self.next_message().await {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// The next message parsed as JSON.
+    pub async fn recv_json(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.recv_text().await).expect("json")
+    }
+
+    /// Waits for the server's close frame; returns (code, reason).
+    pub async fn recv_close(&mut self) -> (u16, String) {
+        loop {
+            match tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .expect("timed out waiting for close")
+            {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("read error before close: {e}"),
+                None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+
+    /// Reads until the stream ends (or errors); panics on timeout.
+    pub async fn wait_end(&mut self) {
+        loop {
+            match tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .expect("timed out waiting for end")
+            {
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// Closes normally.
+    pub async fn close(mut self) {
+        let _ = self
+            .inner
+            .close(Some(tungstenite::protocol::CloseFrame {
+                code: WsCloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+    }
+
+    /// Drops the TCP connection without a close frame.
+    pub fn abort(self) {
+        drop(self.inner);
+    }
+}
+
+trait IntoRequestCompat {
+    fn into_client_request_compat(self) -> tungstenite::handshake::client::Request;
+}
+
+impl IntoRequestCompat for &str {
+    fn into_client_request_compat(self) -> tungstenite::handshake::client::Request {
+        use tungstenite::client::IntoClientRequest;
+        self.into_client_request().expect("valid url")
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a developer's: installs what the
+# tests need when it is missing, then runs every test. With CI=true a missing
+# dependency that cannot be installed is a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the integration tests drive for real (proxy, browser, redis...).
+# Each entry: "command-that-must-exist:debian-package".
+SYSTEM_DEPS=(
+)
+
+missing=()
+for dep in "${SYSTEM_DEPS[@]}"; do
+  cmd="${dep%%:*}"; pkg="${dep##*:}"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+
+# Benchmarks are built, not judged.
+cargo build --workspace --all-targets --locked
+if [ -d web/test ] && command -v node >/dev/null 2>&1; then
+  node --test web/test/
+elif [ -d web/test ] && [ "${CI:-}" = "true" ]; then
+  echo "test.sh: node is required for web/test under CI" >&2; exit 1
+fi
+cargo nextest run --workspace --locked --no-fail-fast "$@"

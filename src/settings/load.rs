@@ -98,11 +98,36 @@ pub fn from_toml_with_env(
             None => inner,
         };
         let inner = inner.replace("unknown field", "unknown key");
+        let inner = match (
+            inner.contains("does not have variant constructor"),
+            allowed_values(&path),
+        ) {
+            (true, Some(allowed)) => {
+                let given = inner.rsplit(' ').next().unwrap_or_default();
+                format!("unknown value {given:?}, expected one of {allowed}")
+            }
+            _ => inner,
+        };
         LoadError::Invalid(vec![if path == "." {
             format!("config: {inner}")
         } else {
             format!("{path}: {inner}")
         }])
+    })
+}
+
+/// The accepted values of an enum-valued key, for error messages.
+fn allowed_values(path: &str) -> Option<&'static str> {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    Some(match last {
+        "mode" if path.ends_with("auth.mode") => "none, hs256, jwks",
+        "mode" => "payload, message",
+        "scope" => "session, tenant, global",
+        "from" => "claim, static",
+        "on_token_expiry" => "disconnect, allow-stale",
+        "on_rate_limit" => "drop, close",
+        "backend" => "local, redis",
+        _ => return None,
     })
 }
 

@@ -1,0 +1,251 @@
+//! The real binary: check-config output and errors, serve refusing bad
+//! configuration, and SIGTERM shutdown with 1001 and exit code 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    c.env_remove("WSPLUS_JWT_SECRET").env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WSPLUS__") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsplus-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("config.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_prints_the_effective_default() {
+    let out = bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("path = \"/ws/events\""), "{stdout}");
+    assert!(
+        stdout.contains("secret_env = \"WSPLUS_JWT_SECRET\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key_and_fails() {
+    let cfg = temp_config(
+        "bad",
+        r#"
+[server]
+bind = "127.0.0.1:8080"
+[admin]
+bind = "127.0.0.1:8080"
+[[listeners]]
+path = "/debug/ws/x"
+max_message_bytes = 0
+[[listeners]]
+path = "/dup"
+[[listeners]]
+path = "/dup"
+[listeners.session]
+max_connections_per_tenant = 99999999999
+"#,
+    );
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    for want in [
+        "admin.bind: must differ from server.bind (admin traffic has its own port)",
+        "listeners[0].path: must not start with /debug/ws",
+        "listeners[0].max_message_bytes: must be between 1 and 16777216, got 0",
+        "listeners[2].path: duplicates listeners[1].path \"/dup\"",
+        "listeners[2].session.max_connections_per_tenant: must be between 0 and 10000000, got 99999999999",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{stderr}");
+    }
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn parse_errors_name_the_key() {
+    for (text, want) in [
+        ("[server]\nbindd = \"x\"\n", "server.bindd: unknown key"),
+        (
+            "[[listeners]]\npath = \"/a\"\nscope = \"planet\"\n",
+            "listeners[0].scope: ",
+        ),
+        (
+            "[[listeners]]\npath = \"/a\"\n[listeners.auth]\nmode = \"basic\"\n",
+            "listeners[0].auth.mode: ",
+        ),
+        ("[limits]\nroom_queue = \"many\"\n", "limits.room_queue: "),
+        ("[bogus]\nx = 1\n", "bogus: unknown key"),
+        ("not toml at all [", "config: "),
+    ] {
+        let cfg = temp_config("parse", text);
+        let out = bin()
+            .args(["check-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(want),
+            "{text:?}: want prefix {want:?}, got {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn env_overrides_apply_and_bad_ones_are_reported() {
+    let out = bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .env("WSPLUS__SERVER__BIND", "127.0.0.1:18080")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bind = \"127.0.0.1:18080\""));
+    let out = bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .env("WSPLUS__SERVER__WORKERS", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("server.workers: "));
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let out = bin()
+        .args(["serve", "--config", "/nonexistent/wsplus.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/wsplus.toml"));
+}
+
+#[test]
+fn serve_refuses_a_bad_config_before_binding() {
+    let port = free_port();
+    let cfg = temp_config(
+        "serve-bad",
+        &format!("[server]\nbind = \"127.0.0.1:{port}\"\n[[listeners]]\npath = \"/admin/x\"\n"),
+    );
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("listeners[0].path: must not start with /admin"));
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("nothing was bound");
+}
+
+#[tokio::test]
+async fn sigterm_closes_sessions_with_1001_and_exits_0() {
+    let (port, admin) = (free_port(), free_port());
+    let cfg = temp_config(
+        "serve",
+        &format!(
+            r#"
+[server]
+bind = "127.0.0.1:{port}"
+shutdown_grace_s = 5
+[admin]
+bind = "127.0.0.1:{admin}"
+[[listeners]]
+path = "/ws/events"
+[listeners.auth]
+mode = "none"
+[listeners.tenant]
+from = "static"
+static_id = "public"
+"#
+        ),
+    );
+    let mut child = bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("WSPLUS_ADMIN_TOKEN", "x")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the "listening" log line rather than sleeping.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("server logs that it listens");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let mut a = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/events")).await;
+    a.send_text("hi").await;
+    assert_eq!(a.recv_text().await, "hi");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(a.recv_close().await.0, 1001);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let logs: Vec<String> = rx.try_iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("shutdown complete")),
+        "{logs:?}"
+    );
+}

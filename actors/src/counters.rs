@@ -18,14 +18,18 @@ pub enum DropReason {
     SlowConsumer,
     /// A room's inbound queue was full (global fan-out under overload).
     RoomBacklog,
+    /// A message for or from other nodes was lost: the backplane queue was full
+    /// or the backplane (Redis) unreachable. Cross-node delivery is at most once.
+    Backplane,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::RateLimit,
         DropReason::SlowConsumer,
         DropReason::RoomBacklog,
+        DropReason::Backplane,
     ];
 
     /// Label value used in stats and metrics.
@@ -34,6 +38,7 @@ impl DropReason {
             DropReason::RateLimit => "rate_limit",
             DropReason::SlowConsumer => "slow_consumer",
             DropReason::RoomBacklog => "room_backlog",
+            DropReason::Backplane => "backplane",
         }
     }
 
@@ -42,6 +47,7 @@ impl DropReason {
             DropReason::RateLimit => 0,
             DropReason::SlowConsumer => 1,
             DropReason::RoomBacklog => 2,
+            DropReason::Backplane => 3,
         }
     }
 }
@@ -65,7 +71,7 @@ pub struct Counters {
     started: Instant,
     listeners: Vec<ListenerCounters>,
     messages_out: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     closes: [AtomicU64; CloseCode::ALL.len()],
 }
 

@@ -15,6 +15,7 @@
 //! server crate hands it a verified [`SessionInfo`](info::SessionInfo) and a
 //! [`ListenerPolicy`](policy::ListenerPolicy).
 
+pub mod backplane;
 pub mod broker;
 pub mod close;
 pub mod counters;
@@ -28,6 +29,7 @@ pub mod rate;
 pub mod room;
 pub mod session;
 
+pub use backplane::{Backplane, LocalBackplane};
 pub use broker::Broker;
 pub use close::CloseCode;
 pub use counters::Counters;

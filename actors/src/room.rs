@@ -3,12 +3,18 @@
 //! It is the only holder of its tenant's delivery queues, so a message handed to
 //! a room can reach only that tenant. Created by the Broker on the first join and
 //! stopped by the Broker when the last session leaves.
+//!
+//! A message from one of the room's own sessions ([`Fanout`]) is handed to the
+//! backplane after local delivery, so other nodes deliver it to their sessions
+//! of the tenant; a message that is for this node only ([`LocalFanout`]: global
+//! or admin fan-out by the Broker, or a message from another node) is not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::backplane::{Backplane, LocalBackplane};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason};
 use crate::delivery::Delivery;
@@ -36,10 +42,21 @@ pub struct RemoveMember {
     pub id: SessionId,
 }
 
-/// Delivers a message to every member; returns how many queues accepted it.
+/// A tenant message from one of this room's sessions: delivered to every member,
+/// then handed to the backplane for the other nodes. Returns how many local
+/// queues accepted it.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "usize")]
 pub struct Fanout {
+    /// The serialized message, shared by all deliveries.
+    pub delivery: Delivery,
+}
+
+/// Delivers a message to every member of this node only (global and admin
+/// fan-out, messages from other nodes); returns how many queues accepted it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct LocalFanout {
     /// The serialized message, shared by all deliveries.
     pub delivery: Delivery,
 }
@@ -64,6 +81,7 @@ pub struct TenantRoom {
     index: HashMap<SessionId, usize>,
     counters: Arc<Counters>,
     mailbox_capacity: usize,
+    backplane: Arc<dyn Backplane>,
 }
 
 impl TenantRoom {
@@ -81,7 +99,14 @@ impl TenantRoom {
             index: HashMap::new(),
             counters,
             mailbox_capacity,
+            backplane: Arc::new(LocalBackplane),
         }
+    }
+
+    /// Hands the room's own tenant messages to `backplane` after local delivery.
+    pub fn with_backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.backplane = backplane;
+        self
     }
 
     fn remove(&mut self, id: &SessionId) {
@@ -158,10 +183,28 @@ impl Handler<Fanout> for TenantRoom {
     type Result = usize;
 
     fn handle(&mut self, msg: Fanout, _ctx: &mut Self::Context) -> usize {
+        let delivered = self.deliver(&msg.delivery);
+        self.backplane
+            .publish_tenant(self.listener, &self.tenant, &msg.delivery);
+        delivered
+    }
+}
+
+impl Handler<LocalFanout> for TenantRoom {
+    type Result = usize;
+
+    fn handle(&mut self, msg: LocalFanout, _ctx: &mut Self::Context) -> usize {
+        self.deliver(&msg.delivery)
+    }
+}
+
+impl TenantRoom {
+    /// Pushes `delivery` into every member's queue; closes slow consumers.
+    fn deliver(&mut self, delivery: &Delivery) -> usize {
         let mut delivered = 0;
         let mut gone: Vec<SessionId> = Vec::new();
         for member in &self.members {
-            match member.outbox.push(msg.delivery.clone()) {
+            match member.outbox.push(delivery.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
                     log::warn!(

@@ -118,6 +118,7 @@ pub async fn start(
             broker_queue: settings.limits.room_queue,
             max_sessions: settings.limits.max_connections,
             arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
+            ..BrokerConfig::default()
         },
     )
     .start();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::close::CloseCode;
@@ -134,7 +134,7 @@ pub struct StatsView {
 pub struct ListTenants;
 
 /// One (listener, tenant) row.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TenantView {
     /// Listener path.
     pub listener: String,
@@ -161,7 +161,7 @@ pub struct GetSession {
 }
 
 /// What the admin API shows of a session.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionView {
     /// Connection id.
     pub id: String,

@@ -2,9 +2,16 @@
 //! connection caps, global fan-out, admin queries and commands, and each
 //! session's deadline timer (token expiry or session timeout, whichever is
 //! earlier, as one cancellable `SpawnHandle`).
+//!
+//! In a cluster it also drives the [`Backplane`]: it tells it about rooms and
+//! sessions, asks it for tenant slots before a join completes, hands it global
+//! messages after local fan-out, and merges other nodes' answers into the admin
+//! replies (see `admin.rs` and `remote.rs`). Every backplane round trip runs as a
+//! future outside message handling, so the Broker keeps serving while it waits.
 
 mod admin;
 pub mod messages;
+mod remote;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,13 +21,14 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::backplane::{Backplane, LocalBackplane, SlotDecision};
 use crate::close::CloseCode;
-use crate::counters::{Counters, DropReason, SessionStats};
+use crate::counters::{Counters, SessionStats};
 use crate::ids::{ListenerId, Scope, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::Outbox;
 use crate::policy::{ListenerPolicy, OnTokenExpiry};
-use crate::room::{AddMember, Fanout, RemoveMember, StopRoom, TenantRoom};
+use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
 
 pub use messages::*;
 
@@ -35,6 +43,8 @@ pub struct BrokerConfig {
     pub max_sessions: usize,
     /// Arbiters rooms are spread over (round-robin); empty = the Broker's own.
     pub arbiters: Vec<ArbiterHandle>,
+    /// Other nodes of the cluster ([`LocalBackplane`] for a single node).
+    pub backplane: Arc<dyn Backplane>,
 }
 
 impl Default for BrokerConfig {
@@ -44,6 +54,7 @@ impl Default for BrokerConfig {
             broker_queue: 4096,
             max_sessions: 0,
             arbiters: Vec::new(),
+            backplane: Arc::new(LocalBackplane),
         }
     }
 }
@@ -60,6 +71,8 @@ struct SessionEntry {
     outbox: Outbox,
     stats: Arc<SessionStats>,
     timer: Option<SpawnHandle>,
+    /// Holds a cluster tenant slot (released on leave).
+    slot: bool,
 }
 
 /// The process-wide registry and router.
@@ -68,6 +81,9 @@ pub struct Broker {
     counters: Arc<Counters>,
     config: BrokerConfig,
     rooms: HashMap<(ListenerId, TenantId), RoomEntry>,
+    /// Joins waiting for the backplane, per (listener, tenant): they count
+    /// against the local tenant cap and keep the tenant's subscription open.
+    pending: HashMap<(ListenerId, TenantId), usize>,
     sessions: HashMap<SessionId, SessionEntry>,
     next_arbiter: usize,
     shutting_down: bool,
@@ -86,6 +102,7 @@ impl Broker {
             counters,
             config,
             rooms: HashMap::new(),
+            pending: HashMap::new(),
             sessions: HashMap::new(),
             next_arbiter: 0,
             shutting_down: false,
@@ -97,13 +114,18 @@ impl Broker {
         self.policies.get(usize::from(id.0))
     }
 
+    fn backplane(&self) -> &Arc<dyn Backplane> {
+        &self.config.backplane
+    }
+
     fn start_room(&mut self, listener: ListenerId, tenant: TenantId) -> Addr<TenantRoom> {
         let room = TenantRoom::new(
             listener,
             tenant,
             self.counters.clone(),
             self.config.room_queue,
-        );
+        )
+        .with_backplane(self.config.backplane.clone());
         if self.config.arbiters.is_empty() {
             room.start()
         } else {
@@ -143,9 +165,15 @@ impl Broker {
             if room.members == 0 {
                 room.addr.do_send(StopRoom);
                 self.rooms.remove(&key);
+                self.close_subscription(&key);
             } else {
                 room.addr.do_send(RemoveMember { id: id.clone() });
             }
+        }
+        let backplane = self.backplane();
+        backplane.session_left(&entry.info);
+        if entry.slot {
+            backplane.release_slot(listener, &entry.info.tenant);
         }
         log::debug!("session left tenant={} session={}", entry.info.tenant, id);
         if self.sessions.is_empty() {
@@ -156,37 +184,52 @@ impl Broker {
     }
 }
 
-impl Actor for Broker {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.config.broker_queue);
+impl Broker {
+    /// Stops receiving a tenant's messages from other nodes once this node has
+    /// neither a room nor a join in progress for it.
+    fn close_subscription(&self, key: &(ListenerId, TenantId)) {
+        if !self.rooms.contains_key(key) && !self.pending.contains_key(key) {
+            self.backplane().room_closed(key.0, &key.1);
+        }
     }
-}
 
-impl Handler<Join> for Broker {
-    type Result = Result<Joined, JoinError>;
-
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+    /// Checks that do not need the cluster; returns the listener's policy.
+    fn admit(&self, info: &SessionInfo) -> Result<Arc<ListenerPolicy>, JoinError> {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
-        let info = msg.info;
-        let Some(policy) = self.policy(info.listener).cloned() else {
-            // The server builds policies and broker from the same table.
-            return Err(JoinError::ShuttingDown);
-        };
+        // The server builds policies and broker from the same table.
+        let policy = self
+            .policy(info.listener)
+            .cloned()
+            .ok_or(JoinError::ShuttingDown)?;
         if self.sessions.contains_key(&info.id) {
             return Err(JoinError::DuplicateId);
         }
-        if self.config.max_sessions > 0 && self.sessions.len() >= self.config.max_sessions {
+        let waiting: usize = self.pending.values().sum();
+        if self.config.max_sessions > 0 && self.sessions.len() + waiting >= self.config.max_sessions
+        {
             return Err(JoinError::ServerFull);
         }
         let key = (info.listener, info.tenant.clone());
-        let members = self.rooms.get(&key).map_or(0, |r| r.members);
+        let members = self.rooms.get(&key).map_or(0, |r| r.members)
+            + self.pending.get(&key).copied().unwrap_or(0);
         if policy.max_connections_per_tenant > 0 && members >= policy.max_connections_per_tenant {
             return Err(JoinError::TenantLimit);
         }
+        Ok(policy)
+    }
+
+    /// Registers an admitted session and joins it to its room.
+    fn complete_join(
+        &mut self,
+        msg: Join,
+        policy: &ListenerPolicy,
+        slot: bool,
+        ctx: &mut Context<Self>,
+    ) -> Joined {
+        let info = msg.info;
+        let key = (info.listener, info.tenant.clone());
         let room = match self.rooms.get_mut(&key) {
             Some(r) => {
                 r.members += 1;
@@ -210,7 +253,7 @@ impl Handler<Join> for Broker {
             outbox: msg.outbox.clone(),
         });
 
-        let timer = Self::deadline(&policy, &info).map(|(at, code)| {
+        let timer = Self::deadline(policy, &info).map(|(at, code)| {
             let wait = at
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO);
@@ -233,6 +276,7 @@ impl Handler<Join> for Broker {
             .listener(info.listener)
             .connections
             .fetch_add(1, Ordering::Relaxed);
+        self.backplane().session_joined(&info);
         log::debug!("session joined tenant={} session={}", info.tenant, info.id);
         self.sessions.insert(
             info.id.clone(),
@@ -241,6 +285,7 @@ impl Handler<Join> for Broker {
                 outbox: msg.outbox,
                 stats: msg.stats,
                 timer,
+                slot,
             },
         );
         let route = match policy.scope {
@@ -248,7 +293,88 @@ impl Handler<Join> for Broker {
             Scope::Tenant => Route::Room(room),
             Scope::Global => Route::Global(ctx.address()),
         };
-        Ok(Joined { route })
+        Joined { route }
+    }
+
+    /// The cluster part of a join: the tenant's subscription (when this node has
+    /// no room for it yet) and a cluster-wide slot (when the listener is capped),
+    /// awaited outside message handling; the join completes afterwards.
+    fn join_via_cluster(
+        &mut self,
+        msg: Join,
+        policy: Arc<ListenerPolicy>,
+    ) -> ActorResponse<Self, Result<Joined, JoinError>> {
+        let key = (msg.info.listener, msg.info.tenant.clone());
+        let backplane = self.backplane().clone();
+        let subscribed =
+            (!self.rooms.contains_key(&key)).then(|| backplane.room_opened(key.0, &key.1));
+        let cap = policy.max_connections_per_tenant;
+        let slot = (cap > 0).then(|| backplane.acquire_slot(key.0, &key.1, cap));
+        *self.pending.entry(key.clone()).or_default() += 1;
+        let wait = async move {
+            if let Some(s) = subscribed {
+                s.await;
+            }
+            match slot {
+                Some(s) => Some(s.await),
+                None => None,
+            }
+        };
+        ActorResponse::r#async(wait.into_actor(self).map(move |slot, act, ctx| {
+            if let Some(n) = act.pending.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    act.pending.remove(&key);
+                }
+            }
+            let holds_slot = matches!(
+                slot,
+                Some(SlotDecision::Granted | SlotDecision::Unavailable)
+            );
+            let refused = if slot == Some(SlotDecision::Full) {
+                Some(JoinError::TenantLimit)
+            } else if act.shutting_down {
+                Some(JoinError::ShuttingDown)
+            } else if msg.outbox.is_closed() {
+                // The upgrade was abandoned while the cluster answered.
+                Some(JoinError::ShuttingDown)
+            } else if act.sessions.contains_key(&msg.info.id) {
+                Some(JoinError::DuplicateId)
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                if holds_slot {
+                    act.backplane().release_slot(key.0, &key.1);
+                }
+                act.close_subscription(&key);
+                return Err(e);
+            }
+            Ok(act.complete_join(msg, &policy, holds_slot, ctx))
+        }))
+    }
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.config.broker_queue);
+    }
+}
+
+impl Handler<Join> for Broker {
+    type Result = ActorResponse<Self, Result<Joined, JoinError>>;
+
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        let policy = match self.admit(&msg.info) {
+            Ok(p) => p,
+            Err(e) => return ActorResponse::reply(Err(e)),
+        };
+        if self.backplane().is_clustered() {
+            return self.join_via_cluster(msg, policy);
+        }
+        ActorResponse::reply(Ok(self.complete_join(msg, &policy, false, ctx)))
     }
 }
 
@@ -269,16 +395,8 @@ impl Handler<PublishGlobal> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: PublishGlobal, _ctx: &mut Self::Context) {
-        for ((listener, _), room) in &self.rooms {
-            if *listener == msg.listener {
-                let fanout = Fanout {
-                    delivery: msg.delivery.clone(),
-                };
-                if let Err(SendError::Full(_)) = room.addr.try_send(fanout) {
-                    self.counters.add_dropped(DropReason::RoomBacklog);
-                }
-            }
-        }
+        self.fanout_listener(msg.listener, &msg.delivery);
+        self.backplane().publish_global(msg.listener, &msg.delivery);
     }
 }
 
@@ -312,5 +430,7 @@ impl Handler<GetSnapshot> for Broker {
     }
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,121 @@
+//! Broker handlers for what other nodes send through the backplane: messages for
+//! this node's sessions, and admin requests answered from this node's state.
+
+use actix::prelude::*;
+
+use crate::backplane::{NodeCall, NodeReply, NodeRequest, RemoteDeliver, RemoteTarget, WireTarget};
+use crate::close::CloseCode;
+use crate::counters::DropReason;
+use crate::delivery::Delivery;
+use crate::ids::{ListenerId, SessionId, TenantId};
+use crate::room::LocalFanout;
+
+use super::messages::Target;
+use super::Broker;
+
+impl Broker {
+    /// Hands `delivery` to every local room of `listener` without waiting; a
+    /// room whose mailbox is full misses it (counted as `room_backlog`).
+    pub(super) fn fanout_listener(&self, listener: ListenerId, delivery: &Delivery) {
+        for ((l, _), room) in &self.rooms {
+            if *l == listener {
+                self.fanout_room(&room.addr, delivery);
+            }
+        }
+    }
+
+    fn fanout_room(&self, room: &Addr<crate::room::TenantRoom>, delivery: &Delivery) {
+        let msg = LocalFanout {
+            delivery: delivery.clone(),
+        };
+        if let Err(SendError::Full(_)) = room.try_send(msg) {
+            self.counters.add_dropped(DropReason::RoomBacklog);
+        }
+    }
+
+    fn listener_by_path(&self, path: &str) -> Option<ListenerId> {
+        self.policies
+            .iter()
+            .find(|p| &*p.path == path)
+            .map(|p| p.id)
+    }
+}
+
+impl Handler<RemoteDeliver> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteDeliver, _ctx: &mut Self::Context) {
+        match msg.target {
+            RemoteTarget::Tenant(tenant) => {
+                if let Some(room) = self.rooms.get(&(msg.listener, tenant)) {
+                    self.fanout_room(&room.addr, &msg.delivery);
+                }
+            }
+            RemoteTarget::Global => self.fanout_listener(msg.listener, &msg.delivery),
+        }
+    }
+}
+
+fn close_code(code: u16) -> CloseCode {
+    CloseCode::ALL
+        .into_iter()
+        .find(|c| c.code() == code)
+        .unwrap_or(CloseCode::Kicked)
+}
+
+impl Handler<NodeCall> for Broker {
+    type Result = ResponseFuture<NodeReply>;
+
+    fn handle(&mut self, msg: NodeCall, _ctx: &mut Self::Context) -> Self::Result {
+        let reply = match msg.0 {
+            NodeRequest::Stats => NodeReply::Stats(self.local_stats()),
+            NodeRequest::ListTenants => NodeReply::Tenants(self.local_tenants()),
+            NodeRequest::ListSessions { tenant } => {
+                NodeReply::Sessions(self.local_tenant_sessions(&TenantId::new(tenant)))
+            }
+            NodeRequest::GetSession { id } => NodeReply::Sessions(
+                self.local_session(&SessionId::from_string(id))
+                    .into_iter()
+                    .collect(),
+            ),
+            NodeRequest::Kick { id, code } => NodeReply::Count(usize::from(
+                self.local_kick(&SessionId::from_string(id), close_code(code)),
+            )),
+            NodeRequest::KickTenant {
+                tenant,
+                listener,
+                code,
+            } => {
+                let listener = match listener {
+                    Some(path) => match self.listener_by_path(&path) {
+                        Some(l) => Some(l),
+                        None => return Box::pin(async { NodeReply::Count(0) }),
+                    },
+                    None => None,
+                };
+                NodeReply::Count(self.local_kick_tenant(
+                    &TenantId::new(tenant),
+                    listener,
+                    close_code(code),
+                ))
+            }
+            NodeRequest::Publish {
+                listener,
+                target,
+                delivery,
+            } => {
+                let Some(listener) = self.listener_by_path(&listener) else {
+                    return Box::pin(async { NodeReply::Count(0) });
+                };
+                let target = match target {
+                    WireTarget::Session(id) => Target::Session(SessionId::from_string(id)),
+                    WireTarget::Tenant(t) => Target::Tenant(TenantId::new(t)),
+                    WireTarget::Global => Target::Global,
+                };
+                let n = self.local_publish(listener, &target, delivery.into());
+                return Box::pin(async move { NodeReply::Count(n.await) });
+            }
+        };
+        Box::pin(async move { reply })
+    }
+}

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # System packages the integration tests drive for real (proxy, browser, redis...).
 # Each entry: "command-that-must-exist:debian-package".
 SYSTEM_DEPS=(
+  "redis-server:redis-server"
 )
 
 missing=()

@@ -63,6 +63,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .filter(|l| !l.auth.ready())
         .map(|l| l.settings.path.as_str())
         .collect();
+    if let Some(degraded) = state.cluster.unready() {
+        return HttpResponse::ServiceUnavailable().json(degraded);
+    }
     if not_ready.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

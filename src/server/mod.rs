@@ -19,6 +19,7 @@ use wsplus_actors::{Broker, Counters};
 
 use crate::admin;
 use crate::auth::{Authenticator, SetupError};
+use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
 use crate::error::Rejections;
 use crate::settings::{Settings, Source};
@@ -53,6 +54,9 @@ pub enum StartError {
     /// A socket or TLS problem.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The cluster backend could not start.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// A running broker.
@@ -71,6 +75,8 @@ pub struct Running {
     pub dev_tokens: Vec<(String, String)>,
     /// The admin token generated for this run, when none was configured.
     pub generated_admin_token: Option<String>,
+    /// The cluster backend (local or Redis).
+    pub cluster: Arc<Cluster>,
     http: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -110,20 +116,24 @@ pub async fn start(
     let counters = Arc::new(Counters::new(listeners.len()));
     let rejections = Arc::new(Rejections::default());
     let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
+    let cluster = Arc::new(Cluster::start(&settings, &policies, counters.clone()).await?);
     let broker = Broker::new(
-        listeners.iter().map(|l| l.policy.clone()).collect(),
+        policies,
         counters.clone(),
         BrokerConfig {
             room_queue: settings.limits.room_queue,
             broker_queue: settings.limits.room_queue,
             max_sessions: settings.limits.max_connections,
             arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
-            ..BrokerConfig::default()
+            backplane: cluster.backplane(),
         },
     )
     .start();
+    cluster.attach(&broker);
 
     let app_state = web::Data::new(AppState {
+        cluster: cluster.clone(),
         broker: broker.clone(),
         counters: counters.clone(),
         rejections: rejections.clone(),
@@ -172,6 +182,7 @@ pub async fn start(
         admin_addr,
         dev_tokens,
         generated_admin_token,
+        cluster,
         http: http.handle(),
         admin: admin.handle(),
         grace,
@@ -187,6 +198,7 @@ impl Running {
     /// A cloneable handle that can shut this server down from anywhere.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
+            cluster: self.cluster.clone(),
             broker: self.broker.clone(),
             http: self.http.clone(),
             admin: self.admin.clone(),
@@ -199,6 +211,7 @@ impl Running {
 /// wait for them (at most `shutdown_grace_s`), stop both HTTP servers.
 #[derive(Clone)]
 pub struct ShutdownHandle {
+    cluster: Arc<Cluster>,
     broker: Addr<Broker>,
     http: ServerHandle,
     admin: ServerHandle,
@@ -218,6 +231,7 @@ impl ShutdownHandle {
                 log::warn!("shutdown grace elapsed with sessions still open");
             }
         }
+        self.cluster.leave().await;
         http_stop.await;
         self.admin.stop(true).await;
         log::info!("shutdown complete");

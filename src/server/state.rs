@@ -27,6 +27,8 @@ pub struct Listener {
 /// State shared by all workers.
 #[derive(Debug)]
 pub struct AppState {
+    /// The cluster backend (readiness, node id).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// The broker.
     pub broker: Addr<Broker>,
     /// Process counters.

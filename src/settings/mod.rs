@@ -317,6 +317,14 @@ pub struct ClusterSettings {
     pub redis_url: Option<String>,
     /// This node's id; empty = random per start.
     pub node_id: String,
+    /// Seconds a node's lease lasts: a node that stops renewing it (crash,
+    /// partition) has its tenant slots and registry entries forgotten after this.
+    pub lease_s: u64,
+    /// Longest wait, in milliseconds, for Redis or other nodes' admin answers.
+    pub timeout_ms: u64,
+    /// Messages and registry updates waiting for Redis; beyond, they are dropped
+    /// (and counted).
+    pub queue: usize,
 }
 
 impl Default for ClusterSettings {
@@ -325,6 +333,9 @@ impl Default for ClusterSettings {
             backend: ClusterBackend::Local,
             redis_url: None,
             node_id: String::new(),
+            lease_s: 15,
+            timeout_ms: 2000,
+            queue: 8192,
         }
     }
 }

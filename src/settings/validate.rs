@@ -72,20 +72,45 @@ pub fn validate(s: &Settings) -> Vec<String> {
         10_000_000,
     );
 
-    match s.cluster.backend {
-        ClusterBackend::Local => {}
-        ClusterBackend::Redis => match &s.cluster.redis_url {
-            None => p.push("cluster.redis_url", "required when cluster.backend = \"redis\""),
-            Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
-                p.push("cluster.redis_url", "must start with redis:// or rediss://")
-            }
-            Some(_) => p.push(
-                "cluster.backend",
-                "\"redis\" is not available in this build yet (see docs/decisions.md); use \"local\"",
-            ),
-        },
-    }
+    cluster(&mut p, &s.cluster);
     p.0
+}
+
+/// Longest node lease: a crashed node's slots expire within 30 s (DESIGN §4).
+pub const MAX_LEASE_S: u64 = 30;
+
+fn cluster(p: &mut Problems, c: &super::ClusterSettings) {
+    match (c.backend, &c.redis_url) {
+        (ClusterBackend::Local, _) => {}
+        (ClusterBackend::Redis, None) => p.push(
+            "cluster.redis_url",
+            "required when cluster.backend = \"redis\"",
+        ),
+        (ClusterBackend::Redis, Some(u)) => {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                p.push("cluster.redis_url", "must start with redis:// or rediss://")
+            } else if u.starts_with("rediss://") {
+                p.push(
+                    "cluster.redis_url",
+                    "rediss:// (TLS) is not supported by this build; use redis:// on a private network",
+                )
+            }
+        }
+    }
+    if c.node_id.len() > 64
+        || !c
+            .node_id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        p.push(
+            "cluster.node_id",
+            "must be at most 64 characters of A-Z, a-z, 0-9, '-', '_', '.' (empty = random)",
+        );
+    }
+    p.range("cluster.lease_s", c.lease_s, 2, MAX_LEASE_S);
+    p.range("cluster.timeout_ms", c.timeout_ms, 50, 60_000);
+    p.range("cluster.queue", c.queue as u64, 16, 1 << 20);
 }
 
 fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
@@ -328,5 +353,34 @@ backend = "redis"
         ] {
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
         }
+    }
+
+    #[test]
+    fn cluster_problems() {
+        let ok = problems("[cluster]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/\"\nnode_id = \"node-1.a_b\"\n");
+        assert!(ok.is_empty(), "{ok:?}");
+        let toml = r#"
+[cluster]
+backend = "redis"
+redis_url = "http://x"
+node_id = "has space"
+lease_s = 31
+timeout_ms = 0
+queue = 1
+"#;
+        let p = problems(toml);
+        let expect = [
+            "cluster.redis_url: must start with redis:// or rediss://",
+            "cluster.node_id: must be at most 64 characters of A-Z, a-z, 0-9, '-', '_', '.' (empty = random)",
+            "cluster.lease_s: must be between 2 and 30, got 31",
+            "cluster.timeout_ms: must be between 50 and 60000, got 0",
+            "cluster.queue: must be between 16 and 1048576, got 1",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+        let tls = problems("[cluster]\nbackend = \"redis\"\nredis_url = \"rediss://h:6380/\"\n");
+        assert_eq!(tls.len(), 1, "{tls:?}");
     }
 }

@@ -1,0 +1,213 @@
+//! Scale-out (`[cluster]`): which backplane the Broker gets, and what the admin
+//! API can ask about it.
+//!
+//! * `backend = "local"` — [`LocalBackplane`]: one node, nothing else needed.
+//! * `backend = "redis"` — [`redis::RedisBackplane`]: nodes sharing a Redis
+//!   deliver each other's tenant and global messages, answer admin requests
+//!   cluster-wide and share `max_connections_per_tenant`. See docs/cluster.md.
+
+mod keys;
+mod redis;
+mod scripts;
+mod wire;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, Arbiter};
+use serde::Serialize;
+use wsplus_actors::{
+    Backplane, Broker, Counters, ListenerId, ListenerPolicy, LocalBackplane, Scope,
+};
+
+use crate::settings::{ClusterBackend, Settings};
+
+pub use self::redis::Timing;
+
+/// Cross-node traffic counters (also in `/readyz` and metrics).
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterStats {
+    /// Messages this node handed to Redis for other nodes.
+    pub published: AtomicU64,
+    /// Messages from other nodes handed to this node's Broker.
+    pub received: AtomicU64,
+    /// Messages lost cross-node (queue full, Redis down, Broker mailbox full).
+    pub lost: AtomicU64,
+    /// Times the node (re)connected to Redis.
+    pub connects: AtomicU64,
+}
+
+/// A listener as the backplane sees it: nodes name listeners by path.
+#[derive(Debug, Clone)]
+pub struct NodeListener {
+    /// Index in this node's table.
+    pub id: ListenerId,
+    /// Path (the same on every node).
+    pub path: String,
+    /// Routing scope.
+    pub scope: Scope,
+}
+
+/// Why the cluster backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `cluster.redis_url` is not a usable Redis URL.
+    #[error("cluster.redis_url: {0}")]
+    Url(String),
+}
+
+/// What `/readyz` reports about the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Single node.
+    Local,
+    /// Redis answers; cross-node delivery works.
+    Connected,
+    /// Redis unreachable: local delivery only, cross-node messages are lost.
+    Degraded,
+}
+
+/// The running cluster backend of a node.
+pub struct Cluster {
+    backplane: Arc<dyn Backplane>,
+    redis: Option<Arc<redis::RedisBackplane>>,
+    stats: Arc<ClusterStats>,
+    node_id: String,
+    _arbiter: Option<Arbiter>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("readiness", &self.readiness())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Builds the backend `settings.cluster` names for these listeners. With
+    /// Redis, waits at most `cluster.timeout_ms` for a first connection; a node
+    /// whose Redis is down starts degraded and connects when it comes up.
+    pub async fn start(
+        settings: &Settings,
+        policies: &[Arc<ListenerPolicy>],
+        counters: Arc<Counters>,
+    ) -> Result<Self, ClusterError> {
+        let c = &settings.cluster;
+        let stats = Arc::new(ClusterStats::default());
+        let url = match (c.backend, &c.redis_url) {
+            (ClusterBackend::Redis, Some(url)) => url.clone(),
+            _ => {
+                return Ok(Self {
+                    backplane: Arc::new(LocalBackplane),
+                    redis: None,
+                    stats,
+                    node_id: String::new(),
+                    _arbiter: None,
+                })
+            }
+        };
+        let node_id = if c.node_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            c.node_id.clone()
+        };
+        let listeners = policies
+            .iter()
+            .map(|p| NodeListener {
+                id: p.id,
+                path: p.path.to_string(),
+                scope: p.scope,
+            })
+            .collect();
+        let timing = Timing {
+            lease: Duration::from_secs(c.lease_s),
+            timeout: Duration::from_millis(c.timeout_ms),
+            queue: c.queue,
+        };
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (node, st) = (node_id.clone(), stats.clone());
+        arbiter.spawn(async move {
+            let started =
+                redis::RedisBackplane::start(&url, node, listeners, timing, counters, st, handle);
+            let _ = tx.send(started.map_err(|e| ClusterError::Url(e.to_string())));
+        });
+        let rb = rx
+            .await
+            .map_err(|_| ClusterError::Url("backplane thread stopped".into()))??;
+        if rb.connected().await {
+            log::info!("cluster: node {node_id} joined through Redis");
+        } else {
+            log::warn!("cluster: node {node_id} starts degraded: Redis unreachable, retrying");
+        }
+        Ok(Self {
+            backplane: rb.clone(),
+            redis: Some(rb),
+            stats,
+            node_id,
+            _arbiter: Some(arbiter),
+        })
+    }
+
+    /// What the Broker talks to.
+    pub fn backplane(&self) -> Arc<dyn Backplane> {
+        self.backplane.clone()
+    }
+
+    /// Hands messages and requests from other nodes to `broker`.
+    pub fn attach(&self, broker: &Addr<Broker>) {
+        if let Some(r) = &self.redis {
+            r.attach(broker);
+        }
+    }
+
+    /// This node's id (empty for a single node).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// For `/readyz`: degraded while Redis is unreachable.
+    pub fn readiness(&self) -> Readiness {
+        match &self.redis {
+            None => Readiness::Local,
+            Some(r) if r.is_up() => Readiness::Connected,
+            Some(_) => Readiness::Degraded,
+        }
+    }
+
+    /// Cross-node counters.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// The readiness body part: `{"backend", "node", "state", counters...}`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "state": self.readiness(),
+            "node": self.node_id,
+            "published": self.stats.published.load(Ordering::Relaxed),
+            "received": self.stats.received.load(Ordering::Relaxed),
+            "lost": self.stats.lost.load(Ordering::Relaxed),
+            "connects": self.stats.connects.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The `/readyz` body when the cluster makes this node unready:
+    /// `{"status": "degraded", "cluster": {...}}` while Redis is unreachable.
+    pub fn unready(&self) -> Option<serde_json::Value> {
+        (self.readiness() == Readiness::Degraded)
+            .then(|| serde_json::json!({"status": "degraded", "cluster": self.status()}))
+    }
+
+    /// Leaves the cluster cleanly (after every session is gone).
+    pub async fn leave(&self) {
+        if let Some(r) = &self.redis {
+            r.leave().await;
+        }
+    }
+}

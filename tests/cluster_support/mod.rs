@@ -1,0 +1,235 @@
+//! Cluster test support: a real `redis-server` on a free loopback port that a
+//! test can kill and restart, nodes sharing it (in process, or the real binary as
+//! a child process that can be SIGKILLed), and a tiny HTTP GET for `/readyz`.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wsplus::settings::{ClusterBackend, Settings};
+
+use crate::common::{base_settings, ADMIN_TOKEN, SECRET, WAIT};
+
+/// Node lease in the tests: short, so a crashed node is forgotten quickly.
+pub const LEASE_S: u64 = 2;
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` child process without persistence.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers PING. Fails (never
+    /// skips) when `redis-server` is not installed: `scripts/test.sh` installs it.
+    pub fn start() -> Self {
+        let mut r = Self {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:port/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts it again on the same port (empty: nothing was persisted).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs it (an outage, not a clean stop).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A synchronous connection for inspecting what the nodes wrote.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("redis reachable")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Test settings for a node of the cluster on `redis`.
+pub fn node_settings(redis: &RedisServer, node_id: &str) -> Settings {
+    let mut s = base_settings();
+    s.cluster.backend = ClusterBackend::Redis;
+    s.cluster.redis_url = Some(redis.url());
+    s.cluster.node_id = node_id.into();
+    s.cluster.lease_s = LEASE_S;
+    s.cluster.timeout_ms = 1000;
+    s
+}
+
+/// `GET path` on `addr`; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response timed out")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// Polls `check` until it returns true, failing after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reached within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real binary running one node, killed with SIGKILL on drop.
+pub struct ChildNode {
+    /// Client traffic address.
+    pub http: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl ChildNode {
+    /// Runs `wsplus serve` with `settings` (ports are chosen here) and waits
+    /// until its `/readyz` answers 200.
+    pub async fn spawn(mut settings: Settings) -> Self {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        settings.server.bind = http.to_string();
+        settings.admin.bind = admin.to_string();
+        let dir = std::env::temp_dir().join(format!(
+            "wsplus-cluster-{}-{}",
+            std::process::id(),
+            http.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("node.toml");
+        std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsplus"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WSPLUS") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("TEST_JWT_SECRET", SECRET)
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wsplus");
+        let node = Self {
+            http,
+            admin,
+            child,
+            dir,
+        };
+        eventually("child node ready", WAIT, || async {
+            tokio::net::TcpStream::connect(admin).await.is_ok()
+                && http_get(admin, "/readyz").await.0 == 200
+        })
+        .await;
+        node
+    }
+
+    /// `ws://addr/path?token=...`
+    pub fn ws_url(&self, path: &str, token: &str) -> String {
+        format!("ws://{}{}?token={}", self.http, path, token)
+    }
+
+    /// SIGKILL: no clean stop, nothing is deregistered.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

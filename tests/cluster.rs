@@ -5,9 +5,15 @@
 mod cluster_support;
 mod common;
 
+use std::time::{Duration, Instant};
+
 use cluster_support::*;
 use common::*;
-use wsplus::settings::Scope;
+use wsplus::settings::{Mode, Scope};
+use wsplus_actors::broker::{
+    GetSession, GetStats, Kick, KickTenant, ListSessions, ListTenants, Publish, Target,
+};
+use wsplus_actors::{CloseCode, Delivery, ListenerId, SessionId, TenantId};
 
 /// Listeners of every node: tenant scope at /ws/events, global at /ws/all,
 /// session scope at /ws/self.
@@ -111,4 +117,288 @@ async fn a_node_receives_messages_for_a_tenant_it_just_got() {
         b.wait_snapshot(wsplus_actors::broker::Snapshot::default())
             .await;
     }
+}
+
+/// Connects to the message-mode session-scope listener and learns the
+/// session's id from its own echo.
+async fn connect_with_id(app: &TestApp, tenant: &str) -> (Ws, String) {
+    let mut ws = app.connect("/ws/self", tenant).await;
+    ws.send_text("{}").await;
+    let v = ws.recv_json().await;
+    let id = v["_session"]["id"].as_str().unwrap().to_owned();
+    (ws, id)
+}
+
+const SELF_LISTENER: ListenerId = ListenerId(2);
+
+fn admin_publish(target: Target, body: &str) -> Publish {
+    Publish {
+        listener: SELF_LISTENER,
+        target,
+        delivery: Delivery::Text(body.to_owned().into()),
+    }
+}
+
+#[tokio::test]
+async fn admin_requests_through_any_node_see_and_act_on_the_whole_cluster() {
+    let redis = RedisServer::start();
+    let spawn = |n| {
+        let mut s = cluster_settings(&redis, n);
+        s.listeners[2].mode = Mode::Message;
+        TestApp::spawn(s)
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let (mut a1, id_a1) = connect_with_id(&a, "acme").await;
+    let (mut b1, id_b1) = connect_with_id(&b, "acme").await;
+    let (mut b2, _) = connect_with_id(&b, "globex").await;
+
+    let stats = a.broker.send(GetStats).await.unwrap();
+    assert_eq!((stats.connections, stats.tenants), (3, 2), "{stats:?}");
+    let rows = b.broker.send(ListTenants).await.unwrap();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.listener.as_str(), r.tenant.as_str(), r.connections))
+        .collect();
+    assert_eq!(rows, [("/ws/self", "acme", 2), ("/ws/self", "globex", 1)]);
+    let sessions = a
+        .broker
+        .send(ListSessions {
+            tenant: TenantId::new("acme"),
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = sessions.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    let mut want = vec![id_a1.clone(), id_b1.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    let one = a
+        .broker
+        .send(GetSession {
+            id: SessionId::from_string(id_b1.as_str()),
+        })
+        .await
+        .unwrap()
+        .expect("a session on node b is found through node a");
+    assert_eq!(
+        (one.tenant.as_str(), one.listener.as_str()),
+        ("acme", "/ws/self")
+    );
+    assert_eq!(
+        a.broker
+            .send(GetSession {
+                id: SessionId::random()
+            })
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Publish through one node reaches sessions on the other.
+    let to_b1 = admin_publish(
+        Target::Session(SessionId::from_string(id_b1.as_str())),
+        r#"{"to":"b1"}"#,
+    );
+    assert_eq!(a.broker.send(to_b1).await.unwrap(), 1);
+    assert_eq!(b1.recv_json().await["to"], "b1");
+    let to_acme = admin_publish(Target::Tenant(TenantId::new("acme")), r#"{"to":"acme"}"#);
+    assert_eq!(b.broker.send(to_acme).await.unwrap(), 2);
+    assert_eq!(a1.recv_json().await["to"], "acme");
+    assert_eq!(b1.recv_json().await["to"], "acme");
+    assert_eq!(
+        a.broker
+            .send(admin_publish(Target::Global, r#"{"to":"all"}"#))
+            .await
+            .unwrap(),
+        3
+    );
+    for ws in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(
+            ws.recv_json().await["to"],
+            "all",
+            "globex never saw the acme ones"
+        );
+    }
+
+    // Kicks through one node close sessions on the other with 4003.
+    let kick = Kick {
+        id: SessionId::from_string(id_b1.as_str()),
+        code: CloseCode::Kicked,
+    };
+    assert!(a.broker.send(kick).await.unwrap());
+    assert_eq!(b1.recv_close().await.0, 4003);
+    let kick_tenant = KickTenant {
+        tenant: TenantId::new("acme"),
+        listener: None,
+        code: CloseCode::Kicked,
+    };
+    eventually("b1 left the registry", WAIT, || async {
+        b.broker.send(GetStats).await.unwrap().connections == 2
+    })
+    .await;
+    assert_eq!(b.broker.send(kick_tenant).await.unwrap(), 1);
+    assert_eq!(a1.recv_close().await.0, 4003);
+    eventually("only globex is left", WAIT, || async {
+        let s = a.broker.send(GetStats).await.unwrap();
+        (s.connections, s.tenants) == (1, 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_tenant_cap_counts_connections_on_every_node() {
+    let redis = RedisServer::start();
+    let spawn = |n| {
+        let mut s = cluster_settings(&redis, n);
+        s.listeners[0].session.max_connections_per_tenant = 3;
+        TestApp::spawn(s)
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let url = |app: &TestApp| app.ws_url("/ws/events", Some(&token("acme", None, 3600)));
+    let a1 = Ws::connect(&url(&a)).await;
+    let _a2 = Ws::connect(&url(&a)).await;
+    let _b1 = Ws::connect(&url(&b)).await;
+    for node in [&a, &b] {
+        let refused = Ws::try_connect(&url(node))
+            .await
+            .err()
+            .expect("cap reached");
+        assert_eq!(refused.status, 429, "{}", refused.body);
+    }
+    // Other tenants and other listeners have their own counts.
+    let _g = b.connect("/ws/events", "globex").await;
+    let _other = b.connect("/ws/all", "acme").await;
+    let slots: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("wsplus:slots:{/ws/events:acme}")
+        .query(&mut redis.conn())
+        .unwrap();
+    let counts: Vec<_> = {
+        let mut v: Vec<_> = slots
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.split(':').next().unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(counts, [("a", "2"), ("b", "1")]);
+
+    // A slot freed on node a can be taken on node b.
+    a1.close().await;
+    let deadline = Instant::now() + WAIT;
+    let _b2 = loop {
+        match Ws::try_connect(&url(&b)).await {
+            Ok(ws) => break ws,
+            Err(r) => assert_eq!(r.status, 429),
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(Ws::try_connect(&url(&a)).await.err().unwrap().status, 429);
+}
+
+#[tokio::test]
+async fn a_redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
+    let mut redis = RedisServer::start();
+    let a = TestApp::spawn(cluster_settings(&redis, "a"));
+    let b = TestApp::spawn(cluster_settings(&redis, "b"));
+    let mut a1 = a.connect("/ws/events", "acme").await;
+    let mut a2 = a.connect("/ws/events", "acme").await;
+    let mut b1 = b.connect("/ws/events", "acme").await;
+    a1.send_text("before").await;
+    all_get(&mut [&mut a1, &mut a2, &mut b1], "before").await;
+
+    redis.kill();
+    for n in [&a, &b] {
+        eventually("readyz reports degraded", WAIT, || async {
+            let (status, body) = http_get(n.admin, "/readyz").await;
+            status == 503 && body.contains("degraded")
+        })
+        .await;
+    }
+    // Local delivery goes on; the copy for node b is lost and counted.
+    a1.send_text("during").await;
+    all_get(&mut [&mut a1, &mut a2], "during").await;
+    let stats = a.broker.send(GetStats).await.unwrap();
+    assert!(stats.dropped >= 1, "{stats:?}");
+    let (_, body) = http_get(a.admin, "/readyz").await;
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(ready["cluster"]["lost"].as_u64().unwrap() >= 1, "{body}");
+    // A tenant that shows up on node b during the outage.
+    let mut b_new = b.connect("/ws/events", "initech").await;
+
+    redis.restart();
+    for n in [&a, &b] {
+        eventually("readyz ready again", WAIT, || async {
+            http_get(n.admin, "/readyz").await.0 == 200
+        })
+        .await;
+    }
+    a1.send_text("after").await;
+    all_get(&mut [&mut a1, &mut a2, &mut b1], "after").await;
+    b1.send_text("from-b").await;
+    all_get(&mut [&mut a1, &mut a2, &mut b1], "from-b").await;
+    let mut a_new = a.connect("/ws/events", "initech").await;
+    a_new.send_text("initech").await;
+    all_get(&mut [&mut a_new, &mut b_new], "initech").await;
+}
+
+#[tokio::test]
+async fn a_crashed_node_frees_its_slots_and_registry_within_the_lease() {
+    let redis = RedisServer::start();
+    let capped = |n| {
+        let mut s = node_settings(&redis, n);
+        s.listeners[0].session.max_connections_per_tenant = 2;
+        s
+    };
+    let a = TestApp::spawn(capped("a"));
+    let mut b = ChildNode::spawn(capped("b")).await;
+    let tok = token("acme", None, 3600);
+    let _b1 = Ws::connect(&b.ws_url("/ws/events", &tok)).await;
+    let _b2 = Ws::connect(&b.ws_url("/ws/events", &tok)).await;
+    let a_url = a.ws_url("/ws/events", Some(&tok));
+    assert_eq!(Ws::try_connect(&a_url).await.err().unwrap().status, 429);
+    let mut conn = redis.conn();
+    let registered: usize = redis::cmd("HLEN")
+        .arg("wsplus:reg:{b}")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(registered, 2);
+    assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 2);
+
+    b.kill();
+    let killed = Instant::now();
+    let lease = Duration::from_secs(LEASE_S);
+    let deadline = killed + lease + Duration::from_secs(3);
+    let _a1 = loop {
+        match Ws::try_connect(&a_url).await {
+            Ok(ws) => break ws,
+            Err(r) => assert_eq!(r.status, 429),
+        }
+        assert!(Instant::now() < deadline, "node b's slots were never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let freed_after = killed.elapsed();
+    assert!(
+        freed_after <= lease + Duration::from_secs(1),
+        "{freed_after:?}"
+    );
+    eventually(
+        "node b left the registry and the node set",
+        lease * 2,
+        || async {
+            let mut conn = redis.conn();
+            let reg: bool = redis::cmd("EXISTS")
+                .arg("wsplus:reg:{b}")
+                .query(&mut conn)
+                .unwrap();
+            let live: Option<f64> = redis::cmd("ZSCORE")
+                .arg("wsplus:nodes")
+                .arg("b")
+                .query(&mut conn)
+                .unwrap();
+            !reg && live.is_none()
+        },
+    )
+    .await;
+    assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 1);
 }

@@ -830,7 +830,11 @@ async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Op>) {
                     p.publish(channel, payload).ignore();
                 }
                 Op::Register { session, value } => {
-                    p.hset(&shared.registry, session, value).ignore();
+                    // A new hash has no TTL until the next heartbeat: give it one.
+                    p.hset(&shared.registry, session, value)
+                        .ignore()
+                        .pexpire(&shared.registry, lease as i64)
+                        .ignore();
                 }
                 Op::Unregister { session } => {
                     p.hdel(&shared.registry, session).ignore();

@@ -402,3 +402,30 @@ async fn a_crashed_node_frees_its_slots_and_registry_within_the_lease() {
     .await;
     assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 1);
 }
+
+#[tokio::test]
+async fn a_clean_stop_leaves_the_cluster_at_once() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn(node_settings(&redis, "a"));
+    let b = TestApp::spawn(node_settings(&redis, "b"));
+    let mut b1 = b.connect("/ws/events", "acme").await;
+    let live = |conn: &mut redis::Connection| -> Option<f64> {
+        redis::cmd("ZSCORE")
+            .arg("wsplus:nodes")
+            .arg("b")
+            .query(conn)
+            .unwrap()
+    };
+    let mut conn = redis.conn();
+    assert!(live(&mut conn).is_some());
+    assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 1);
+    b.shutdown().await;
+    assert_eq!(b1.recv_close().await.0, 1001);
+    assert_eq!(live(&mut conn), None, "no waiting for the lease");
+    let reg: bool = redis::cmd("EXISTS")
+        .arg("wsplus:reg:{b}")
+        .query(&mut conn)
+        .unwrap();
+    assert!(!reg);
+    assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 0);
+}

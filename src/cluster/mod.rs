@@ -75,7 +75,7 @@ pub struct Cluster {
     redis: Option<Arc<redis::RedisBackplane>>,
     stats: Arc<ClusterStats>,
     node_id: String,
-    _arbiter: Option<Arbiter>,
+    arbiter: Option<Arbiter>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -84,6 +84,14 @@ impl std::fmt::Debug for Cluster {
             .field("node_id", &self.node_id)
             .field("readiness", &self.readiness())
             .finish()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(a) = &self.arbiter {
+            a.stop();
+        }
     }
 }
 
@@ -106,7 +114,7 @@ impl Cluster {
                     redis: None,
                     stats,
                     node_id: String::new(),
-                    _arbiter: None,
+                    arbiter: None,
                 })
             }
         };
@@ -150,7 +158,7 @@ impl Cluster {
             redis: Some(rb),
             stats,
             node_id,
-            _arbiter: Some(arbiter),
+            arbiter: Some(arbiter),
         })
     }
 

@@ -212,6 +212,8 @@ struct Shared {
     mirror: Mutex<Mirror>,
     dispatch: Arc<Dispatch>,
     next_call: AtomicU64,
+    /// Set by a clean stop: the ticker stops renewing the lease.
+    left: AtomicBool,
 }
 
 impl Shared {
@@ -536,6 +538,7 @@ impl RedisBackplane {
             mirror: Mutex::new(Mirror::default()),
             dispatch,
             next_call: AtomicU64::new(1),
+            left: AtomicBool::new(false),
         });
         let (ops_tx, ops_rx) = mpsc::channel(timing.queue);
         let (subs_tx, subs_rx) = mpsc::channel(timing.queue);
@@ -584,6 +587,7 @@ impl RedisBackplane {
     /// Leaves the cluster cleanly: forgets this node's lease and registry now
     /// rather than at lease expiry.
     pub(super) async fn leave(&self) {
+        self.shared.left.store(true, Ordering::Relaxed);
         let shared = self.shared.clone();
         let _ = self
             .on_arbiter(async move {
@@ -894,7 +898,7 @@ async fn subscriber(shared: Arc<Shared>, mut rx: mpsc::Receiver<SubOp>) {
 async fn ticker(shared: std::sync::Weak<Shared>) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let Some(s) = shared.upgrade() else {
+        let Some(s) = shared.upgrade().filter(|s| !s.left.load(Ordering::Relaxed)) else {
             return;
         };
         let wait = if s.dispatch.resync.load(Ordering::Relaxed) {

@@ -14,8 +14,10 @@
 export const CLOSE_CODES = Object.freeze({
   1000: { meaning: 'normal close', action: 'reconnect' },
   1001: { meaning: 'server shutting down', action: 'reconnect' },
+  1002: { meaning: 'protocol error', action: 'stop' },
+  1005: { meaning: 'closed without a status code', action: 'reconnect' },
   1006: { meaning: 'connection lost or handshake refused (401/403/404/429)', action: 'reconnect' },
-  1007: { meaning: 'invalid frame data', action: 'stop' },
+  1007: { meaning: 'invalid frame data (text not valid UTF-8)', action: 'stop' },
   1008: { meaning: 'policy violation', action: 'stop' },
   1009: { meaning: 'message too big', action: 'stop' },
   1011: { meaning: 'server error', action: 'reconnect' },

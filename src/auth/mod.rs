@@ -60,6 +60,8 @@ pub struct Authenticator {
     mode: AuthMode,
     static_tenant: Option<String>,
     hs256: Option<(DecodingKey, jwt::ClaimRules)>,
+    /// hs256: the secret, kept to sign demo tokens ([`Authenticator::mint`]).
+    signing_secret: Option<String>,
     dev_token: Option<String>,
 }
 
@@ -89,6 +91,7 @@ impl Authenticator {
                 mode: AuthMode::None,
                 static_tenant,
                 hs256: None,
+                signing_secret: None,
                 dev_token: None,
             }),
             AuthMode::Hs256 => {
@@ -116,6 +119,7 @@ impl Authenticator {
                     mode: AuthMode::Hs256,
                     static_tenant,
                     hs256: Some((decoding, rules)),
+                    signing_secret: Some(secret),
                     dev_token: dev_token.and_then(Result::ok),
                 })
             }
@@ -153,6 +157,12 @@ impl Authenticator {
             }
             AuthMode::Jwks => Err(AuthError::UnknownKey),
         }
+    }
+
+    /// Signs `claims` with this listener's HS256 secret (the demo token route).
+    /// None unless the mode is hs256.
+    pub fn mint(&self, claims: &mint::Claims) -> Option<String> {
+        mint::hs256(self.signing_secret.as_deref()?, claims).ok()
     }
 
     /// A ready-to-use development token for tenant `demo`, when this run

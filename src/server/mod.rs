@@ -3,6 +3,7 @@
 
 pub mod access_log;
 mod assets;
+mod demo;
 pub mod state;
 pub mod upgrade;
 
@@ -145,11 +146,13 @@ pub async fn start(
     let admin_addr = sockets.admin.local_addr()?;
 
     let client_state = app_state.clone();
+    let demo = demo::Demo::from_settings(&settings);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(client_state.clone())
             .wrap(access_log::logger())
             .configure(assets::configure)
+            .configure(|cfg| demo::configure(cfg, demo))
             .default_service(web::to(upgrade::upgrade))
     })
     .workers(workers)

@@ -10,7 +10,7 @@ use super::{AuthMode, ClusterBackend, ListenerSettings, Settings, TenantFrom};
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
 /// Paths the server uses for itself.
 const RESERVED_PREFIXES: [&str; 2] = ["/debug/ws", "/admin"];
-const RESERVED_PATHS: [&str; 2] = ["/wsplus.js", "/demo"];
+const RESERVED_PATHS: [&str; 3] = ["/wsplus.js", "/demo", "/demo/token"];
 
 /// Returns every problem found; empty means valid.
 pub fn validate(s: &Settings) -> Vec<String> {
@@ -382,5 +382,25 @@ queue = 1
         assert_eq!(p.len(), expect.len(), "{p:#?}");
         let tls = problems("[cluster]\nbackend = \"redis\"\nredis_url = \"rediss://h:6380/\"\n");
         assert_eq!(tls.len(), 1, "{tls:?}");
+    }
+
+    #[test]
+    fn paths_the_server_serves_itself_are_reserved() {
+        let toml = r#"
+[[listeners]]
+path = "/wsplus.js"
+[[listeners]]
+path = "/demo"
+[[listeners]]
+path = "/demo/token"
+[[listeners]]
+path = "/demo/x"
+"#;
+        let p = problems(toml);
+        for (i, path) in ["/wsplus.js", "/demo", "/demo/token"].iter().enumerate() {
+            let e = format!("listeners[{i}].path: {path} is served by wsplus itself");
+            assert!(p.contains(&e), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), 3, "{p:#?}");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -14,6 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsplus::auth::mint;
 use wsplus::env::Env;
+use wsplus::error::Rejections;
 use wsplus::server::{self, ShutdownHandle, Sockets};
 use wsplus::settings::{AuthMode, ListenerSettings, Settings, Source, TenantFrom};
 use wsplus_actors::broker::{GetSnapshot, Snapshot};
@@ -67,6 +69,8 @@ pub struct TestApp {
     pub admin: SocketAddr,
     /// The Broker actor (for leak checks).
     pub broker: Addr<Broker>,
+    /// Handshake rejection counters by reason.
+    pub rejections: Arc<Rejections>,
     shutdown: ShutdownHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -79,7 +83,18 @@ impl TestApp {
     }
 
     /// Starts a server with extra environment variables visible to it.
-    pub fn spawn_with_env(settings: Settings, mut vars: HashMap<String, String>) -> Self {
+    pub fn spawn_with_env(settings: Settings, vars: HashMap<String, String>) -> Self {
+        let sockets = Sockets::bind(&settings).expect("bind");
+        Self::spawn_bound(settings, sockets, vars)
+    }
+
+    /// Starts a server on sockets the test bound itself (to know its address
+    /// before writing settings that name it, e.g. `allowed_origins`).
+    pub fn spawn_bound(
+        settings: Settings,
+        sockets: Sockets,
+        mut vars: HashMap<String, String>,
+    ) -> Self {
         vars.entry("TEST_JWT_SECRET".into())
             .or_insert_with(|| SECRET.into());
         vars.entry("TEST_ADMIN_TOKEN".into())
@@ -90,7 +105,6 @@ impl TestApp {
         let thread = std::thread::spawn(move || {
             let system = actix_rt::System::new();
             system.block_on(async move {
-                let sockets = Sockets::bind(&settings).expect("bind");
                 let running = server::start(
                     settings,
                     Source::File("test".into()),
@@ -104,6 +118,7 @@ impl TestApp {
                     running.http_addr,
                     running.admin_addr,
                     running.broker.clone(),
+                    running.rejections.clone(),
                     running.shutdown_handle(),
                     stop_tx,
                 ))
@@ -112,12 +127,13 @@ impl TestApp {
                 running.shutdown_handle().shutdown().await;
             });
         });
-        let (http, admin, broker, shutdown, stop_tx) =
+        let (http, admin, broker, rejections, shutdown, stop_tx) =
             rx.recv_timeout(WAIT).expect("server started");
         Self {
             http,
             admin,
             broker,
+            rejections,
             shutdown,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -130,6 +146,15 @@ impl TestApp {
             Some(t) => format!("ws://{}{}?token={}", self.http, path, t),
             None => format!("ws://{}{}", self.http, path),
         }
+    }
+
+    /// How many handshakes were refused for `reason` (e.g. `origin`).
+    pub fn rejected(&self, reason: &str) -> u64 {
+        self.rejections
+            .snapshot()
+            .into_iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| n)
     }
 
     /// `http://admin/path`

@@ -139,8 +139,21 @@ test('4003 (kicked by an administrator) stops for good', async () => {
   assert.equal(c.willReconnect, false);
 });
 
-test('1008/1009/1007 stop; 1000 from the server reconnects', async () => {
-  for (const code of [1007, 1008, 1009]) {
+test('every close code the broker sends has a meaning and the documented action', () => {
+  // DESIGN §6 plus 1002/1007 (docs/protocol.md); docs/browser.md §4 has the same table.
+  const want = {
+    1000: 'reconnect', 1001: 'reconnect', 1002: 'stop', 1007: 'stop', 1008: 'stop', 1009: 'stop',
+    4001: 'refresh', 4002: 'reconnect', 4003: 'stop', 4008: 'slow', 4009: 'slow',
+  };
+  for (const [code, action] of Object.entries(want)) {
+    assert.ok(CLOSE_CODES[code], `code ${code} missing`);
+    assert.equal(CLOSE_CODES[code].action, action, `code ${code}`);
+    assert.ok(CLOSE_CODES[code].meaning.length > 0);
+  }
+});
+
+test('1002/1007/1008/1009 stop; 1000 from the server reconnects', async () => {
+  for (const code of [1002, 1007, 1008, 1009]) {
     FakeWebSocket.instances = [];
     const { client, closes } = makeClient();
     await waitFor(() => sockets() === 1);

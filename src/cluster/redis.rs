@@ -367,6 +367,9 @@ impl Shared {
 
     async fn locate(&self, session: &str) -> Result<Option<String>, String> {
         let peers = self.peers().await?;
+        if peers.is_empty() {
+            return Ok(None);
+        }
         let mut p = redis::pipe();
         for n in &peers {
             p.hexists(keys::registry_key(n), session);

@@ -17,51 +17,66 @@ pub const MAX_TOKEN_BYTES: usize = 8192;
 pub const MAX_TENANT_BYTES: usize = 256;
 
 /// Claim rules of one listener.
+///
+/// `jsonwebtoken` checks the signature, `exp` and `nbf` (with the leeway);
+/// `iss` and `aud` are checked here afterwards, strictly and in a fixed order
+/// (`iss` must be a string; `aud` a string or an array of strings), so a
+/// token failing several checks always gets the same reason.
 #[derive(Debug, Clone)]
 pub struct ClaimRules {
-    validation: Validation,
+    /// One validation per allowed algorithm (jsonwebtoken wants a single
+    /// algorithm family per validation).
+    validations: Vec<(Algorithm, Validation)>,
+    issuer: Option<String>,
+    audience: Option<String>,
     tenant_from: TenantFrom,
     tenant_claim: String,
     static_tenant: Option<String>,
+    leeway: Duration,
 }
 
 impl ClaimRules {
-    /// Rules for `alg`, from the listener's auth and tenant settings.
+    /// Rules for `algs`, from the listener's auth and tenant settings.
     pub fn new(algs: &[Algorithm], auth: &AuthSettings, tenant: &TenantSettings) -> Self {
-        let mut v = Validation::new(algs[0]);
-        v.algorithms = algs.to_vec();
-        v.leeway = auth.leeway_s;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        let mut required: Vec<&str> = Vec::new();
-        match &auth.issuer {
-            Some(iss) => {
-                v.set_issuer(&[iss]);
-                required.push("iss");
-            }
-            None => v.iss = None,
-        }
-        match &auth.audience {
-            Some(aud) => {
-                v.set_audience(&[aud]);
-                v.validate_aud = true;
-                required.push("aud");
-            }
-            None => v.validate_aud = false,
-        }
-        v.set_required_spec_claims(&required);
+        let validation = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            v.leeway = auth.leeway_s;
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.iss = None;
+            v.validate_aud = false;
+            v.set_required_spec_claims::<&str>(&[]);
+            v
+        };
         Self {
-            validation: v,
+            validations: algs.iter().map(|a| (*a, validation(*a))).collect(),
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
             tenant_from: tenant.from,
             tenant_claim: tenant.claim.clone(),
             static_tenant: tenant.static_id.clone(),
+            leeway: Duration::from_secs(auth.leeway_s),
         }
     }
 
-    /// Verifies `token` with `key` and extracts the identity.
-    pub fn verify(&self, token: &str, key: &DecodingKey) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+    /// Verifies `token` (screened: its header says `alg`) with `key` and
+    /// extracts the identity. The session's
+    /// deadline is `exp + leeway_s`: a token accepted thanks to the leeway is
+    /// not closed the moment it is admitted.
+    pub fn verify(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Identity, AuthError> {
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .ok_or(AuthError::AlgorithmNotAllowed)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(map_error)?;
+        self.check_iss_aud(&data.claims)?;
         let claims = data.claims;
         let tenant = match self.tenant_from {
             TenantFrom::Static => self.static_tenant.clone().ok_or(AuthError::InvalidTenant)?,
@@ -77,13 +92,35 @@ impl ClaimRules {
         let expires_at = claims
             .get("exp")
             .and_then(Value::as_u64)
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s) + self.leeway);
         Ok(Identity {
             tenant,
             subject,
             expires_at,
             verified: true,
         })
+    }
+
+    fn check_iss_aud(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        if let Some(want) = &self.issuer {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if iss == want => {}
+                _ => return Err(AuthError::InvalidIssuer),
+            }
+        }
+        if let Some(want) = &self.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == want,
+                Some(Value::Array(auds)) => {
+                    auds.iter().all(Value::is_string) && auds.iter().any(|a| a == want)
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthError::InvalidAudience);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -92,12 +129,6 @@ fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::InvalidSignature => AuthError::InvalidSignature,
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        ErrorKind::InvalidIssuer => AuthError::InvalidIssuer,
-        ErrorKind::InvalidAudience => AuthError::InvalidAudience,
-        ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::InvalidIssuer,
-        ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::InvalidAudience,
-        ErrorKind::InvalidClaimFormat(c) if c == "iss" => AuthError::InvalidIssuer,
-        ErrorKind::InvalidClaimFormat(c) if c == "aud" => AuthError::InvalidAudience,
         ErrorKind::InvalidAlgorithm
         | ErrorKind::MissingAlgorithm
         | ErrorKind::InvalidAlgorithmName => AuthError::AlgorithmNotAllowed,
@@ -105,17 +136,30 @@ fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
+/// What the header screening found: the (allowed) algorithm and the `kid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screened {
+    /// `alg`, one of the listener's allowed algorithms.
+    pub alg: Algorithm,
+    /// `kid`, when present.
+    pub kid: Option<String>,
+}
+
+/// Headers that would let a token name its own key; refused outright.
+const KEY_BEARING_HEADERS: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
+
 /// Screens the header before any key is looked up: size, segment count, JSON,
 /// an `alg` from the allow-list, and no key-bearing headers (keys never come
-/// from the token). Returns the header's `kid`.
-pub fn screen_header(token: &str, allowed: &[Algorithm]) -> Result<Option<String>, AuthError> {
+/// from the token). Cheap: a token over [`MAX_TOKEN_BYTES`] is refused before
+/// any decoding.
+pub fn screen_header(token: &str, allowed: &[Algorithm]) -> Result<Screened, AuthError> {
     use base64::Engine;
     if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
         return Err(AuthError::Malformed);
     }
     let head = token.split('.').next().unwrap_or_default();
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(head.trim_end_matches('='))
+        .decode(head)
         .map_err(|_| AuthError::Malformed)?;
     let header: Map<String, Value> =
         serde_json::from_slice(&raw).map_err(|_| AuthError::Malformed)?;
@@ -123,19 +167,18 @@ pub fn screen_header(token: &str, allowed: &[Algorithm]) -> Result<Option<String
         .get("alg")
         .and_then(Value::as_str)
         .ok_or(AuthError::Malformed)?;
-    let allowed_alg = allowed.iter().any(|a| format!("{a:?}") == alg);
-    if !allowed_alg {
+    let alg = alg
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| allowed.contains(a))
+        .ok_or(AuthError::AlgorithmNotAllowed)?;
+    if KEY_BEARING_HEADERS.iter().any(|k| header.contains_key(*k)) {
         return Err(AuthError::AlgorithmNotAllowed);
     }
-    if ["jku", "x5u", "jwk", "x5c"]
-        .iter()
-        .any(|k| header.contains_key(*k))
-    {
-        return Err(AuthError::AlgorithmNotAllowed);
-    }
-    match header.get("kid") {
-        None => Ok(None),
-        Some(Value::String(k)) => Ok(Some(k.clone())),
-        Some(_) => Err(AuthError::Malformed),
-    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    Ok(Screened { alg, kid })
 }

@@ -7,11 +7,13 @@
 //! endpoint). Keys never come from the token.
 
 mod error;
+pub mod http;
+pub mod jwks;
 pub mod jwt;
 pub mod mint;
 mod secret;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use error::AuthError;
 
@@ -45,23 +47,43 @@ pub enum SetupError {
         /// What is wrong (never the secret itself).
         problem: secret::SecretError,
     },
-    /// The mode is not available in this build.
-    #[error("{key}: auth mode {mode:?} is not available yet")]
-    Unsupported {
+    /// jwks mode without `jwks_uri` (validation normally catches this).
+    #[error("{key}: required when auth.mode = \"jwks\"")]
+    MissingJwksUri {
         /// Full key path.
         key: String,
-        /// The mode.
-        mode: AuthMode,
     },
 }
+
+/// The algorithms a jwks listener accepts.
+const JWKS_ALGS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
+/// How a listener verifies tokens.
+enum Verifier {
+    /// `auth.mode = none`: no token, the static tenant.
+    None,
+    /// A shared secret; HS256 only.
+    Hs256 {
+        key: DecodingKey,
+        rules: jwt::ClaimRules,
+        /// Kept to sign demo tokens ([`Authenticator::mint`]).
+        secret: String,
+    },
+    /// Keys from a JWKS endpoint; RS256 and ES256, chosen by `kid`.
+    Jwks {
+        keys: jwks::Jwks,
+        rules: jwt::ClaimRules,
+    },
+}
+
+/// Lifetime of the development token printed when `serve` generated its secret.
+const DEV_TOKEN_TTL_S: u64 = 24 * 3600;
 
 /// Verifies handshake tokens for one listener.
 pub struct Authenticator {
     mode: AuthMode,
     static_tenant: Option<String>,
-    hs256: Option<(DecodingKey, jwt::ClaimRules)>,
-    /// hs256: the secret, kept to sign demo tokens ([`Authenticator::mint`]).
-    signing_secret: Option<String>,
+    verifier: Verifier,
     dev_token: Option<String>,
 }
 
@@ -76,6 +98,8 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// Builds the authenticator of `listeners[index]`. `dev_default` is true when
     /// the configuration is the embedded default (development conveniences).
+    /// A jwks listener starts its fetcher task here, so this must run inside
+    /// the actix `System`.
     pub fn new(
         index: usize,
         listener: &ListenerSettings,
@@ -86,48 +110,62 @@ impl Authenticator {
             TenantFrom::Static => listener.tenant.static_id.clone(),
             TenantFrom::Claim => None,
         };
-        match listener.auth.mode {
-            AuthMode::None => Ok(Self {
-                mode: AuthMode::None,
-                static_tenant,
-                hs256: None,
-                signing_secret: None,
-                dev_token: None,
-            }),
+        let auth = &listener.auth;
+        let mut dev_token = None;
+        let verifier = match auth.mode {
+            AuthMode::None => Verifier::None,
             AuthMode::Hs256 => {
                 let key = format!("listeners[{index}].auth");
-                let (secret, generated) = match secret::hs256_secret(&listener.auth, env) {
-                    Ok(s) => (s, false),
-                    Err(_) if dev_default => (secret::generate(), true),
+                let secret = match secret::hs256_secret(auth, env) {
+                    Ok(s) => s,
+                    Err(_) if dev_default => {
+                        let s = secret::generate();
+                        let claims = mint::Claims::new(
+                            "demo",
+                            Some("demo-user"),
+                            DEV_TOKEN_TTL_S,
+                            &listener.tenant.claim,
+                        );
+                        dev_token = mint::hs256(&s, &claims).ok();
+                        s
+                    }
                     Err(e) => return Err(SetupError::Secret { key, problem: e }),
                 };
-                let rules =
-                    jwt::ClaimRules::new(&[Algorithm::HS256], &listener.auth, &listener.tenant);
-                let dev_token = generated.then(|| {
-                    mint::hs256(
-                        &secret,
-                        &mint::Claims::new("demo", Some("demo-user"), 3600, &listener.tenant.claim),
-                    )
-                });
                 let decoding = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| {
                     SetupError::Secret {
                         key,
                         problem: secret::SecretError::Unusable,
                     }
                 })?;
-                Ok(Self {
-                    mode: AuthMode::Hs256,
-                    static_tenant,
-                    hs256: Some((decoding, rules)),
-                    signing_secret: Some(secret),
-                    dev_token: dev_token.and_then(Result::ok),
-                })
+                Verifier::Hs256 {
+                    key: decoding,
+                    rules: jwt::ClaimRules::new(&[Algorithm::HS256], auth, &listener.tenant),
+                    secret,
+                }
             }
-            mode => Err(SetupError::Unsupported {
-                key: format!("listeners[{index}].auth.mode"),
-                mode,
-            }),
-        }
+            AuthMode::Jwks => {
+                let uri = auth
+                    .jwks_uri
+                    .clone()
+                    .ok_or_else(|| SetupError::MissingJwksUri {
+                        key: format!("listeners[{index}].auth.jwks_uri"),
+                    })?;
+                Verifier::Jwks {
+                    keys: jwks::Jwks::start(
+                        listener.path.clone(),
+                        uri,
+                        Duration::from_secs(auth.jwks_refresh_s),
+                    ),
+                    rules: jwt::ClaimRules::new(&JWKS_ALGS, auth, &listener.tenant),
+                }
+            }
+        };
+        Ok(Self {
+            mode: auth.mode,
+            static_tenant,
+            verifier,
+            dev_token,
+        })
     }
 
     /// The listener's auth mode.
@@ -135,34 +173,49 @@ impl Authenticator {
         self.mode
     }
 
-    /// True once the authenticator can verify tokens (JWKS: keys loaded).
+    /// True once the authenticator can verify tokens (jwks: the first fetch
+    /// has succeeded). `/readyz` reports it.
     pub fn ready(&self) -> bool {
-        true
+        match &self.verifier {
+            Verifier::None | Verifier::Hs256 { .. } => true,
+            Verifier::Jwks { keys, .. } => keys.ready(),
+        }
     }
 
     /// Verifies a token from the `token` query parameter.
     pub async fn verify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
-        match self.mode {
-            AuthMode::None => Ok(Identity {
+        match &self.verifier {
+            Verifier::None => Ok(Identity {
                 tenant: self.static_tenant.clone().ok_or(AuthError::InvalidTenant)?,
                 subject: None,
                 expires_at: None,
                 verified: false,
             }),
-            AuthMode::Hs256 => {
+            Verifier::Hs256 { key, rules, .. } => {
                 let token = token.ok_or(AuthError::MissingToken)?;
-                jwt::screen_header(token, &[Algorithm::HS256])?;
-                let (key, rules) = self.hs256.as_ref().ok_or(AuthError::UnknownKey)?;
-                rules.verify(token, key)
+                let screened = jwt::screen_header(token, &[Algorithm::HS256])?;
+                rules.verify(token, screened.alg, key)
             }
-            AuthMode::Jwks => Err(AuthError::UnknownKey),
+            Verifier::Jwks { keys, rules } => {
+                let token = token.ok_or(AuthError::MissingToken)?;
+                let screened = jwt::screen_header(token, &JWKS_ALGS)?;
+                let key = keys.key(screened.kid.as_deref()).await?;
+                // An RS256 key never verifies an ES256 token and vice versa.
+                if key.alg != screened.alg {
+                    return Err(AuthError::AlgorithmNotAllowed);
+                }
+                rules.verify(token, key.alg, &key.key)
+            }
         }
     }
 
     /// Signs `claims` with this listener's HS256 secret (the demo token route).
     /// None unless the mode is hs256.
     pub fn mint(&self, claims: &mint::Claims) -> Option<String> {
-        mint::hs256(self.signing_secret.as_deref()?, claims).ok()
+        match &self.verifier {
+            Verifier::Hs256 { secret, .. } => mint::hs256(secret, claims).ok(),
+            Verifier::None | Verifier::Jwks { .. } => None,
+        }
     }
 
     /// A ready-to-use development token for tenant `demo`, when this run

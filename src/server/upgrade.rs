@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use actix_web::{web, HttpRequest, HttpResponse};
 use wsplus_actors::broker::Join;
 use wsplus_actors::counters::SessionStats;
-use wsplus_actors::session::{Session, SessionParts};
+use wsplus_actors::session::{LeaveGuard, Session, SessionParts};
 use wsplus_actors::{outbox, AuthStatus, SessionId, SessionInfo, TenantId};
 
 use super::state::{AppState, Listener};
@@ -69,6 +69,9 @@ async fn accept(
     });
     let (tx, rx) = outbox(policy.outbound_queue_messages, policy.outbound_queue_bytes);
     let stats = Arc::new(SessionStats::default());
+    // Armed before the join is sent: if the client goes away while we wait, this
+    // future is dropped and the guard releases whatever the Broker registered.
+    let guard = LeaveGuard::new(state.broker.clone(), info.clone());
     let joined = state
         .broker
         .send(Join {
@@ -76,8 +79,15 @@ async fn accept(
             outbox: tx,
             stats: stats.clone(),
         })
-        .await
-        .map_err(|_| HandshakeError::ShuttingDown)??;
+        .await;
+    let joined = match joined {
+        Ok(Ok(j)) => j,
+        Ok(Err(e)) => {
+            guard.disarm();
+            return Err(e.into());
+        }
+        Err(_) => return Err(HandshakeError::ShuttingDown),
+    };
     log::info!(
         "session accepted listener={} tenant={} session={} subject={}",
         policy.path,
@@ -86,10 +96,9 @@ async fn accept(
         info.subject.as_deref().unwrap_or("-")
     );
     let session = Session::new(SessionParts {
-        info,
+        guard,
         policy,
         route: joined.route,
-        broker: state.broker.clone(),
         counters: state.counters.clone(),
         stats,
         outbox: rx,

@@ -31,33 +31,58 @@ use crate::room::Fanout;
 
 pub use frames::{close_code_for, Reassembler};
 
-/// Tells the Broker a session is gone when the Session value is dropped, whether
-/// or not its actor ever started (a client can vanish before the 101 is sent).
+/// Tells the Broker a session is gone when dropped. Created by the upgrade
+/// handler *before* it sends `Join`, then owned by the Session: whichever way the
+/// handshake or the connection ends (client gone while the join was in flight,
+/// before the 101 was written, or any close later), the Broker hears of it once.
 #[derive(Debug)]
-struct LeaveGuard {
+pub struct LeaveGuard {
     broker: Addr<Broker>,
     info: Arc<SessionInfo>,
+    armed: bool,
+}
+
+impl LeaveGuard {
+    /// A guard for the session `info`, reporting to `broker`.
+    pub fn new(broker: Addr<Broker>, info: Arc<SessionInfo>) -> Self {
+        Self {
+            broker,
+            info,
+            armed: true,
+        }
+    }
+
+    /// The session's identity.
+    pub fn info(&self) -> &Arc<SessionInfo> {
+        &self.info
+    }
+
+    /// Drops without telling the Broker: for a join the Broker refused, whose id
+    /// it never registered for this session.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for LeaveGuard {
     fn drop(&mut self) {
-        self.broker.do_send(SessionClosed {
-            id: self.info.id.clone(),
-        });
+        if self.armed {
+            self.broker.do_send(SessionClosed {
+                id: self.info.id.clone(),
+            });
+        }
     }
 }
 
 /// What a Session needs, gathered by the server at the upgrade.
 #[derive(Debug)]
 pub struct SessionParts {
-    /// Verified identity.
-    pub info: Arc<SessionInfo>,
+    /// Verified identity, inside the guard that reports the session's end.
+    pub guard: LeaveGuard,
     /// The listener's enforced settings.
     pub policy: Arc<ListenerPolicy>,
     /// Where messages go (from the Broker's `Joined`).
     pub route: Route,
-    /// The Broker (told when the session ends).
-    pub broker: Addr<Broker>,
     /// Process counters.
     pub counters: Arc<Counters>,
     /// This session's counters (shared with the Broker's registry).
@@ -87,7 +112,7 @@ impl Session {
         let bucket = (parts.policy.rate_limit_per_s > 0)
             .then(|| TokenBucket::new(parts.policy.rate_limit_per_s));
         Self {
-            stamp: parts.info.stamp(),
+            stamp: parts.guard.info.stamp(),
             policy: parts.policy,
             route: parts.route,
             counters: parts.counters,
@@ -97,10 +122,7 @@ impl Session {
             bucket,
             fragments: Reassembler::default(),
             closing: false,
-            guard: LeaveGuard {
-                broker: parts.broker,
-                info: parts.info,
-            },
+            guard: parts.guard,
         }
     }
 

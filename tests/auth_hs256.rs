@@ -430,6 +430,16 @@ async fn every_bad_token_is_refused_with_its_reason() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every refusal is counted under its reason (stats and metrics).
+    let mut want: std::collections::BTreeMap<&str, u64> = Default::default();
+    for c in cases() {
+        if let Some(r) = c.refused {
+            *want.entry(r).or_default() += 1;
+        }
+    }
+    for (reason, n) in want {
+        assert_eq!(app.rejected(reason), n, "rejected[{reason}]");
+    }
     app.wait_snapshot(Snapshot::default()).await;
 }
 

@@ -23,20 +23,22 @@ pub enum SecretError {
     NotConfigured,
 }
 
-/// The configured HS256 secret (trailing newline of a file trimmed).
+/// The configured HS256 secret. `secret_file`, when set, wins over
+/// `secret_env` (whose default name is filled in when not configured; validation
+/// refuses two explicit sources). A file's trailing newline is trimmed.
 pub fn hs256_secret(auth: &AuthSettings, env: &Env) -> Result<String, SecretError> {
-    if let Some(var) = &auth.secret_env {
-        return env
-            .var(var)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| SecretError::EnvMissing(var.clone()));
-    }
     if let Some(path) = &auth.secret_file {
         return std::fs::read_to_string(path)
             .ok()
             .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| SecretError::FileMissing(path.clone()));
+    }
+    if let Some(var) = &auth.secret_env {
+        return env
+            .var(var)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| SecretError::EnvMissing(var.clone()));
     }
     Err(SecretError::NotConfigured)
 }

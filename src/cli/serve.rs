@@ -27,10 +27,14 @@ pub fn run(config: Option<&Path>) -> ExitCode {
     };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
+        // Installed before "listening on" is logged: a signal sent as soon as
+        // the server says it listens must not hit the default action (exit
+        // without a graceful shutdown).
+        let signals = Signals::install();
         let running = server::start(settings, source, sockets, crate::env::Env::process()).await?;
         announce(&running);
         let handle = running.shutdown_handle();
-        wait_for_signal().await;
+        signals.wait().await;
         handle.shutdown().await;
         Ok::<_, server::StartError>(())
     });
@@ -62,24 +66,51 @@ fn announce(running: &server::Running) {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM handlers.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Registers the handlers now (inside the runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
-            _ = term.recv() => log::info!("SIGTERM received"),
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the first of them.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(self.int) => log::info!("SIGINT received"),
+                () = recv(self.term) => log::info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -175,11 +175,18 @@ pub struct AuthSettings {
     pub jwks_refresh_s: u64,
 }
 
+impl AuthSettings {
+    /// The variable `secret_env` names when not configured.
+    pub fn default_secret_env() -> String {
+        "WSPLUS_JWT_SECRET".into()
+    }
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             mode: AuthMode::Hs256,
-            secret_env: Some("WSPLUS_JWT_SECRET".into()),
+            secret_env: Some(Self::default_secret_env()),
             secret_file: None,
             jwks_uri: None,
             issuer: None,

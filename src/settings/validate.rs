@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::ToSocketAddrs;
 
-use super::{AuthMode, ClusterBackend, ListenerSettings, Settings, TenantFrom};
+use super::{AuthMode, AuthSettings, ClusterBackend, ListenerSettings, Settings, TenantFrom};
 
 /// Largest frame a listener may accept (16 MiB).
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
@@ -161,10 +161,12 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
                 &key("auth.secret_env"),
                 "hs256 needs secret_env or secret_file",
             ),
-            (Some(_), Some(_)) => p.push(
+            // `secret_env` has a default: a `secret_file` given alone replaces it.
+            (Some(v), Some(_)) if *v != AuthSettings::default_secret_env() => p.push(
                 &key("auth.secret_file"),
                 "set secret_env or secret_file, not both",
             ),
+            (Some(_), Some(_)) => {}
             (Some(v), None) => p.env_name(&key("auth.secret_env"), v),
             (None, Some(_)) => {}
         },
@@ -327,6 +329,12 @@ secret_file = "/x"
         ] {
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
         }
+    }
+
+    #[test]
+    fn secret_file_alone_replaces_the_default_secret_env() {
+        let toml = "[[listeners]]\npath = \"/a\"\n[listeners.auth]\nsecret_file = \"/run/s\"\n";
+        assert!(problems(toml).is_empty(), "{:?}", problems(toml));
     }
 
     #[test]

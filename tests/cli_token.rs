@@ -1,0 +1,426 @@
+//! Secrets and the development conveniences, through the real binary:
+//! `wsplus token` output verifies with the server; the embedded default with
+//! no secret prints one working URL for tenant `demo`; any other configuration
+//! with its secret missing refuses to start; `secret_file` works; and neither
+//! the access log nor any other log line ever contains a token.
+
+mod auth_support;
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use auth_support::*;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+use wsplus::settings::Mode;
+
+/// The binary with a clean environment: no secrets, no overrides, info logs.
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WSPLUS") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsplus-auth-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The claims of a token, decoded without verification (test inspection only).
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// Runs `wsplus token` with `args` and the secret variable `vars`.
+fn token_cmd(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut c = bin();
+    c.arg("token").args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[tokio::test]
+async fn wsplus_token_output_verifies_with_the_server() {
+    let mut s = base_settings();
+    let mut l = listener("/ws/strict");
+    l.mode = Mode::Message;
+    l.auth.issuer = Some("https://issuer.test/".into());
+    l.auth.audience = Some("wsplus".into());
+    l.tenant.claim = "org".into();
+    s.listeners.push(l);
+    let app = TestApp::spawn(s);
+
+    let out = token_cmd(
+        &[
+            "--secret-env",
+            "MY_SECRET",
+            "--tenant",
+            "acme",
+            "--sub",
+            "bob",
+            "--ttl",
+            "60",
+            "--iss",
+            "https://issuer.test/",
+            "--aud",
+            "wsplus",
+            "--claim",
+            "org",
+        ],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let token = lines[0];
+    let c = claims_of(token);
+    assert_eq!(c["org"], "acme");
+    assert_eq!(c["sub"], "bob");
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
+
+    let mut ws = Ws::connect(&app.ws_url("/ws/strict", Some(token))).await;
+    ws.send_text("{}").await;
+    let got = ws.recv_json().await;
+    assert_eq!(got["_session"]["tenantId"], "acme");
+    assert_eq!(got["_session"]["subject"], "bob");
+    ws.close().await;
+
+    // Default claim and lifetime work on a default listener.
+    let out = token_cmd(
+        &["--secret-env", "MY_SECRET", "--tenant", "t1"],
+        &[("MY_SECRET", SECRET)],
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let c = claims_of(&token);
+    assert_eq!(c["tenant_id"], "t1");
+    assert!(c.get("sub").is_none());
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        3600
+    );
+    Ws::connect(&app.ws_url("/ws/events", Some(&token)))
+        .await
+        .close()
+        .await;
+    // Signed with another secret: refused by the server.
+    let out = token_cmd(
+        &["--secret-env", "MY_SECRET", "--tenant", "t1"],
+        &[("MY_SECRET", "not-the-server-secret-0123456789")],
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let r = Ws::try_connect(&app.ws_url("/ws/events", Some(&token)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(r.body.contains("invalid_signature"), "{r:?}");
+}
+
+#[test]
+fn wsplus_token_refuses_bad_input_naming_it() {
+    for (args, vars, want) in [
+        (
+            vec!["--secret-env", "NOT_SET_ANYWHERE", "--tenant", "a"],
+            vec![],
+            "NOT_SET_ANYWHERE",
+        ),
+        (
+            vec!["--secret-env", "EMPTY_SECRET", "--tenant", "a"],
+            vec![("EMPTY_SECRET", "")],
+            "EMPTY_SECRET",
+        ),
+        (
+            vec!["--secret-env", "S", "--tenant", ""],
+            vec![("S", "x")],
+            "--tenant",
+        ),
+        (vec!["--tenant", "a"], vec![], "--secret-env"),
+    ] {
+        let out = token_cmd(&args, &vars);
+        // 1 for our checks, 2 for clap's (a missing argument).
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
+/// A child `wsplus serve` with its stdout and stderr read line by line.
+struct Server {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stderr line read so far.
+    log: Vec<String>,
+}
+
+impl Server {
+    fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Server {
+            child,
+            stdout,
+            stderr,
+            log: Vec::new(),
+        }
+    }
+
+    /// The next stdout line.
+    fn stdout_line(&self) -> String {
+        self.stdout.recv_timeout(WAIT).expect("a line on stdout")
+    }
+
+    /// Reads stderr until a line satisfies `f`.
+    fn wait_log(&mut self, what: &str, f: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = f(&line);
+                    self.log.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!("no log line {what}; got:\n{}", self.log.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, wait for exit 0, collect the rest of both streams.
+    fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0));
+        self.log.extend(self.stderr.iter());
+        (self.log, self.stdout.iter().collect())
+    }
+}
+
+#[tokio::test]
+async fn dev_default_prints_one_working_url_and_logs_no_token() {
+    let (port, admin) = (free_port(), free_port());
+    // An empty working directory: no config/default.toml, so the embedded default.
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .current_dir(temp_dir("dev"))
+        .env("WSPLUS__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("WSPLUS__ADMIN__BIND", format!("127.0.0.1:{admin}"));
+    let mut server = Server::spawn(cmd);
+
+    let first = server.stdout_line();
+    let prefix = format!("connect: ws://127.0.0.1:{port}/ws/events?token=");
+    let token = first
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{first:?} does not start with {prefix:?}"))
+        .to_owned();
+    let c = claims_of(&token);
+    assert_eq!(c["tenant_id"], "demo");
+    assert!(c["exp"].as_i64().unwrap() > now() + 3600);
+    server.wait_log("announcing development mode", |l| {
+        l.contains("DEVELOPMENT MODE") && l.contains("WSPLUS_JWT_SECRET")
+    });
+
+    let url = first.strip_prefix("connect: ").unwrap();
+    let mut ws = Ws::connect(url).await;
+    ws.send_text("hello demo").await;
+    assert_eq!(ws.recv_text().await, "hello demo");
+    ws.close().await;
+
+    // Refused requests carrying the token (wrong path, tampered signature) are
+    // logged at once; the log shows the parameter redacted.
+    let wrong_path = Ws::try_connect(&format!("ws://127.0.0.1:{port}/nowhere?token={token}"))
+        .await
+        .err()
+        .expect("404");
+    assert_eq!(wrong_path.status, 404);
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    let r = Ws::try_connect(&format!(
+        "ws://127.0.0.1:{port}/ws/events?a=1&token={tampered}"
+    ))
+    .await
+    .err()
+    .expect("401");
+    assert_eq!(r.status, 401);
+    server.wait_log("for the 404 with the token redacted", |l| {
+        l.contains("/nowhere?token=[redacted]")
+    });
+    server.wait_log("for the 401 with the token redacted", |l| {
+        l.contains("/ws/events?a=1&token=[redacted]") && l.contains(" 401 ")
+    });
+
+    let (log, rest_of_stdout) = server.stop();
+    let signature = token.rsplit('.').next().unwrap();
+    for line in &log {
+        assert!(
+            !line.contains(&token) && !line.contains(signature) && !line.contains(&tampered),
+            "a log line contains the token: {line}"
+        );
+    }
+    // Exactly one connect URL; the admin token (generated too) is on stdout only.
+    assert!(
+        rest_of_stdout.iter().all(|l| !l.starts_with("connect:")),
+        "{rest_of_stdout:?}"
+    );
+    let admin_token = rest_of_stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("admin token: "))
+        .expect("a generated admin token");
+    assert!(log.iter().all(|l| !l.contains(admin_token)));
+}
+
+#[test]
+fn a_configuration_of_ones_own_with_no_secret_refuses_to_start() {
+    let dir = temp_dir("nosecret");
+    let (port, admin) = (free_port(), free_port());
+    let missing_file = dir.join("no-such-secret");
+    for (auth, want) in [
+        (
+            "secret_env = \"WSPLUS_TEST_UNSET_SECRET\"".to_owned(),
+            "listeners[0].auth: environment variable WSPLUS_TEST_UNSET_SECRET is unset or empty",
+        ),
+        (
+            "secret_env = \"WSPLUS_TEST_EMPTY_SECRET\"".to_owned(),
+            "listeners[0].auth: environment variable WSPLUS_TEST_EMPTY_SECRET is unset or empty",
+        ),
+        (
+            format!("secret_file = {:?}", missing_file.display().to_string()),
+            "is unreadable or empty",
+        ),
+    ] {
+        let cfg = dir.join("config.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nbind = \"127.0.0.1:{port}\"\n[admin]\nbind = \"127.0.0.1:{admin}\"\n\
+                 [[listeners]]\npath = \"/ws/events\"\n[listeners.auth]\nmode = \"hs256\"\n{auth}\n"
+            ),
+        )
+        .unwrap();
+        let out = bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WSPLUS_TEST_EMPTY_SECRET", "")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{auth}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{auth}: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing printed: {:?}", out.stdout);
+    }
+    // The default configuration with the secret set is not development mode.
+    let out_dir = temp_dir("withsecret");
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .current_dir(out_dir)
+        .env("WSPLUS_JWT_SECRET", "a-real-secret-0123456789-0123456789")
+        .env("WSPLUS_ADMIN_TOKEN", "admin-0123456789")
+        .env("WSPLUS__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("WSPLUS__ADMIN__BIND", format!("127.0.0.1:{admin}"));
+    let mut server = Server::spawn(cmd);
+    server.wait_log("listening", |l| l.contains("listening on"));
+    let (log, stdout) = server.stop();
+    assert!(stdout.is_empty(), "{stdout:?}");
+    assert!(log.iter().all(|l| !l.contains("DEVELOPMENT MODE")));
+}
+
+#[tokio::test]
+async fn secret_file_works() {
+    let dir = temp_dir("secretfile");
+    let path = dir.join("jwt-secret");
+    let file_secret = "file-secret-0123456789-0123456789";
+    std::fs::write(&path, format!("{file_secret}\n")).unwrap();
+    let mut s = base_settings();
+    let mut l = listener("/ws/file");
+    l.auth.secret_env = None;
+    l.auth.secret_file = Some(path.display().to_string());
+    s.listeners.push(l);
+    let app = TestApp::spawn(s);
+
+    let from_file = sign(
+        &json!({"alg": "HS256"}),
+        &claims("acme"),
+        &hmac(file_secret.as_bytes()),
+        jsonwebtoken::Algorithm::HS256,
+    );
+    Ws::connect(&app.ws_url("/ws/file", Some(&from_file)))
+        .await
+        .close()
+        .await;
+    // The env secret of the other listener does not open this one, nor the
+    // file's secret with its newline.
+    for wrong in [
+        token("acme", None, 60),
+        sign(
+            &json!({"alg": "HS256"}),
+            &claims("acme"),
+            &hmac(format!("{file_secret}\n").as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        ),
+    ] {
+        let r = Ws::try_connect(&app.ws_url("/ws/file", Some(&wrong)))
+            .await
+            .err()
+            .expect("refused");
+        assert!(r.body.contains("invalid_signature"), "{r:?}");
+    }
+}

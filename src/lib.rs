@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod env;
 pub mod error;

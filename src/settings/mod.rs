@@ -4,11 +4,13 @@
 //! environment variables or files that hold them.
 
 mod load;
+mod outbound;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
+pub use outbound::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings};
 pub use validate::validate;
 
 /// The whole configuration.

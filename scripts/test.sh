@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # Each entry: "command-that-must-exist:debian-package".
 SYSTEM_DEPS=(
   "redis-server:redis-server"
+  "chromium:chromium"             # tests/browser_e2e.rs: headless browser
+  "chromedriver:chromium-driver"  # tests/browser_e2e.rs: its WebDriver
 )
 
 missing=()

@@ -625,3 +625,39 @@ async fn a_64_kib_token_is_refused_cheaply() {
     ws.close().await;
     app.wait_snapshot(Snapshot::default()).await;
 }
+
+/// `tenant.from = "static"` on an hs256 listener: the token must verify, but
+/// the tenant is the listener's, whatever the token claims.
+#[tokio::test]
+async fn a_static_tenant_overrides_any_claim() {
+    let mut s = base_settings();
+    let mut l = listener("/ws/static");
+    l.mode = wsplus::settings::Mode::Message;
+    l.tenant.from = wsplus::settings::TenantFrom::Static;
+    l.tenant.static_id = Some("fixed".into());
+    s.listeners.push(l);
+    let app = TestApp::spawn(s);
+    for claims in [
+        claims("acme"),
+        with(claims("acme"), json!({"tenant_id": null, "sub": null})),
+    ] {
+        let mut ws = Ws::connect(&app.ws_url("/ws/static", Some(&hs(&claims)))).await;
+        ws.send_text("{}").await;
+        let got = ws.recv_json().await;
+        assert_eq!(got["_session"]["tenantId"], "fixed");
+        assert_eq!(got["_session"]["subject"], claims["sub"]);
+        assert_eq!(got["_session"]["authStatus"], "verified");
+        ws.close().await;
+    }
+    let bad = sign(
+        &json!({"alg": "HS256"}),
+        &claims("acme"),
+        &hmac(b"wrong-secret-0123456789-0123456789"),
+        Algorithm::HS256,
+    );
+    let r = Ws::try_connect(&app.ws_url("/ws/static", Some(&bad)))
+        .await
+        .err()
+        .expect("a static tenant does not waive the signature");
+    assert!(r.body.contains("invalid_signature"), "{r:?}");
+}

@@ -7,43 +7,11 @@
 mod auth_support;
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
-
 use auth_support::*;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 use wsplus::settings::Mode;
-
-/// The binary with a clean environment: no secrets, no overrides, info logs.
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WSPLUS") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "info");
-    c
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wsplus-auth-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The claims of a token, decoded without verification (test inspection only).
 fn claims_of(token: &str) -> Value {
@@ -172,87 +140,6 @@ fn wsplus_token_refuses_bad_input_naming_it() {
         assert!(out.stdout.is_empty(), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
-    }
-}
-
-/// A child `wsplus serve` with its stdout and stderr read line by line.
-struct Server {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    /// Every stderr line read so far.
-    log: Vec<String>,
-}
-
-impl Server {
-    fn spawn(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = |r: Box<dyn std::io::Read + Send>| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().unwrap()));
-        let stderr = lines(Box::new(child.stderr.take().unwrap()));
-        Server {
-            child,
-            stdout,
-            stderr,
-            log: Vec::new(),
-        }
-    }
-
-    /// The next stdout line.
-    fn stdout_line(&self) -> String {
-        self.stdout.recv_timeout(WAIT).expect("a line on stdout")
-    }
-
-    /// Reads stderr until a line satisfies `f`.
-    fn wait_log(&mut self, what: &str, f: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = f(&line);
-                    self.log.push(line);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    panic!("no log line {what}; got:\n{}", self.log.join("\n"))
-                }
-            }
-        }
-    }
-
-    /// SIGTERM, wait for exit 0, collect the rest of both streams.
-    fn stop(mut self) -> (Vec<String>, Vec<String>) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert_eq!(status.code(), Some(0));
-        self.log.extend(self.stderr.iter());
-        (self.log, self.stdout.iter().collect())
     }
 }
 

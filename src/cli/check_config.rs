@@ -28,6 +28,11 @@ pub fn redacted(mut s: Settings) -> Settings {
     if let Some(url) = s.cluster.redis_url.as_mut() {
         *url = redact_userinfo(url);
     }
+    for l in &mut s.listeners {
+        if let Some(url) = l.auth.jwks_uri.as_mut() {
+            *url = redact_userinfo(url);
+        }
+    }
     s
 }
 
@@ -48,6 +53,16 @@ pub fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwks_uri_credentials_are_redacted() {
+        let mut s = Settings::default();
+        s.listeners[0].auth.jwks_uri = Some("https://u:p@idp.example/jwks".into());
+        assert_eq!(
+            redacted(s).listeners[0].auth.jwks_uri.as_deref(),
+            Some("https://[redacted]@idp.example/jwks")
+        );
+    }
 
     #[test]
     fn userinfo_is_redacted() {

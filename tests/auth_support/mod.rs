@@ -3,15 +3,21 @@
 //! with fault switches and a request counter, and a bare HTTP GET.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
+
+/// How long a child process may take to say or do something.
+pub const PROCESS_WAIT: Duration = Duration::from_secs(10);
 
 /// base64url without padding.
 pub fn b64(bytes: &[u8]) -> String {
@@ -178,34 +184,94 @@ pub enum Answer {
     Hang,
 }
 
-/// A JWKS endpoint on 127.0.0.1 with a switchable answer and a request count.
+/// A JWKS endpoint on 127.0.0.1 (http, or https with a certificate from a
+/// test CA) with a switchable answer and request and connection counts.
 pub struct FakeJwks {
     /// Where it listens.
     pub addr: SocketAddr,
     answer: Arc<Mutex<Answer>>,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    /// https: the PEM of the CA that issued the server's certificate.
+    pub ca_pem: Option<String>,
+}
+
+/// A CA and a server certificate for 127.0.0.1 issued by it.
+fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wsplus test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (Arc::new(config), ca.pem())
 }
 
 impl FakeJwks {
-    /// Starts serving `answer` on a thread of its own.
+    /// Starts serving `answer` over http on a thread of its own.
     pub fn start(answer: Answer) -> Self {
+        Self::start_with(answer, None)
+    }
+
+    /// Starts serving `answer` over https, with a certificate for 127.0.0.1
+    /// issued by a fresh test CA (see [`FakeJwks::ca_pem`]).
+    pub fn start_tls(answer: Answer) -> Self {
+        let (config, ca) = tls_server_config();
+        let mut fake = Self::start_with(answer, Some(config));
+        fake.ca_pem = Some(ca);
+        fake
+    }
+
+    fn start_with(answer: Answer, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let answer = Arc::new(Mutex::new(answer));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (answer.clone(), requests.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (a, r, c) = (answer.clone(), requests.clone(), connections.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let (a, r) = (a.clone(), r.clone());
-                std::thread::spawn(move || serve_one(stream, &a, &r));
+                c.fetch_add(1, Ordering::SeqCst);
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let (a, r, tls) = (a.clone(), r.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve_one(stream, &a, &r),
+                    Some(cfg) => {
+                        let conn = rustls::ServerConnection::new(cfg).unwrap();
+                        serve_one(rustls::StreamOwned::new(conn, stream), &a, &r);
+                    }
+                });
             }
         });
         Self {
             addr,
             answer,
             requests,
+            connections,
+            ca_pem: None,
         }
+    }
+
+    /// TCP connections accepted so far (TLS handshakes that failed included).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// A JWKS document of `keys`.
@@ -215,7 +281,12 @@ impl FakeJwks {
 
     /// The URI of the key set.
     pub fn uri(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/.well-known/jwks.json", self.addr)
     }
 
     /// Changes the answer.
@@ -242,10 +313,7 @@ impl FakeJwks {
     }
 }
 
-fn serve_one(mut stream: TcpStream, answer: &Mutex<Answer>, requests: &AtomicUsize) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+fn serve_one(mut stream: impl Read + Write, answer: &Mutex<Answer>, requests: &AtomicUsize) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -271,6 +339,7 @@ fn serve_one(mut stream: TcpStream, answer: &Mutex<Answer>, requests: &AtomicUsi
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
+    let _ = stream.flush();
 }
 
 /// `GET path` on `addr`; returns (status, body).
@@ -302,5 +371,117 @@ pub async fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> boo
     while !f() {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The binary with a clean environment: no secrets, no overrides, info logs.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WSPLUS") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsplus-auth-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A port that was free a moment ago (for child processes that must print
+/// their real address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child `wsplus serve` with its stdout and stderr read line by line.
+pub struct Server {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stderr line read so far.
+    log: Vec<String>,
+}
+
+impl Server {
+    /// Spawns `cmd` with both streams piped.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Server {
+            child,
+            stdout,
+            stderr,
+            log: Vec::new(),
+        }
+    }
+
+    /// The next stdout line.
+    pub fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(PROCESS_WAIT)
+            .expect("a line on stdout")
+    }
+
+    /// Reads stderr until a line satisfies `f`.
+    pub fn wait_log(&mut self, what: &str, f: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = f(&line);
+                    self.log.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!("no log line {what}; got:\n{}", self.log.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, wait for exit 0, collect the rest of both streams.
+    pub fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + PROCESS_WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0));
+        self.log.extend(self.stderr.iter());
+        (self.log, self.stdout.iter().collect())
     }
 }

@@ -661,3 +661,41 @@ async fn a_static_tenant_overrides_any_claim() {
         .expect("a static tenant does not waive the signature");
     assert!(r.body.contains("invalid_signature"), "{r:?}");
 }
+
+/// `leeway_s` to the second: each token is minted right before its handshake,
+/// with one second of margin for the clock ticking in between.
+#[tokio::test]
+async fn leeway_boundaries_to_the_second() {
+    let app = app();
+    // (path, claim changes relative to now, accepted?)
+    type Row = (&'static str, fn(i64) -> Value, bool);
+    let rows: [Row; 8] = [
+        ("/ws/events", |t| json!({"exp": t}), true),
+        ("/ws/events", |t| json!({"exp": t - 2}), false),
+        ("/ws/events", |t| json!({"nbf": t}), true),
+        ("/ws/events", |t| json!({"nbf": t + 2}), false),
+        ("/ws/leeway", |t| json!({"exp": t - 29}), true),
+        ("/ws/leeway", |t| json!({"exp": t - 31}), false),
+        ("/ws/leeway", |t| json!({"nbf": t + 29}), true),
+        ("/ws/leeway", |t| json!({"nbf": t + 32}), false),
+    ];
+    for (path, change, accept) in rows {
+        let changes = change(now());
+        let token = hs(&with(claims("acme"), changes.clone()));
+        match Ws::try_connect(&app.ws_url(path, Some(&token))).await {
+            Ok(ws) => {
+                assert!(accept, "{path} {changes}: accepted");
+                ws.close().await;
+            }
+            Err(r) => {
+                assert!(!accept, "{path} {changes}: refused {r:?}");
+                let want = if changes.get("exp").is_some() {
+                    "expired"
+                } else {
+                    "not_yet_valid"
+                };
+                assert!(r.body.contains(want), "{path} {changes}: {r:?}");
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod access_log;
 mod assets;
 mod demo;
+pub mod socket;
 pub mod state;
 pub mod upgrade;
 
@@ -147,6 +148,7 @@ pub async fn start(
 
     let client_state = app_state.clone();
     let demo = demo::Demo::from_settings(&settings);
+    let conn_limits = socket::ConnectionLimits::new(&settings.limits, workers);
     let http = HttpServer::new(move || {
         App::new()
             .app_data(client_state.clone())
@@ -156,6 +158,9 @@ pub async fn start(
             .default_service(web::to(upgrade::upgrade))
     })
     .workers(workers)
+    .client_request_timeout(conn_limits.request_timeout)
+    .max_connections(conn_limits.per_worker)
+    .on_connect(socket::on_connect(conn_limits.send_timeout))
     .disable_signals()
     .shutdown_timeout(grace.as_secs())
     .listen(sockets.http)?

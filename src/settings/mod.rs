@@ -292,6 +292,19 @@ pub struct LimitsSettings {
     pub room_queue: usize,
     /// Open connections, all listeners; 0 = none. HTTP 503 above.
     pub max_connections: usize,
+    /// Milliseconds a new TCP connection has to deliver its whole HTTP request
+    /// head (the upgrade request); slower ones get 408 and are closed, so
+    /// connections that never complete a request cannot pile up.
+    pub request_timeout_ms: u64,
+    /// Seconds sent data may stay unacknowledged, or the peer's receive window
+    /// stay shut, before the kernel aborts the connection (TCP_USER_TIMEOUT).
+    /// The only thing that frees a consumer that stopped reading altogether:
+    /// its session can no longer run, not even its heartbeat. 0 = kernel default.
+    pub send_timeout_s: u64,
+    /// TCP connections open at once on the client port (sessions and
+    /// handshakes in progress, spread over the workers). Beyond, new
+    /// connections wait in the listen backlog. Must exceed `max_connections`.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for LimitsSettings {
@@ -301,6 +314,9 @@ impl Default for LimitsSettings {
             outbound_queue_bytes: 4 << 20,
             room_queue: 4096,
             max_connections: 0,
+            request_timeout_ms: 5000,
+            send_timeout_s: 60,
+            max_tcp_connections: 50_000,
         }
     }
 }

@@ -71,6 +71,25 @@ pub fn validate(s: &Settings) -> Vec<String> {
         0,
         10_000_000,
     );
+    p.range(
+        "limits.request_timeout_ms",
+        lim.request_timeout_ms,
+        100,
+        300_000,
+    );
+    p.range("limits.send_timeout_s", lim.send_timeout_s, 0, 3600);
+    p.range(
+        "limits.max_tcp_connections",
+        lim.max_tcp_connections as u64,
+        1,
+        10_000_000,
+    );
+    if lim.max_connections > 0 && lim.max_tcp_connections <= lim.max_connections {
+        p.push(
+            "limits.max_tcp_connections",
+            "must exceed limits.max_connections (room for the handshakes that get 503)",
+        );
+    }
 
     cluster(&mut p, &s.cluster);
     p.0
@@ -410,5 +429,35 @@ path = "/demo/x"
             assert!(p.contains(&e), "missing {e:?} in {p:#?}");
         }
         assert_eq!(p.len(), 3, "{p:#?}");
+    }
+
+    #[test]
+    fn connection_limits_problems() {
+        let toml = r#"
+[limits]
+request_timeout_ms = 0
+send_timeout_s = 3601
+max_connections = 100
+max_tcp_connections = 100
+"#;
+        let p = problems(toml);
+        let expect = [
+            "limits.request_timeout_ms: must be between 100 and 300000, got 0",
+            "limits.send_timeout_s: must be between 0 and 3600, got 3601",
+            "limits.max_tcp_connections: must exceed limits.max_connections (room for the handshakes that get 503)",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+        let zero = problems("[limits]\nmax_tcp_connections = 0\n");
+        assert_eq!(
+            zero,
+            ["limits.max_tcp_connections: must be between 1 and 10000000, got 0"]
+        );
+        let ok = problems(
+            "[limits]\nsend_timeout_s = 0\nmax_connections = 10\nmax_tcp_connections = 11\n",
+        );
+        assert!(ok.is_empty(), "{ok:?}");
     }
 }

@@ -19,7 +19,7 @@ use wsplus::error::Rejections;
 use wsplus::server::{self, ShutdownHandle, Sockets};
 use wsplus::settings::{AuthMode, ListenerSettings, Settings, Source, TenantFrom};
 use wsplus_actors::broker::{GetSnapshot, Snapshot};
-use wsplus_actors::Broker;
+use wsplus_actors::{Broker, Counters};
 
 /// The HS256 secret every test app uses.
 pub const SECRET: &str = "test-secret-please-change-0123456789";
@@ -69,6 +69,8 @@ pub struct TestApp {
     pub admin: SocketAddr,
     /// The Broker actor (for leak checks).
     pub broker: Addr<Broker>,
+    /// The server's counters (messages, drops by reason, close codes sent).
+    pub counters: Arc<Counters>,
     /// Handshake rejection counters by reason.
     pub rejections: Arc<Rejections>,
     shutdown: ShutdownHandle,
@@ -118,6 +120,7 @@ impl TestApp {
                     running.http_addr,
                     running.admin_addr,
                     running.broker.clone(),
+                    running.counters.clone(),
                     running.rejections.clone(),
                     running.shutdown_handle(),
                     stop_tx,
@@ -127,12 +130,13 @@ impl TestApp {
                 running.shutdown_handle().shutdown().await;
             });
         });
-        let (http, admin, broker, rejections, shutdown, stop_tx) =
+        let (http, admin, broker, counters, rejections, shutdown, stop_tx) =
             rx.recv_timeout(WAIT).expect("server started");
         Self {
             http,
             admin,
             broker,
+            counters,
             rejections,
             shutdown,
             stop: Some(stop_tx),

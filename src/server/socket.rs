@@ -1,0 +1,110 @@
+//! What the client port bounds per TCP connection, below HTTP: how long a
+//! connection may take to send its upgrade request, how many may be open, and
+//! how long the kernel keeps data for a peer that acknowledges nothing.
+//!
+//! Why the last one lives in the kernel: actix-web-actors runs a Session inside
+//! its response body, which the HTTP dispatcher stops polling while its write
+//! buffer is full. A peer that stops reading under traffic therefore freezes its
+//! Session — no heartbeat, no close frame, no clean-up — until the socket moves
+//! again. `TCP_USER_TIMEOUT` aborts such a socket (Linux also applies it to a
+//! zero receive window), the dispatcher sees the error, drops the Session, and
+//! its drop guard frees the registry entry, the tenant slot and the timers.
+
+use std::any::Any;
+use std::time::Duration;
+
+use actix_web::dev::Extensions;
+
+use crate::settings::LimitsSettings;
+
+/// The per-connection limits of the client port, from `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to receive the whole request head (actix `client_request_timeout`).
+    pub request_timeout: Duration,
+    /// `TCP_USER_TIMEOUT` on each accepted socket; `None` keeps the kernel default.
+    pub send_timeout: Option<Duration>,
+    /// Open connections per worker (actix `max_connections`).
+    pub per_worker: usize,
+}
+
+impl ConnectionLimits {
+    /// Splits `max_tcp_connections` over `workers` (rounding up, so the total
+    /// is never below the configured value).
+    pub fn new(limits: &LimitsSettings, workers: usize) -> Self {
+        Self {
+            request_timeout: Duration::from_millis(limits.request_timeout_ms),
+            send_timeout: (limits.send_timeout_s > 0)
+                .then(|| Duration::from_secs(limits.send_timeout_s)),
+            per_worker: limits.max_tcp_connections.div_ceil(workers.max(1)),
+        }
+    }
+}
+
+/// The `on_connect` hook: applies the send timeout to each accepted TCP socket.
+pub fn on_connect(
+    send_timeout: Option<Duration>,
+) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
+    if send_timeout.is_some() && cfg!(not(target_os = "linux")) {
+        log::warn!("limits.send_timeout_s is only enforced on Linux (TCP_USER_TIMEOUT)");
+    }
+    move |conn, _ext| {
+        let (Some(timeout), Some(tcp)) = (
+            send_timeout,
+            conn.downcast_ref::<actix_web::rt::net::TcpStream>(),
+        ) else {
+            return;
+        };
+        if let Err(e) = set_send_timeout(tcp, timeout) {
+            log::warn!("could not set limits.send_timeout_s on a connection: {e}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_send_timeout(tcp: &actix_web::rt::net::TcpStream, timeout: Duration) -> std::io::Result<()> {
+    socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout))
+}
+
+/// Elsewhere the kernel option does not exist (warned about once at start).
+#[cfg(not(target_os = "linux"))]
+fn set_send_timeout(_: &actix_web::rt::net::TcpStream, _: Duration) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_split_over_workers_round_up() {
+        let mut l = LimitsSettings {
+            max_tcp_connections: 10,
+            send_timeout_s: 0,
+            ..Default::default()
+        };
+        let c = ConnectionLimits::new(&l, 3);
+        assert_eq!(c.per_worker, 4);
+        assert_eq!(c.send_timeout, None);
+        assert_eq!(c.request_timeout, Duration::from_millis(5000));
+        l.send_timeout_s = 7;
+        assert_eq!(
+            ConnectionLimits::new(&l, 1).send_timeout,
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn send_timeout_is_set_on_accepted_sockets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        on_connect(Some(Duration::from_millis(1500)))(&server, &mut Extensions::new());
+        let got = socket2::SockRef::from(&server).tcp_user_timeout().unwrap();
+        assert_eq!(got, Some(Duration::from_millis(1500)));
+        // Anything else (a TLS stream, say) is left alone rather than panicking.
+        on_connect(Some(Duration::from_secs(1)))(&42u8, &mut Extensions::new());
+    }
+}

@@ -1,0 +1,179 @@
+//! Back-pressure (DESIGN §8): a consumer that stops reading under a flood is
+//! closed with 4009 and counted, every other session keeps receiving every
+//! message, and the server's memory stays bounded.
+
+mod common;
+mod limits_support;
+
+use std::time::Duration;
+
+use common::*;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use limits_support::*;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use wsplus_actors::broker::Snapshot;
+use wsplus_actors::counters::DropReason;
+use wsplus_actors::CloseCode;
+
+const PATH: &str = "/ws/events";
+const MSG_BYTES: usize = 16 * 1024;
+const FLOOD: usize = 2000;
+
+/// Small outbound queues (64 messages, 1 MiB) and the given send timeout.
+fn flood_app(send_timeout_s: u64) -> TestApp {
+    let mut s = base_settings();
+    s.limits.send_timeout_s = send_timeout_s;
+    s.listeners[0].session.max_connections_per_tenant = 4;
+    s.server.workers = 2;
+    s.listeners[0].max_message_bytes = 64 * 1024;
+    s.limits.outbound_queue_messages = 64;
+    s.limits.outbound_queue_bytes = 1 << 20;
+    TestApp::spawn(s)
+}
+
+fn payload(i: usize) -> String {
+    let head = format!("{i:06}-");
+    head.clone() + &"x".repeat(MSG_BYTES - head.len())
+}
+
+/// Messages a fast consumer may lag behind the publisher.
+const WINDOW: usize = 16;
+
+/// Reads `n` messages, checks they are 0..n in order, and gives the publisher
+/// one permit per message read (so it never runs more than WINDOW ahead).
+async fn read_all<S>(mut ws: S, n: usize, window: Arc<Semaphore>) -> S
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut i = 0;
+    while i < n {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("fast consumer starved")
+            .expect("stream ended")
+            .expect("read error");
+        match m {
+            Message::Text(t) => {
+                assert_eq!(&t[..6], format!("{i:06}"), "message {i} out of order");
+                i += 1;
+                window.add_permits(1);
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("fast consumer got {other:?} after {i} messages"),
+        }
+    }
+    ws
+}
+
+/// Floods tenant `acme` with FLOOD numbered messages from a publisher while
+/// two fast consumers (and the publisher's own echo) keep up; `slow` reads
+/// nothing. Returns the growth of resident memory over the flood, in KiB.
+async fn flood(app: &TestApp, fast: Vec<Sock>, publisher: Sock) -> i64 {
+    let rss0 = rss_kib();
+    let (mut sink, echo) = publisher.split();
+    let mut windows = Vec::new();
+    let mut readers = Vec::new();
+    for ws in fast {
+        let w = Arc::new(Semaphore::new(WINDOW));
+        windows.push(w.clone());
+        readers.push(tokio::spawn(async move {
+            drop(read_all(ws, FLOOD, w).await);
+        }));
+    }
+    let w = Arc::new(Semaphore::new(WINDOW));
+    windows.push(w.clone());
+    readers.push(tokio::spawn(async move {
+        drop(read_all(echo, FLOOD, w).await);
+    }));
+    for i in 0..FLOOD {
+        for w in &windows {
+            w.acquire().await.expect("window").forget();
+        }
+        sink.send(Message::text(payload(i))).await.expect("publish");
+    }
+    // Every session that keeps reading got every message, in order.
+    for r in readers {
+        r.await.expect("fast consumer");
+    }
+    assert_eq!(app.counters.messages_in(), FLOOD as u64);
+    rss_kib() as i64 - rss0 as i64
+}
+
+/// The flood is 32 MiB; holding it for the slow consumer would show.
+const RSS_BOUND_KIB: i64 = (FLOOD * MSG_BYTES / 1024 / 2) as i64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_is_closed_4009_behind_its_backlog() {
+    let app = flood_app(60);
+    let mut slow = open(&app, PATH, "acme").await;
+    let fast = vec![
+        open(&app, PATH, "acme").await,
+        open(&app, PATH, "acme").await,
+    ];
+    let publisher = open(&app, PATH, "acme").await;
+    let grown = flood(&app, fast, publisher).await;
+    assert!(grown < RSS_BOUND_KIB, "RSS grew {grown} KiB over the flood");
+    // Its queue overflowed once: counted, and the room stopped feeding it.
+    assert_eq!(app.counters.dropped(DropReason::SlowConsumer), 1);
+    // What really happens next: with the socket full, the dispatcher stops
+    // driving the Session, so the close frame waits behind the backlog and the
+    // session keeps its registry entry (and tenant slot) until the socket moves
+    // again or `send_timeout_s` aborts it (next test).
+    // (The others have hung up; the slow one remains.)
+    app.wait_snapshot(Snapshot {
+        sessions: 1,
+        rooms: 1,
+        timers: 1,
+    })
+    .await;
+    assert_eq!(app.counters.closes(CloseCode::SlowConsumer), 0);
+    // Reading at last, it gets an unbroken prefix of the flood, then 4009.
+    let (before, code) = recv_until_close(&mut slow).await;
+    assert_eq!(code, 4009);
+    assert!(
+        !before.is_empty() && before.len() < FLOOD,
+        "{}",
+        before.len()
+    );
+    for (i, m) in before.iter().enumerate() {
+        assert_eq!(&m.to_text().expect("text")[..6], format!("{i:06}"));
+    }
+    assert_eq!(app.counters.closes(CloseCode::SlowConsumer), 1);
+    app.wait_snapshot(Snapshot::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_never_reads_again_is_aborted_after_the_send_timeout() {
+    let app = flood_app(1);
+    let mut slow = open(&app, PATH, "acme").await;
+    let fast = vec![
+        open(&app, PATH, "acme").await,
+        open(&app, PATH, "acme").await,
+    ];
+    let publisher = open(&app, PATH, "acme").await;
+    let grown = flood(&app, fast, publisher).await;
+    assert!(grown < RSS_BOUND_KIB, "RSS grew {grown} KiB over the flood");
+    assert_eq!(app.counters.dropped(DropReason::SlowConsumer), 1);
+    // Without reading a byte, the slow session is gone within the send
+    // timeout (plus the kernel's probe interval): slot, entry and timer freed.
+    // (The others hang up when done; only the slow one could remain.)
+    let t0 = std::time::Instant::now();
+    app.wait_snapshot(Snapshot::default()).await;
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // The connection was aborted: whatever the client still reads ends in an
+    // error or EOF, never in more than a prefix of the flood.
+    let mut seen = 0;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, slow.next()).await {
+        if m.is_text() {
+            seen += 1;
+        }
+    }
+    assert!(seen < FLOOD, "{seen}");
+    // And the tenant's cap counts it no more.
+    let mut again = open(&app, PATH, "acme").await;
+    send_text(&mut again, "back").await;
+    assert_eq!(recv_text(&mut again).await, "back");
+}

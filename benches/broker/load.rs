@@ -1,0 +1,265 @@
+//! The fan-out load generator of the `fanout`, `many_tenants`, `global` and
+//! `latency` scenarios: T tenants, S subscribers and one publisher per tenant;
+//! every subscriber counts the bench messages it receives, checks that each came
+//! from a publisher it may hear from (its own tenant, or anyone on a global
+//! listener), and records the latency.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{connect_many, fail, message, now_us, parse, token, Broker, Percentiles, Ws};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Listener path.
+    pub path: &'static str,
+    /// Tenants, each with `subs_per_tenant` subscribers.
+    pub tenants: u32,
+    /// Publishers: one for each of the first `publishers` tenants.
+    pub publishers: u32,
+    /// Subscribers of each tenant.
+    pub subs_per_tenant: usize,
+    /// Messages each publisher sends (measured).
+    pub msgs: u64,
+    /// Message size, bytes.
+    pub size: usize,
+    /// Messages per second per publisher; 0 = as fast as the socket takes them.
+    pub rate: f64,
+    /// Unmeasured messages each publisher sends first.
+    pub warmup: u64,
+    /// Global scope: every subscriber expects every publisher's messages.
+    pub global: bool,
+    /// Handshakes in flight while connecting.
+    pub concurrency: usize,
+}
+
+/// What happened.
+pub struct Outcome {
+    /// Deliveries expected (subscribers × messages they should see).
+    pub expected: u64,
+    /// Bench messages received by subscribers.
+    pub received: u64,
+    /// Messages a subscriber received from a tenant it must not hear from.
+    pub crossed: u64,
+    /// First measured send to last delivery.
+    pub elapsed: Duration,
+    /// Delivery latencies.
+    pub latency: Percentiles,
+    /// Time to open every connection.
+    pub connect: Duration,
+}
+
+impl Outcome {
+    /// Deliveries per second.
+    pub fn rate(&self) -> f64 {
+        self.received as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Deliveries that never arrived.
+    pub fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.received)
+    }
+}
+
+struct SubResult {
+    received: u64,
+    crossed: u64,
+    last_us: u64,
+    latencies: Vec<u64>,
+}
+
+/// Runs one fan-out against `broker`.
+pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
+    let tenant_name = |t: u32| format!("bench-{t}");
+    let mut urls = Vec::new();
+    let mut owners = Vec::new();
+    for t in 0..spec.tenants {
+        let tok = token(&tenant_name(t), "subscriber");
+        for _ in 0..spec.subs_per_tenant {
+            urls.push(broker.url(spec.path, &tok));
+            owners.push(t);
+        }
+    }
+    let opened = connect_many(urls, spec.concurrency).await;
+    if !opened.failures.is_empty() {
+        fail(&format!(
+            "subscribers failed to connect: {:?}",
+            opened.failures
+        ));
+    }
+    let connect = opened.elapsed;
+    if spec.publishers == 0 || spec.publishers > spec.tenants {
+        fail("publishers must be between 1 and the number of tenants");
+    }
+    if !spec.global && spec.publishers != spec.tenants {
+        fail("in tenant scope every tenant has one publisher");
+    }
+    let per_sub = spec.msgs * u64::from(if spec.global { spec.publishers } else { 1 });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let subs: Vec<_> = opened
+        .conns
+        .into_iter()
+        .zip(owners)
+        .map(|(ws, tenant)| {
+            let allowed = (!spec.global).then_some(tenant);
+            tokio::spawn(subscriber(ws, allowed, per_sub, stop_rx.clone()))
+        })
+        .collect();
+
+    let pub_urls = (0..spec.publishers)
+        .map(|t| broker.url(spec.path, &token(&tenant_name(t), "publisher")))
+        .collect();
+    let publishers = connect_many(pub_urls, spec.concurrency).await;
+    if !publishers.failures.is_empty() {
+        fail(&format!(
+            "publishers failed to connect: {:?}",
+            publishers.failures
+        ));
+    }
+    let pubs: Vec<_> = publishers
+        .conns
+        .into_iter()
+        .enumerate()
+        .map(|(t, ws)| tokio::spawn(publisher(ws, t as u32, spec.clone(), stop_rx.clone())))
+        .collect();
+    let mut first_send = u64::MAX;
+    for p in pubs {
+        match p.await {
+            Ok(Ok(t)) => first_send = first_send.min(t),
+            Ok(Err(e)) => fail(&format!("publisher: {e}")),
+            Err(e) => fail(&format!("publisher task: {e}")),
+        }
+    }
+    // Stragglers get 10 s after the last send.
+    let drain = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let _ = stop_tx.send(true);
+    });
+    let mut received = 0;
+    let mut crossed = 0;
+    let mut last = 0;
+    let mut samples = Vec::new();
+    for s in subs {
+        let r = s
+            .await
+            .unwrap_or_else(|e| fail(&format!("subscriber task: {e}")));
+        received += r.received;
+        crossed += r.crossed;
+        last = last.max(r.last_us);
+        samples.extend(r.latencies);
+    }
+    drain.abort();
+    Outcome {
+        expected: per_sub * (spec.tenants as u64 * spec.subs_per_tenant as u64),
+        received,
+        crossed,
+        elapsed: Duration::from_micros(last.saturating_sub(first_send)),
+        latency: Percentiles::new(samples),
+        connect,
+    }
+}
+
+/// Reads until it has `expected` measured messages or is told to stop.
+async fn subscriber(
+    mut ws: Ws,
+    allowed: Option<u32>,
+    expected: u64,
+    mut stop: watch::Receiver<bool>,
+) -> SubResult {
+    let mut r = SubResult {
+        received: 0,
+        crossed: 0,
+        last_us: 0,
+        latencies: Vec::with_capacity(expected.min(1 << 20) as usize),
+    };
+    while r.received < expected {
+        let frame = tokio::select! {
+            f = ws.next() => f,
+            _ = stop.changed() => break,
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        };
+        let Some(stamp) = parse(&text) else { continue };
+        if allowed.is_some_and(|t| t != stamp.tenant) {
+            r.crossed += 1;
+            continue;
+        }
+        if stamp.warmup {
+            continue;
+        }
+        let now = now_us();
+        r.received += 1;
+        r.last_us = now;
+        r.latencies.push(now.saturating_sub(stamp.sent_us));
+    }
+    r
+}
+
+/// Sends the warm-up, waits for its own copy of the last warm-up message (the
+/// room has drained it), then sends the measured messages. Returns when the
+/// first measured message was sent. Its own deliveries are read and discarded
+/// so its outbound queue never fills.
+async fn publisher(
+    ws: Ws,
+    tenant: u32,
+    spec: Spec,
+    mut stop_reader: watch::Receiver<bool>,
+) -> Result<u64, String> {
+    let (mut tx, mut rx) = ws.split();
+    let (warm_tx, mut warm_rx) = watch::channel(false);
+    let last_warm = spec.warmup.saturating_sub(1);
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                f = rx.next() => f,
+                _ = stop_reader.changed() => break,
+            };
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(s) = parse(&t) {
+                        if s.warmup && s.tenant == tenant && s.seq == last_warm {
+                            let _ = warm_tx.send(true);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+        rx
+    });
+    for seq in 0..spec.warmup {
+        tx.send(message(true, tenant, seq, spec.size))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if spec.warmup > 0 {
+        let seen = tokio::time::timeout(Duration::from_secs(30), warm_rx.wait_for(|v| *v)).await;
+        if !matches!(seen, Ok(Ok(_))) {
+            return Err("the warm-up did not come back within 30 s".into());
+        }
+    }
+    let start = tokio::time::Instant::now();
+    let first = now_us();
+    for seq in 0..spec.msgs {
+        if spec.rate > 0.0 {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / spec.rate)).await;
+        }
+        tx.send(message(false, tenant, seq, spec.size))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Keep the connection (and its reader) until the subscribers are done.
+    tokio::spawn(async move {
+        let rx = reader.await;
+        drop((tx, rx));
+    });
+    Ok(first)
+}

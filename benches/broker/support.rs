@@ -1,0 +1,458 @@
+//! Shared pieces of the wsplus benchmarks: start the real broker binary with a
+//! real HS256 configuration, mint tokens, open WebSocket connections over
+//! loopback, stamp and parse bench messages, read the server's memory and CPU,
+//! and print figures.
+//!
+//! Everything is bounded: counts, per-step timeouts and a whole-run deadline
+//! (`--max-seconds`).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsplus::auth::mint;
+
+/// A client connection.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The HS256 secret the bench broker verifies tokens with (its environment only).
+pub const SECRET: &str = "wsplus-bench-secret-0123456789abcdef";
+/// Tenant-scope listener.
+pub const EVENTS: &str = "/ws/events";
+/// Session-scope listener (echo).
+pub const ECHO: &str = "/ws/echo";
+/// Global-scope listener.
+pub const GLOBAL: &str = "/ws/global";
+
+/// Command-line options: scenario names and `--name value` pairs; anything else
+/// (such as the `--bench` flag cargo passes) is ignored.
+#[derive(Debug, Clone)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// The process arguments.
+    pub fn from_env() -> Self {
+        Self(std::env::args().skip(1).collect())
+    }
+
+    /// The words that are neither flags nor flag values.
+    pub fn words(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut it = self.0.iter();
+        while let Some(a) = it.next() {
+            if a == "--bench" {
+                continue;
+            }
+            if a.starts_with("--") {
+                it.next();
+            } else {
+                out.push(a.as_str());
+            }
+        }
+        out
+    }
+
+    /// The value of `--name`, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        let flag = format!("--{name}");
+        self.0
+            .iter()
+            .position(|a| *a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| fail(&format!("{flag}: cannot parse {v:?}")))
+            })
+            .unwrap_or(default)
+    }
+}
+
+/// Prints `msg` and exits non-zero.
+pub fn fail(msg: &str) -> ! {
+    eprintln!("bench failed: {msg}");
+    std::process::exit(1)
+}
+
+/// Runs `body` on a multi-threaded tokio runtime, bounded by `--max-seconds`
+/// (default 600).
+pub fn run<F, Fut>(args: Args, body: F)
+where
+    F: FnOnce(Args) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let max = Duration::from_secs(args.get("max-seconds", 600));
+    raise_nofile_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("tokio runtime: {e}")));
+    rt.block_on(async move {
+        if tokio::time::timeout(max, body(args)).await.is_err() {
+            fail(&format!("did not finish within {} s", max.as_secs()));
+        }
+    });
+}
+
+/// Raises this process's open-file soft limit to its hard limit (the broker it
+/// starts inherits it): thousands of connections need thousands of descriptors.
+pub fn raise_nofile_limit() -> libc::rlim_t {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        lim.rlim_cur
+    }
+}
+
+/// The wsplus binary: `WSPLUS_BIN`, else the one cargo built with this bench
+/// (optimized under `cargo bench`).
+fn broker_binary() -> PathBuf {
+    std::env::var_os("WSPLUS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsplus")))
+}
+
+/// The broker's configuration: three HS256 listeners (tenant, session and
+/// global scope), queues sized like the published comparison.
+fn config_toml() -> String {
+    let listener = |path: &str, scope: &str| {
+        format!(
+            "[[listeners]]\npath = \"{path}\"\nscope = \"{scope}\"\n\
+             [listeners.auth]\nmode = \"hs256\"\nsecret_env = \"WSPLUS_BENCH_SECRET\"\n"
+        )
+    };
+    format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n\
+         [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
+         {}{}{}\
+         [limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n",
+        listener(EVENTS, "tenant"),
+        listener(ECHO, "session"),
+        listener(GLOBAL, "global"),
+    )
+}
+
+/// A broker process started for one benchmark; stopped (SIGTERM) when dropped.
+pub struct Broker {
+    child: Child,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Broker {
+    /// Starts `wsplus serve` on an ephemeral loopback port and waits until it
+    /// listens. Logs go through `RUST_LOG` (default `info`, as users run it).
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("wsplus-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{dir:?}: {e}")));
+        let config = dir.join("config.toml");
+        std::fs::write(&config, config_toml()).unwrap_or_else(|e| fail(&format!("{e}")));
+        let mut child = Command::new(broker_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("WSPLUS_BENCH_SECRET", SECRET)
+            .env(
+                "WSPLUS_BENCH_ADMIN_TOKEN",
+                "wsplus-bench-admin-token-0123456789",
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| fail(&format!("starting {:?}: {e}", broker_binary())));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the log until the address appears, then keeps draining it so the
+        // broker never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(addr.to_owned());
+                    }
+                } else if tx.is_some() && line.contains("ERROR") {
+                    eprintln!("broker: {line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| fail("the broker did not report its address within 20 s"));
+        let addr = addr
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("unexpected address {addr:?}")));
+        Self { child, addr, dir }
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ws://addr<path>?token=<token>`.
+    pub fn url(&self, path: &str, token: &str) -> String {
+        format!("ws://{}{path}?token={token}", self.addr)
+    }
+
+    /// The broker's resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// CPU time the broker has used so far (user + system).
+    pub fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may contain spaces).
+        let rest = stat.rsplit(')').next().unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+            .sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // SAFETY: kill with a pid we spawned; a failure only means it is gone.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An HS256 token for `tenant` valid for a day, signed like `wsplus token` does.
+pub fn token(tenant: &str, subject: &str) -> String {
+    mint::hs256(
+        SECRET,
+        &mint::Claims::new(tenant, Some(subject), 86_400, "tenant_id"),
+    )
+    .unwrap_or_else(|e| fail(&format!("minting a token: {e}")))
+}
+
+/// Opens one WebSocket connection (Nagle off), bounded by 10 s.
+pub async fn connect(url: &str) -> Result<Ws, String> {
+    let fut = tokio_tungstenite::connect_async_with_config(url, None, true);
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// The result of opening many connections.
+pub struct Opened {
+    /// Open connections, in the order of the URLs given.
+    pub conns: Vec<Ws>,
+    /// Failures (error text, count).
+    pub failures: Vec<(String, usize)>,
+    /// Time from the first handshake to the last.
+    pub elapsed: Duration,
+    /// Per-handshake latency.
+    pub latencies: Vec<Duration>,
+}
+
+/// Opens a connection to each URL with at most `concurrency` handshakes in
+/// flight. Failed connections are reported, not retried.
+pub async fn connect_many(urls: Vec<String>, concurrency: usize) -> Opened {
+    let started = Instant::now();
+    let mut results: Vec<(usize, Result<Ws, String>, Duration)> =
+        stream::iter(urls.into_iter().enumerate())
+            .map(|(i, url)| async move {
+                let t = Instant::now();
+                let r = connect(&url).await;
+                (i, r, t.elapsed())
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let elapsed = started.elapsed();
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut conns = Vec::with_capacity(results.len());
+    let mut failures: Vec<(String, usize)> = Vec::new();
+    let mut latencies = Vec::with_capacity(results.len());
+    for (_, r, lat) in results {
+        match r {
+            Ok(ws) => {
+                conns.push(ws);
+                latencies.push(lat);
+            }
+            Err(e) => match failures.iter_mut().find(|(k, _)| *k == e) {
+                Some((_, n)) => *n += 1,
+                None => failures.push((e, 1)),
+            },
+        }
+    }
+    Opened {
+        conns,
+        failures,
+        elapsed,
+        latencies,
+    }
+}
+
+/// Microseconds since the first call in this process (the clock stamped into
+/// bench messages, so latencies are measured within one process).
+pub fn now_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// What a bench message says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Warm-up (`w`) messages are not measured.
+    pub warmup: bool,
+    /// The publishing tenant's index.
+    pub tenant: u32,
+    /// The publisher's sequence number.
+    pub seq: u64,
+    /// `now_us()` when sent.
+    pub sent_us: u64,
+}
+
+/// A text message `wsp <m|w> <tenant> <seq> <sent_us> xxx…` padded to `size` bytes.
+pub fn message(warmup: bool, tenant: u32, seq: u64, size: usize) -> Message {
+    let kind = if warmup { 'w' } else { 'm' };
+    let mut s = format!("wsp {kind} {tenant} {seq} {} ", now_us());
+    if s.len() < size {
+        s.extend(std::iter::repeat_n('x', size - s.len()));
+    }
+    Message::text(s)
+}
+
+/// Parses a bench message; `None` for anything else.
+pub fn parse(text: &str) -> Option<Stamp> {
+    let mut it = text.splitn(6, ' ');
+    if it.next()? != "wsp" {
+        return None;
+    }
+    let warmup = match it.next()? {
+        "w" => true,
+        "m" => false,
+        _ => return None,
+    };
+    Some(Stamp {
+        warmup,
+        tenant: it.next()?.parse().ok()?,
+        seq: it.next()?.parse().ok()?,
+        sent_us: it.next()?.parse().ok()?,
+    })
+}
+
+/// Latency percentiles of a set of samples (microseconds).
+pub struct Percentiles(Vec<u64>);
+
+impl Percentiles {
+    /// Sorts the samples.
+    pub fn new(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
+    /// The `p`-th percentile, microseconds (0 when empty).
+    pub fn at(&self, p: f64) -> u64 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        let i = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
+        self.0[i.min(self.0.len() - 1)]
+    }
+
+    /// `p50 … p99 … max` in milliseconds, for a report line.
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.at(50.0) as f64 / 1e3,
+            self.at(99.0) as f64 / 1e3,
+            self.0.last().copied().unwrap_or(0) as f64 / 1e3
+        )
+    }
+}
+
+/// A figure with thousands separators.
+pub fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Prints the machine's load and the broker binary, so a figure is read with
+/// its conditions.
+pub fn print_conditions(name: &str) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "== {name} == broker {:?}, {cores} cores, load average {}",
+        broker_binary(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// Prints the broker's CPU time and memory for a run.
+pub fn print_server(broker: &Broker, cpu_before: Duration) {
+    println!(
+        "   broker: {:.2} s CPU, RSS {} KiB",
+        (broker.cpu().saturating_sub(cpu_before)).as_secs_f64(),
+        broker.rss_kib()
+    );
+}

@@ -7,6 +7,7 @@
 //! implementation changes one place.
 
 mod frames;
+mod size_guard;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::rate::TokenBucket;
 use crate::room::Fanout;
 
 pub use frames::{close_code_for, Reassembler};
+pub use size_guard::{FrameSizeGuard, GuardedPayload};
 
 /// Tells the Broker a session is gone when dropped. Created by the upgrade
 /// handler *before* it sends `Join`, then owned by the Session: whichever way the
@@ -127,15 +129,17 @@ impl Session {
     }
 
     /// Completes the WebSocket handshake (101) and starts the actor on the
-    /// current worker. Frames larger than `max_message_bytes` are refused by the
-    /// decoder before their payload is buffered.
+    /// current worker. A frame declaring more than `max_message_bytes` is
+    /// refused (1009) at its header, before its payload is buffered (see
+    /// [`FrameSizeGuard`]).
     pub fn start(
         self,
         req: &HttpRequest,
         payload: web::Payload,
     ) -> Result<HttpResponse, actix_web::Error> {
-        let codec = Codec::new().max_size(self.policy.max_message_bytes);
-        ws::WsResponseBuilder::new(self, req, payload)
+        let max = self.policy.max_message_bytes;
+        let codec = Codec::new().max_size(max);
+        ws::WsResponseBuilder::new(self, req, GuardedPayload::new(payload, max))
             .codec(codec)
             .start()
     }

@@ -88,7 +88,10 @@ async fn accept(
         }
         Err(_) => return Err(HandshakeError::ShuttingDown),
     };
-    log::info!(
+    // Debug, not info: at thousands of handshakes per second a line per accept
+    // costs more than the rest of the handshake's logging; the access log still
+    // records every connection when it ends.
+    log::debug!(
         "session accepted listener={} tenant={} session={} subject={}",
         policy.path,
         info.tenant,

@@ -1,7 +1,7 @@
 //! Broker: one per process. Owns the registry of rooms and sessions, per-tenant
 //! connection caps, global fan-out, admin queries and commands, and each
-//! session's deadline timer (token expiry or session timeout, whichever is
-//! earlier, as one cancellable `SpawnHandle`).
+//! session's deadline (token expiry or session timeout, whichever is earlier),
+//! kept in one ordered queue served by a single timer (`deadlines.rs`).
 //!
 //! In a cluster it also drives the [`Backplane`]: it tells it about rooms and
 //! sessions, asks it for tenant slots before a join completes, hands it global
@@ -10,13 +10,14 @@
 //! future outside message handling, so the Broker keeps serving while it waits.
 
 mod admin;
+mod deadlines;
 pub mod messages;
 mod remote;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -29,6 +30,7 @@ use crate::info::SessionInfo;
 use crate::outbox::Outbox;
 use crate::policy::{ListenerPolicy, OnTokenExpiry};
 use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
+use deadlines::{DeadlineKey, Deadlines};
 
 pub use messages::*;
 
@@ -70,7 +72,8 @@ struct SessionEntry {
     info: Arc<SessionInfo>,
     outbox: Outbox,
     stats: Arc<SessionStats>,
-    timer: Option<SpawnHandle>,
+    /// Its deadline in the Broker's queue, if it has one.
+    timer: Option<DeadlineKey>,
     /// Holds a cluster tenant slot (released on leave).
     slot: bool,
 }
@@ -85,6 +88,10 @@ pub struct Broker {
     /// against the local tenant cap and keep the tenant's subscription open.
     pending: HashMap<(ListenerId, TenantId), usize>,
     sessions: HashMap<SessionId, SessionEntry>,
+    /// Sessions' deadlines and the code to close each with.
+    deadlines: Deadlines<(SessionId, CloseCode)>,
+    /// The one timer serving `deadlines`: when it fires, and its handle.
+    alarm: Option<(Instant, SpawnHandle)>,
     next_arbiter: usize,
     shutting_down: bool,
     empty_waiters: Vec<oneshot::Sender<()>>,
@@ -104,6 +111,8 @@ impl Broker {
             rooms: HashMap::new(),
             pending: HashMap::new(),
             sessions: HashMap::new(),
+            deadlines: Deadlines::default(),
+            alarm: None,
             next_arbiter: 0,
             shutting_down: false,
             empty_waiters: Vec::new(),
@@ -150,10 +159,49 @@ impl Broker {
         }
     }
 
+    /// Makes sure the timer fires no later than the earliest deadline.
+    fn arm_alarm(&mut self, ctx: &mut Context<Self>) {
+        let Some(next) = self.deadlines.earliest() else {
+            return;
+        };
+        if let Some((at, handle)) = self.alarm {
+            if at <= next {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let wait = next.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.alarm = None;
+            act.close_overdue(ctx);
+        });
+        self.alarm = Some((next, handle));
+    }
+
+    /// Closes every session whose deadline has passed, then re-arms the timer.
+    fn close_overdue(&mut self, ctx: &mut Context<Self>) {
+        for (id, code) in self.deadlines.pop_due(Instant::now()) {
+            if let Some(entry) = self.sessions.get_mut(&id) {
+                entry.timer = None;
+                log::info!(
+                    "session deadline reached tenant={} session={} code={}",
+                    entry.info.tenant,
+                    id,
+                    code.code()
+                );
+                entry.outbox.close(code);
+            }
+        }
+        self.arm_alarm(ctx);
+    }
+
     fn leave(&mut self, id: &SessionId) {
         let Some(entry) = self.sessions.remove(id) else {
             return;
         };
+        if let Some(key) = entry.timer {
+            self.deadlines.remove(key);
+        }
         let listener = entry.info.listener;
         self.counters
             .listener(listener)
@@ -254,22 +302,12 @@ impl Broker {
         });
 
         let timer = Self::deadline(policy, &info).map(|(at, code)| {
-            let wait = at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            let id = info.id.clone();
-            ctx.run_later(wait, move |act, _| {
-                if let Some(entry) = act.sessions.get_mut(&id) {
-                    entry.timer = None;
-                    log::info!(
-                        "session deadline reached tenant={} session={} code={}",
-                        entry.info.tenant,
-                        id,
-                        code.code()
-                    );
-                    entry.outbox.close(code);
-                }
-            })
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            let key = self
+                .deadlines
+                .insert(Instant::now() + wait, (info.id.clone(), code));
+            self.arm_alarm(ctx);
+            key
         });
 
         self.counters
@@ -381,12 +419,7 @@ impl Handler<Join> for Broker {
 impl Handler<SessionClosed> for Broker {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionClosed, ctx: &mut Self::Context) {
-        if let Some(entry) = self.sessions.get_mut(&msg.id) {
-            if let Some(timer) = entry.timer.take() {
-                ctx.cancel_future(timer);
-            }
-        }
+    fn handle(&mut self, msg: SessionClosed, _ctx: &mut Self::Context) {
         self.leave(&msg.id);
     }
 }
@@ -425,7 +458,7 @@ impl Handler<GetSnapshot> for Broker {
         MessageResult(Snapshot {
             sessions: self.sessions.len(),
             rooms: self.rooms.len(),
-            timers: self.sessions.values().filter(|e| e.timer.is_some()).count(),
+            timers: self.deadlines.len(),
         })
     }
 }

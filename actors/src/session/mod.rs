@@ -23,6 +23,7 @@ use crate::broker::{Broker, Route, SessionClosed};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason, SessionStats};
 use crate::delivery::Delivery;
+use crate::ids::Mode;
 use crate::info::SessionInfo;
 use crate::outbox::{Control, OutboxReceiver};
 use crate::policy::{ListenerPolicy, OnRateLimit};
@@ -95,6 +96,8 @@ pub struct SessionParts {
 
 /// The per-connection actor.
 pub struct Session {
+    /// The `_session` object (message mode only; `Null` in payload mode, where
+    /// it is never used: about 0.8 KiB per connection saved).
     stamp: serde_json::Value,
     policy: Arc<ListenerPolicy>,
     route: Route,
@@ -114,7 +117,10 @@ impl Session {
         let bucket = (parts.policy.rate_limit_per_s > 0)
             .then(|| TokenBucket::new(parts.policy.rate_limit_per_s));
         Self {
-            stamp: parts.guard.info.stamp(),
+            stamp: match parts.policy.mode {
+                Mode::Message => parts.guard.info.stamp(),
+                Mode::Payload => serde_json::Value::Null,
+            },
             policy: parts.policy,
             route: parts.route,
             counters: parts.counters,

@@ -56,8 +56,11 @@ fn announce(running: &server::Running) {
              Set the secret variable (WSPLUS_JWT_SECRET) for real use."
         );
         println!(
-            "connect: ws://{}{}?token={}",
-            running.http_addr, path, token
+            "connect: {}://{}{}?token={}",
+            if running.secure { "wss" } else { "ws" },
+            running.http_addr,
+            path,
+            token
         );
     }
     if let Some(t) = &running.generated_admin_token {

@@ -6,6 +6,7 @@ mod assets;
 mod demo;
 pub mod socket;
 pub mod state;
+pub mod tls;
 pub mod upgrade;
 
 use std::collections::HashMap;
@@ -59,6 +60,9 @@ pub enum StartError {
     /// The cluster backend could not start.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// `server.tls_cert` / `server.tls_key` unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running broker.
@@ -77,6 +81,8 @@ pub struct Running {
     pub dev_tokens: Vec<(String, String)>,
     /// The admin token generated for this run, when none was configured.
     pub generated_admin_token: Option<String>,
+    /// True when the client port speaks TLS (wss://).
+    pub secure: bool,
     /// The cluster backend (local or Redis).
     pub cluster: Arc<Cluster>,
     http: ServerHandle,
@@ -97,6 +103,8 @@ pub async fn start(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let tls = tls::server_config(&settings.server)?;
+    let secure = tls.is_some();
     let mut listeners = Vec::with_capacity(settings.listeners.len());
     let mut by_path = HashMap::new();
     let mut dev_tokens = Vec::new();
@@ -162,8 +170,11 @@ pub async fn start(
     .max_connections(conn_limits.per_worker)
     .on_connect(socket::on_connect(conn_limits.send_timeout))
     .disable_signals()
-    .shutdown_timeout(grace.as_secs())
-    .listen(sockets.http)?
+    .shutdown_timeout(grace.as_secs());
+    let http = match tls {
+        Some(config) => http.listen_rustls_0_23(sockets.http, config)?,
+        None => http.listen(sockets.http)?,
+    }
     .run();
 
     let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
@@ -190,6 +201,7 @@ pub async fn start(
         admin_addr,
         dev_tokens,
         generated_admin_token,
+        secure,
         cluster,
         http: http.handle(),
         admin: admin.handle(),
@@ -198,7 +210,10 @@ pub async fn start(
     };
     actix_rt::spawn(http);
     actix_rt::spawn(admin);
-    log::info!("listening on {http_addr} (admin on {admin_addr})");
+    log::info!(
+        "listening on {http_addr}{} (admin on {admin_addr})",
+        if secure { " with TLS" } else { "" }
+    );
     Ok(running)
 }
 

@@ -1,0 +1,157 @@
+//! wss:// end to end: the server with `[server] tls_cert`/`tls_key` (a CA and
+//! a server certificate generated here with rcgen), `wsplus connect` trusting
+//! that CA with `--ca-file`, and the failures: unknown CA, plain ws:// against
+//! a TLS port, unusable certificate files.
+
+#[path = "client_support/mod.rs"]
+mod client_support;
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use client_support::{wsplus, Cli};
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// PEM files of a test CA and a server certificate for 127.0.0.1/localhost.
+pub struct TestPki {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+}
+
+/// Generates a CA and a server certificate signed by it into a fresh directory.
+pub fn test_pki(name: &str) -> TestPki {
+    let dir = std::env::temp_dir().join(format!("wsplus-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wsplus test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wsplus test server");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |file: &str, pem: String| {
+        let p = dir.join(file);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    TestPki {
+        ca: write("ca.pem", ca_cert.pem()),
+        cert: write("server.pem", cert.pem()),
+        key: write("server.key", key.serialize_pem()),
+    }
+}
+
+fn tls_settings(pki: &TestPki) -> wsplus::settings::Settings {
+    let mut s = base_settings();
+    s.server.tls_cert = Some(pki.cert.display().to_string());
+    s.server.tls_key = Some(pki.key.display().to_string());
+    s
+}
+
+fn connect(url: &str, ca: Option<&Path>) -> Cli {
+    let mut c = wsplus();
+    c.args(["connect", url, "--token-env", "T"])
+        .env("T", token("acme", Some("tls"), 600));
+    if let Some(ca) = ca {
+        c.arg("--ca-file").arg(ca);
+    }
+    Cli::spawn(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_wss_with_a_private_ca() {
+    let pki = test_pki("ok");
+    let app = TestApp::spawn(tls_settings(&pki));
+    let url = format!("wss://127.0.0.1:{}/ws/events", app.http.port());
+    let mut cli = connect(&url, Some(&pki.ca));
+    // Tenant scope echoes to the sender: the line comes back over TLS.
+    cli.send_line("over tls");
+    assert_eq!(cli.next_line(), "over tls");
+    cli.close_stdin();
+    assert!(cli.wait().success(), "{}", cli.stderr());
+
+    // The host name works too (the certificate names localhost).
+    let url = format!("wss://localhost:{}/ws/events", app.http.port());
+    let mut cli = connect(&url, Some(&pki.ca));
+    cli.send_line("by name");
+    assert_eq!(cli.next_line(), "by name");
+    cli.close_stdin();
+    assert!(cli.wait().success(), "{}", cli.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ca_and_plain_ws_are_refused() {
+    let pki = test_pki("refused");
+    let app = TestApp::spawn(tls_settings(&pki));
+    let url = format!("wss://127.0.0.1:{}/ws/events", app.http.port());
+    let mut cli = connect(&url, None);
+    assert_eq!(cli.wait().code(), Some(1));
+    let err = cli.stderr();
+    assert!(err.contains("cannot connect"), "{err}");
+
+    // A CA that did not sign the server certificate.
+    let other = test_pki("other");
+    let mut cli = connect(&url, Some(&other.ca));
+    assert_eq!(cli.wait().code(), Some(1));
+
+    // Plain ws:// to the TLS port never upgrades.
+    let mut cli = connect(
+        &format!("ws://127.0.0.1:{}/ws/events", app.http.port()),
+        None,
+    );
+    assert_eq!(cli.wait().code(), Some(1));
+
+    // A CA file that is not PEM is a startup error naming it.
+    let mut cli = connect(&url, Some(&pki.key));
+    assert_eq!(cli.wait().code(), Some(1));
+    assert!(cli.stderr().contains("server.key"), "{}", cli.stderr());
+}
+
+#[test]
+fn unusable_certificate_files_stop_the_start() {
+    let pki = test_pki("bad");
+    let mut s = tls_settings(&pki);
+    s.server.tls_cert = Some("/nonexistent/cert.pem".into());
+    let sockets = wsplus::server::Sockets::bind(&s).unwrap();
+    let err = actix_rt::System::new()
+        .block_on(wsplus::server::start(
+            s,
+            wsplus::settings::Source::File("t".into()),
+            sockets,
+            wsplus::env::Env::from_map(Default::default()),
+        ))
+        .err()
+        .expect("start must fail");
+    assert!(
+        err.to_string()
+            .starts_with("server.tls_cert: /nonexistent/cert.pem"),
+        "{err}"
+    );
+
+    let mut s = tls_settings(&pki);
+    s.server.tls_key = Some(pki.cert.display().to_string());
+    let sockets = wsplus::server::Sockets::bind(&s).unwrap();
+    let err = actix_rt::System::new()
+        .block_on(wsplus::server::start(
+            s,
+            wsplus::settings::Source::File("t".into()),
+            sockets,
+            wsplus::env::Env::from_map(Default::default()),
+        ))
+        .err()
+        .expect("start must fail");
+    assert!(err.to_string().starts_with("server.tls_key:"), "{err}");
+}

@@ -11,6 +11,7 @@ SYSTEM_DEPS=(
   "redis-server:redis-server"
   "chromium:chromium"             # tests/browser_e2e.rs: headless browser
   "chromedriver:chromium-driver"  # tests/browser_e2e.rs: its WebDriver
+  "tinyproxy:tinyproxy"           # tests/proxy.rs: a real HTTP CONNECT proxy
 )
 
 missing=()

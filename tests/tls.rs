@@ -7,52 +7,10 @@
 mod client_support;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use client_support::{wsplus, Cli};
+use client_support::{test_pki, wsplus, Cli, TestPki};
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// PEM files of a test CA and a server certificate for 127.0.0.1/localhost.
-pub struct TestPki {
-    /// The CA certificate.
-    pub ca: PathBuf,
-    /// The server's certificate chain.
-    pub cert: PathBuf,
-    /// The server's private key.
-    pub key: PathBuf,
-}
-
-/// Generates a CA and a server certificate signed by it into a fresh directory.
-pub fn test_pki(name: &str) -> TestPki {
-    let dir = std::env::temp_dir().join(format!("wsplus-tls-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "wsplus test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "wsplus test server");
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let write = |file: &str, pem: String| {
-        let p = dir.join(file);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    TestPki {
-        ca: write("ca.pem", ca_cert.pem()),
-        cert: write("server.pem", cert.pem()),
-        key: write("server.key", key.serialize_pem()),
-    }
-}
 
 fn tls_settings(pki: &TestPki) -> wsplus::settings::Settings {
     let mut s = base_settings();

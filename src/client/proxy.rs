@@ -280,11 +280,14 @@ pub enum ProxyError {
         /// The socket error.
         source: std::io::Error,
     },
-    /// 407: the proxy wants (other) credentials.
-    #[error("proxy {proxy} refused CONNECT: 407 Proxy Authentication Required ({hint})")]
+    /// 407 (or 401, as tinyproxy answers wrong credentials): the proxy wants
+    /// (other) credentials.
+    #[error("proxy {proxy} refused CONNECT: {status} authentication required ({hint})")]
     AuthRequired {
         /// The proxy (no credentials).
         proxy: String,
+        /// The status code answered.
+        status: String,
         /// Whether credentials were sent.
         hint: &'static str,
     },
@@ -408,8 +411,9 @@ pub async fn tunnel(proxy: &ProxyUrl, host: &str, port: u16) -> Result<TcpStream
     }
     match code {
         c if c.starts_with('2') && c.len() == 3 => Ok(stream),
-        "407" => Err(ProxyError::AuthRequired {
+        "407" | "401" => Err(ProxyError::AuthRequired {
             proxy: shown,
+            status: code.to_owned(),
             hint: if proxy.has_credentials() {
                 "credentials from the proxy URL were refused"
             } else {

@@ -94,6 +94,19 @@ pub fn admin_stamp(tenant: Option<&str>, scope: &str) -> Value {
     })
 }
 
+/// The `_session` object of messages a bridge publishes into a local tenant:
+/// `type` "bridge", the bridge's name as `subject`.
+pub fn bridge_stamp(name: &str, tenant: &str) -> Value {
+    serde_json::json!({
+        "type": "bridge",
+        "id": null,
+        "tenantId": tenant,
+        "subject": name,
+        "authStatus": "bridge",
+        "routingScope": "tenant",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +187,19 @@ mod tests {
             encode_value(Mode::Payload, json!({"k": 1}), &st),
             Delivery::Text(r#"{"k":1}"#.into())
         );
+    }
+
+    #[test]
+    fn bridge_stamp_names_the_bridge() {
+        let st = bridge_stamp("hq", "acme");
+        let v = text(encode(
+            Mode::Message,
+            Frame::Text(r#"{"a":1,"_session":{"type":"websocket"}}"#.into()),
+            &st,
+        ));
+        assert_eq!(v["_session"]["type"], "bridge");
+        assert_eq!(v["_session"]["subject"], "hq");
+        assert_eq!(v["_session"]["tenantId"], "acme");
+        assert_eq!(v["a"], 1);
     }
 }

@@ -61,6 +61,19 @@ pub struct LocalFanout {
     pub delivery: Delivery,
 }
 
+/// A tenant message published on behalf of `origin` (a bridge): delivered to
+/// every member except `origin`, so a bridge that both publishes into and
+/// forwards from the tenant never receives its own publications back; then
+/// handed to the backplane like [`Fanout`]. Returns how many queues took it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "usize")]
+pub struct FanoutFrom {
+    /// The serialized message, shared by all deliveries.
+    pub delivery: Delivery,
+    /// The member that must not receive it.
+    pub origin: SessionId,
+}
+
 /// Stops the room (sent by the Broker when its last session left).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -198,12 +211,28 @@ impl Handler<LocalFanout> for TenantRoom {
     }
 }
 
+impl Handler<FanoutFrom> for TenantRoom {
+    type Result = usize;
+
+    fn handle(&mut self, msg: FanoutFrom, _ctx: &mut Self::Context) -> usize {
+        let delivered = self.deliver_except(&msg.delivery, Some(&msg.origin));
+        self.backplane
+            .publish_tenant(self.listener, &self.tenant, &msg.delivery);
+        delivered
+    }
+}
+
 impl TenantRoom {
     /// Pushes `delivery` into every member's queue; closes slow consumers.
     fn deliver(&mut self, delivery: &Delivery) -> usize {
+        self.deliver_except(delivery, None)
+    }
+
+    /// Like [`TenantRoom::deliver`], skipping the member `skip`.
+    fn deliver_except(&mut self, delivery: &Delivery, skip: Option<&SessionId>) -> usize {
         let mut delivered = 0;
         let mut gone: Vec<SessionId> = Vec::new();
-        for member in &self.members {
+        for member in self.members.iter().filter(|m| Some(&m.id) != skip) {
             match member.outbox.push(delivery.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
@@ -294,6 +323,33 @@ mod tests {
         assert_eq!(r1.data.try_recv(), Some(Delivery::Text("x".into())));
         assert_eq!(r2.data.try_recv(), Some(Delivery::Text("x".into())));
         assert_eq!(r3.data.try_recv(), None);
+    }
+
+    #[actix::test]
+    async fn fanout_from_skips_its_origin() {
+        let r = room("a");
+        let origin = SessionId::random();
+        let (o1, mut r1) = outbox(8, 1 << 20);
+        let (o2, mut r2) = outbox(8, 1 << 20);
+        for (id, o) in [(origin.clone(), o1), (SessionId::random(), o2)] {
+            r.send(AddMember {
+                tenant: TenantId::new("a"),
+                id,
+                outbox: o,
+            })
+            .await
+            .unwrap();
+        }
+        let n = r
+            .send(FanoutFrom {
+                delivery: Delivery::Text("x".into()),
+                origin,
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(r1.data.try_recv(), None);
+        assert_eq!(r2.data.try_recv(), Some(Delivery::Text("x".into())));
     }
 
     #[actix::test]

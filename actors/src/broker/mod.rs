@@ -12,6 +12,7 @@
 mod admin;
 mod deadlines;
 pub mod messages;
+mod origin;
 mod remote;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
 pub use messages::*;
+pub use origin::PublishFrom;
 
 /// Broker-wide settings (per-listener ones are in each [`ListenerPolicy`]).
 #[derive(Debug, Clone)]

@@ -327,3 +327,41 @@ async fn shutdown_closes_everyone_with_1001_and_refuses_joins() {
         .unwrap()
         .unwrap();
 }
+
+#[actix::test]
+async fn publish_from_skips_the_origin_and_stays_in_the_tenant() {
+    let b = broker_with(vec![ListenerPolicy::for_tests(
+        0,
+        "/ws",
+        Mode::Payload,
+        Scope::Tenant,
+    )]);
+    let bridge = info(0, "a", Scope::Tenant);
+    let (_, mut bridge_rx) = join(&b, bridge.clone()).await;
+    let (_, mut peer_rx) = join(&b, info(0, "a", Scope::Tenant)).await;
+    let (_, mut other_rx) = join(&b, info(0, "b", Scope::Tenant)).await;
+    let n = b
+        .send(PublishFrom {
+            listener: ListenerId(0),
+            tenant: TenantId::new("a"),
+            delivery: text("up"),
+            origin: bridge.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(peer_rx.data.try_recv(), Some(text("up")));
+    assert_eq!(bridge_rx.data.try_recv(), None);
+    assert_eq!(other_rx.data.try_recv(), None);
+    // A tenant without a room: nothing delivered, no error.
+    let n = b
+        .send(PublishFrom {
+            listener: ListenerId(0),
+            tenant: TenantId::new("nobody"),
+            delivery: text("x"),
+            origin: bridge.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

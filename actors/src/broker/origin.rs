@@ -1,0 +1,55 @@
+//! Publishing into a tenant on behalf of a registered member that must not get
+//! the message back (a bridge forwarding both ways): [`PublishFrom`].
+
+use actix::prelude::*;
+use futures_core::future::BoxFuture;
+
+use crate::delivery::Delivery;
+use crate::ids::{ListenerId, SessionId, TenantId};
+use crate::room::FanoutFrom;
+
+use super::Broker;
+
+/// A tenant message from `origin` (e.g. a bridge): delivered to every local
+/// session of the tenant except `origin`, and handed to the other nodes.
+/// Replies with the number of local queues that took it.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct PublishFrom {
+    /// The listener.
+    pub listener: ListenerId,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The serialized message.
+    pub delivery: Delivery,
+    /// Who published it (skipped in the fan-out).
+    pub origin: SessionId,
+}
+
+impl Handler<PublishFrom> for Broker {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: PublishFrom, _ctx: &mut Self::Context) -> Self::Result {
+        let room = self
+            .rooms
+            .get(&(msg.listener, msg.tenant.clone()))
+            .map(|r| r.addr.clone());
+        let fut: BoxFuture<'static, usize> = match room {
+            // The room hands it to the backplane after local delivery.
+            Some(room) => Box::pin(async move {
+                room.send(FanoutFrom {
+                    delivery: msg.delivery,
+                    origin: msg.origin,
+                })
+                .await
+                .unwrap_or(0)
+            }),
+            None => {
+                self.backplane()
+                    .publish_tenant(msg.listener, &msg.tenant, &msg.delivery);
+                Box::pin(async { 0 })
+            }
+        };
+        fut
+    }
+}

@@ -29,14 +29,6 @@ fn temp_config(name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn check_config_prints_the_effective_default() {
     let out = bin()

@@ -7,7 +7,7 @@
 mod client_support;
 mod common;
 
-use client_support::{free_port, test_pki, wsplus, Cli, Tinyproxy};
+use client_support::{test_pki, wsplus, Cli, Tinyproxy};
 use common::*;
 
 /// `wsplus connect` to `url` with a token and the given environment.

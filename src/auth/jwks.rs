@@ -178,14 +178,15 @@ impl Fetcher {
             .unwrap_or(Err(FetchError::Timeout));
         match result {
             Ok(keys) => {
-                log::info!(
-                    "jwks loaded listener={} keys={} uri={}",
-                    self.listener,
-                    keys.len(),
-                    redact_uri(&self.uri)
-                );
+                let count = keys.len();
+                // Publish first: whoever reads "jwks loaded" may rely on /readyz.
                 self.keys
                     .send_replace(Arc::new(KeySet { keys, loaded: true }));
+                log::info!(
+                    "jwks loaded listener={} keys={count} uri={}",
+                    self.listener,
+                    redact_uri(&self.uri)
+                );
                 self.failures = 0;
                 Instant::now() + self.refresh
             }

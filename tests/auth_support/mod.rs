@@ -392,16 +392,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A port that was free a moment ago (for child processes that must print
-/// their real address).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child `wsplus serve` with its stdout and stderr read line by line.
 pub struct Server {
     child: Child,

@@ -11,19 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsplus::settings::{ClusterBackend, Settings};
 
-use crate::common::{base_settings, ADMIN_TOKEN, SECRET, WAIT};
+use crate::common::{base_settings, free_port, ADMIN_TOKEN, SECRET, WAIT};
 
 /// Node lease in the tests: short, so a crashed node is forgotten quickly.
 pub const LEASE_S: u64 = 2;
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `redis-server` child process without persistence.
 pub struct RedisServer {

@@ -28,6 +28,28 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A loopback port for a server a test starts in a child process (or one that
+/// nothing listens on). Binding port 0 would hand out a port from the kernel's
+/// ephemeral range (32768 and up), where client sockets and other tests'
+/// port-0 servers land too, so a port released here could be taken before the
+/// child binds it. Instead: a random start below that range per process, then
+/// consecutive ports, skipping any that is busy.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::OnceLock;
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static START: OnceLock<u16> = OnceLock::new();
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = *START.get_or_init(|| rand::random_range(0..SPAN));
+    loop {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Settings with both servers on port 0, one worker, and one HS256 listener at
 /// `/ws/events` reading the secret from `TEST_JWT_SECRET`.
 pub fn base_settings() -> Settings {

@@ -50,6 +50,34 @@ fn check_config_prints_the_effective_default() {
 }
 
 #[test]
+fn every_example_configuration_is_valid_and_keeps_its_listeners() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = bin()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every listener path of the example survives into the effective config.
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("path = ")) {
+            assert!(stdout.contains(line), "{}: {line} missing", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 3, "examples found: {seen}");
+}
+
+#[test]
 fn check_config_reports_every_problem_with_its_key_and_fails() {
     let cfg = temp_config(
         "bad",

@@ -105,17 +105,21 @@ async fn flood(app: &TestApp, fast: Vec<Sock>, publisher: Sock) -> i64 {
 /// The flood is 32 MiB; holding it for the slow consumer would show.
 const RSS_BOUND_KIB: i64 = (FLOOD * MSG_BYTES / 1024 / 2) as i64;
 
+/// Connects a consumer that never reads, two that do, and a publisher; floods
+/// the tenant; checks the broker's memory stayed bounded. Returns the slow one.
+async fn flood_past_a_slow_consumer(app: &TestApp) -> Sock {
+    let slow = open(app, PATH, "acme").await;
+    let fast = vec![open(app, PATH, "acme").await, open(app, PATH, "acme").await];
+    let publisher = open(app, PATH, "acme").await;
+    let grown = flood(app, fast, publisher).await;
+    assert!(grown < RSS_BOUND_KIB, "RSS grew {grown} KiB over the flood");
+    slow
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_stops_reading_is_closed_4009_behind_its_backlog() {
     let app = flood_app(60);
-    let mut slow = open(&app, PATH, "acme").await;
-    let fast = vec![
-        open(&app, PATH, "acme").await,
-        open(&app, PATH, "acme").await,
-    ];
-    let publisher = open(&app, PATH, "acme").await;
-    let grown = flood(&app, fast, publisher).await;
-    assert!(grown < RSS_BOUND_KIB, "RSS grew {grown} KiB over the flood");
+    let mut slow = flood_past_a_slow_consumer(&app).await;
     // Its queue overflowed once: counted, and the room stopped feeding it.
     assert_eq!(app.counters.dropped(DropReason::SlowConsumer), 1);
     // What really happens next: with the socket full, the dispatcher stops
@@ -148,14 +152,7 @@ async fn a_consumer_that_stops_reading_is_closed_4009_behind_its_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_never_reads_again_is_aborted_after_the_send_timeout() {
     let app = flood_app(1);
-    let mut slow = open(&app, PATH, "acme").await;
-    let fast = vec![
-        open(&app, PATH, "acme").await,
-        open(&app, PATH, "acme").await,
-    ];
-    let publisher = open(&app, PATH, "acme").await;
-    let grown = flood(&app, fast, publisher).await;
-    assert!(grown < RSS_BOUND_KIB, "RSS grew {grown} KiB over the flood");
+    let mut slow = flood_past_a_slow_consumer(&app).await;
     assert_eq!(app.counters.dropped(DropReason::SlowConsumer), 1);
     // Without reading a byte, the slow session is gone within the send
     // timeout (plus the kernel's probe interval): slot, entry and timer freed.

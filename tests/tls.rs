@@ -78,13 +78,10 @@ async fn unknown_ca_and_plain_ws_are_refused() {
     assert!(cli.stderr().contains("server.key"), "{}", cli.stderr());
 }
 
-#[test]
-fn unusable_certificate_files_stop_the_start() {
-    let pki = test_pki("bad");
-    let mut s = tls_settings(&pki);
-    s.server.tls_cert = Some("/nonexistent/cert.pem".into());
+/// Why `server::start` refused these settings.
+fn start_error(s: wsplus::settings::Settings) -> wsplus::server::StartError {
     let sockets = wsplus::server::Sockets::bind(&s).unwrap();
-    let err = actix_rt::System::new()
+    actix_rt::System::new()
         .block_on(wsplus::server::start(
             s,
             wsplus::settings::Source::File("t".into()),
@@ -92,7 +89,15 @@ fn unusable_certificate_files_stop_the_start() {
             wsplus::env::Env::from_map(Default::default()),
         ))
         .err()
-        .expect("start must fail");
+        .expect("start must fail")
+}
+
+#[test]
+fn unusable_certificate_files_stop_the_start() {
+    let pki = test_pki("bad");
+    let mut s = tls_settings(&pki);
+    s.server.tls_cert = Some("/nonexistent/cert.pem".into());
+    let err = start_error(s);
     assert!(
         err.to_string()
             .starts_with("server.tls_cert: /nonexistent/cert.pem"),
@@ -101,15 +106,6 @@ fn unusable_certificate_files_stop_the_start() {
 
     let mut s = tls_settings(&pki);
     s.server.tls_key = Some(pki.cert.display().to_string());
-    let sockets = wsplus::server::Sockets::bind(&s).unwrap();
-    let err = actix_rt::System::new()
-        .block_on(wsplus::server::start(
-            s,
-            wsplus::settings::Source::File("t".into()),
-            sockets,
-            wsplus::env::Env::from_map(Default::default()),
-        ))
-        .err()
-        .expect("start must fail");
+    let err = start_error(s);
     assert!(err.to_string().starts_with("server.tls_key:"), "{err}");
 }

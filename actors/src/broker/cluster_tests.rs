@@ -2,17 +2,16 @@
 //! and how other nodes' answers are merged.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use actix::prelude::*;
 
+use super::tests::{self, join, text};
 use super::*;
 use crate::backplane::probe::Probe;
 use crate::backplane::{NodeCall, NodeReply, NodeRequest, NodeStats, RemoteDeliver, RemoteTarget};
-use crate::delivery::Delivery;
 use crate::ids::{Mode, Scope, SessionId, TenantId};
-use crate::info::{AuthStatus, SessionInfo};
-use crate::outbox::{outbox, OutboxReceiver};
+use crate::info::SessionInfo;
+use crate::outbox::outbox;
 use crate::room::Fanout;
 
 fn broker(scope: Scope, cap: usize, probe: Arc<Probe>) -> Addr<Broker> {
@@ -29,39 +28,9 @@ fn broker(scope: Scope, cap: usize, probe: Arc<Probe>) -> Addr<Broker> {
     .start()
 }
 
+/// A tenant-scope session of listener 0.
 fn info(tenant: &str) -> Arc<SessionInfo> {
-    Arc::new(SessionInfo {
-        id: SessionId::random(),
-        listener: ListenerId(0),
-        listener_path: "/ws".into(),
-        tenant: TenantId::new(tenant),
-        subject: None,
-        auth: AuthStatus::None,
-        scope: Scope::Tenant,
-        remote: None,
-        connected_at: SystemTime::now(),
-        expires_at: None,
-    })
-}
-
-async fn join(
-    b: &Addr<Broker>,
-    info: Arc<SessionInfo>,
-) -> (Result<Joined, JoinError>, OutboxReceiver) {
-    let (tx, rx) = outbox(16, 1 << 20);
-    let r = b
-        .send(Join {
-            info,
-            outbox: tx,
-            stats: Default::default(),
-        })
-        .await
-        .unwrap();
-    (r, rx)
-}
-
-fn text(s: &str) -> Delivery {
-    Delivery::Text(s.into())
+    tests::info(0, tenant, Scope::Tenant)
 }
 
 #[actix::test]

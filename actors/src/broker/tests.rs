@@ -22,7 +22,7 @@ fn broker_with(policies: Vec<ListenerPolicy>) -> Addr<Broker> {
     .start()
 }
 
-fn info(listener: u16, tenant: &str, scope: Scope) -> Arc<SessionInfo> {
+pub(super) fn info(listener: u16, tenant: &str, scope: Scope) -> Arc<SessionInfo> {
     Arc::new(SessionInfo {
         id: SessionId::random(),
         listener: ListenerId(listener),
@@ -37,7 +37,7 @@ fn info(listener: u16, tenant: &str, scope: Scope) -> Arc<SessionInfo> {
     })
 }
 
-async fn join(
+pub(super) async fn join(
     b: &Addr<Broker>,
     info: Arc<SessionInfo>,
 ) -> (Result<Joined, JoinError>, OutboxReceiver) {
@@ -53,7 +53,7 @@ async fn join(
     (r, rx)
 }
 
-fn text(s: &str) -> Delivery {
+pub(super) fn text(s: &str) -> Delivery {
     Delivery::Text(s.into())
 }
 

@@ -11,5 +11,6 @@ pub mod client;
 pub mod cluster;
 pub mod env;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod settings;

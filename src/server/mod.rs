@@ -149,6 +149,7 @@ pub async fn start(
         rejections: rejections.clone(),
         listeners,
         by_path,
+        metrics: settings.metrics.clone(),
     });
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     let http_addr = sockets.http.local_addr()?;

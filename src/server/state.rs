@@ -39,6 +39,8 @@ pub struct AppState {
     pub listeners: Vec<Listener>,
     /// Listener ids by path.
     pub by_path: HashMap<String, ListenerId>,
+    /// What `GET /metrics` exports.
+    pub metrics: settings::MetricsSettings,
 }
 
 impl AppState {

@@ -4,12 +4,14 @@
 //! environment variables or files that hold them.
 
 mod load;
+mod metrics;
 mod outbound;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
+pub use metrics::{MetricsSettings, MAX_TENANT_SERIES};
 pub use outbound::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings};
 pub use validate::validate;
 
@@ -27,6 +29,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     /// Scale-out backend.
     pub cluster: ClusterSettings,
+    /// What `GET /metrics` exports.
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Settings {
@@ -37,6 +41,7 @@ impl Default for Settings {
             listeners: vec![ListenerSettings::default()],
             limits: LimitsSettings::default(),
             cluster: ClusterSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }

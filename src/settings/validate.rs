@@ -92,6 +92,12 @@ pub fn validate(s: &Settings) -> Vec<String> {
     }
 
     cluster(&mut p, &s.cluster);
+    p.range(
+        "metrics.tenant_series",
+        s.metrics.tenant_series as u64,
+        1,
+        super::MAX_TENANT_SERIES as u64,
+    );
     p.0
 }
 
@@ -459,5 +465,15 @@ max_tcp_connections = 100
             "[limits]\nsend_timeout_s = 0\nmax_connections = 10\nmax_tcp_connections = 11\n",
         );
         assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn metrics_problems() {
+        let ok = problems("[metrics]\ntenant_labels = true\ntenant_series = 10000\n");
+        assert!(ok.is_empty(), "{ok:?}");
+        assert_eq!(
+            problems("[metrics]\ntenant_series = 0\n"),
+            ["metrics.tenant_series: must be between 1 and 10000, got 0"]
+        );
     }
 }

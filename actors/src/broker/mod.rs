@@ -11,6 +11,7 @@
 
 mod admin;
 mod deadlines;
+mod load;
 pub mod messages;
 mod origin;
 mod remote;
@@ -33,6 +34,7 @@ use crate::policy::{ListenerPolicy, OnTokenExpiry};
 use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
+pub use load::{GetLoad, ListenerLoad, Load};
 pub use messages::*;
 pub use origin::PublishFrom;
 

@@ -365,3 +365,34 @@ async fn publish_from_skips_the_origin_and_stays_in_the_tenant() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[actix::test]
+async fn load_counts_connections_and_rooms_per_listener() {
+    let b = broker_with(vec![
+        ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant),
+        ListenerPolicy::for_tests(1, "/b", Mode::Payload, Scope::Global),
+    ]);
+    let a1 = info(0, "x", Scope::Tenant);
+    let (_r1, _x1) = join(&b, a1.clone()).await;
+    let (_r2, _x2) = join(&b, info(0, "x", Scope::Tenant)).await;
+    let (_r3, _x3) = join(&b, info(1, "y", Scope::Global)).await;
+    let load = b.send(GetLoad { tenants: false }).await.unwrap();
+    let rows: Vec<_> = load
+        .listeners
+        .iter()
+        .map(|l| (l.path.as_str(), l.connections, l.rooms))
+        .collect();
+    assert_eq!(rows, [("/a", 2, 1), ("/b", 1, 1)]);
+    assert!(load.tenants.is_empty(), "tenant rows only on request");
+
+    b.send(SessionClosed { id: a1.id.clone() }).await.unwrap();
+    let load = b.send(GetLoad { tenants: true }).await.unwrap();
+    assert_eq!(load.listeners[0].connections, 1);
+    let mut tenants: Vec<_> = load
+        .tenants
+        .iter()
+        .map(|t| (t.listener.as_str(), t.tenant.as_str(), t.connections))
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, [("/a", "x", 1), ("/b", "y", 1)]);
+}

@@ -1,75 +1,39 @@
 //! The admin API on its own port (DESIGN §9): health, readiness, and (behind a
 //! bearer token) stats, listings, kicks, publish and Prometheus metrics.
+//!
+//! Layout: [`auth`] guards everything but the health checks, [`error`] maps
+//! every failure to a status and `{"error": "..."}`, and each route group
+//! lives in its own module registered by [`protected`].
 
-use actix_web::{web, HttpResponse};
-use rand::distr::{Alphanumeric, SampleString};
-use serde_json::json;
+pub mod auth;
+pub mod error;
+mod health;
+pub mod stats;
 
-use crate::env::Env;
-use crate::server::state::AppState;
-use crate::settings::Settings;
+use actix_web::web;
 
-/// Admin settings resolved at start.
-pub struct AdminConfig {
-    /// The bearer token (from `admin.token_env`, or generated for this run).
-    token: String,
+pub use auth::{require_token, AdminConfig};
+pub use error::ApiError;
+
+use crate::settings::AdminSettings;
+
+/// Registers the whole admin API: extractor settings (body limit, JSON
+/// errors), the public health routes, every [`protected`] route and a JSON
+/// 404 for the rest. The server wraps it in [`require_token`].
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &AdminSettings) {
+    cfg.app_data(error::json_config(settings.max_body_bytes))
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .configure(health::configure)
+        .configure(protected)
+        .default_service(web::to(error::not_found));
 }
 
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("token", &"[redacted]")
-            .finish()
-    }
-}
-
-impl AdminConfig {
-    /// Reads the token from the environment variable named by `admin.token_env`;
-    /// when unset or empty, generates one and returns it for printing once.
-    pub fn from_settings(settings: &Settings, env: &Env) -> (Self, Option<String>) {
-        match env.var(&settings.admin.token_env) {
-            Some(t) if !t.is_empty() => (Self { token: t }, None),
-            _ => {
-                let t = Alphanumeric.sample_string(&mut rand::rng(), 40);
-                (Self { token: t.clone() }, Some(t))
-            }
-        }
-    }
-
-    /// Constant-time check of an `Authorization` header value.
-    pub fn authorized(&self, header: Option<&str>) -> bool {
-        use subtle::ConstantTimeEq;
-        let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        presented.as_bytes().ct_eq(self.token.as_bytes()).into()
-    }
-}
-
-/// Registers the admin routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let not_ready: Vec<&str> = state
-        .listeners
-        .iter()
-        .filter(|l| !l.auth.ready())
-        .map(|l| l.settings.path.as_str())
-        .collect();
-    if let Some(degraded) = state.cluster.unready() {
-        return HttpResponse::ServiceUnavailable().json(degraded);
-    }
-    if not_ready.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "waiting_for_keys": not_ready}))
-    }
+/// Registers every route that needs the bearer token, one line per module.
+/// Add a route group here with one `.configure(...)` line; [`require_token`]
+/// covers it without further work.
+pub fn protected(cfg: &mut web::ServiceConfig) {
+    cfg.configure(stats::configure);
+    // metrics: `GET /metrics` is registered by crate::metrics.
+    // bridges: `GET /admin/v1/bridges` is registered by crate::bridge.
 }

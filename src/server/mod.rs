@@ -181,12 +181,14 @@ pub async fn start(
     let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
     let admin_cfg = web::Data::new(admin_cfg);
     let admin_state = app_state.clone();
+    let admin_settings = settings.admin.clone();
     let admin = HttpServer::new(move || {
         App::new()
             .app_data(admin_state.clone())
             .app_data(admin_cfg.clone())
+            .wrap(actix_web::middleware::from_fn(admin::require_token))
             .wrap(access_log::logger())
-            .configure(admin::configure)
+            .configure(|cfg| admin::configure(cfg, &admin_settings))
     })
     .workers(1)
     .disable_signals()

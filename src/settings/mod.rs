@@ -87,6 +87,8 @@ pub struct AdminSettings {
     pub bind: String,
     /// Environment variable holding the admin bearer token.
     pub token_env: String,
+    /// Largest JSON request body the admin API reads; larger ones get 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for AdminSettings {
@@ -94,6 +96,7 @@ impl Default for AdminSettings {
         Self {
             bind: "127.0.0.1:9090".into(),
             token_env: "WSPLUS_ADMIN_TOKEN".into(),
+            max_body_bytes: 65536,
         }
     }
 }

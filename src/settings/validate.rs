@@ -8,6 +8,8 @@ use super::{AuthMode, AuthSettings, ClusterBackend, ListenerSettings, Settings, 
 
 /// Largest frame a listener may accept (16 MiB).
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
+/// Largest admin request body that may be configured (16 MiB).
+pub const MAX_ADMIN_BODY_BYTES: usize = 16 << 20;
 /// Paths the server uses for itself.
 const RESERVED_PREFIXES: [&str; 2] = ["/debug/ws", "/admin"];
 const RESERVED_PATHS: [&str; 3] = ["/wsplus.js", "/demo", "/demo/token"];
@@ -36,6 +38,12 @@ pub fn validate(s: &Settings) -> Vec<String> {
         _ => {}
     }
     p.env_name("admin.token_env", &s.admin.token_env);
+    p.range(
+        "admin.max_body_bytes",
+        s.admin.max_body_bytes as u64,
+        1,
+        MAX_ADMIN_BODY_BYTES as u64,
+    );
 
     if s.listeners.is_empty() {
         p.push("listeners", "at least one listener is required");
@@ -371,6 +379,7 @@ tls_cert = "c.pem"
 [admin]
 bind = "127.0.0.1:9090"
 token_env = ""
+max_body_bytes = 0
 [limits]
 outbound_queue_messages = 0
 [cluster]
@@ -381,6 +390,7 @@ backend = "redis"
             "server.bind: \"nowhere\" is not a host:port address",
             "server.tls_key: required when server.tls_cert is set",
             "admin.token_env: \"\" is not an environment variable name",
+            "admin.max_body_bytes: must be between 1 and 16777216, got 0",
             "limits.outbound_queue_messages: must be between 1 and 1048576, got 0",
             "cluster.redis_url: required when cluster.backend = \"redis\"",
         ] {

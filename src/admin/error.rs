@@ -1,0 +1,127 @@
+//! The admin API's one error type and its mapping to HTTP statuses and
+//! `{"error": "..."}` bodies (DESIGN §9), used by every handler, by the auth
+//! middleware, by actix's JSON/path/query extractors and for unknown paths and
+//! methods, so no admin response is ever a non-JSON error.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Everything an admin request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No `Authorization: Bearer <token>` header, or the wrong token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The request is well-formed HTTP but its content is not acceptable.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The path names nothing (unknown route, listener, session...).
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is larger than `admin.max_body_bytes`.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body is not declared as `application/json`.
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// The broker did not answer (shutting down or overloaded).
+    #[error("broker unavailable")]
+    Unavailable,
+}
+
+impl ApiError {
+    /// A 404 for "no such `what`" (`listener`, `session`...).
+    pub fn unknown(what: &str, id: &str) -> Self {
+        ApiError::NotFound(format!("unknown {what} {id:?}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.json(json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(e: JsonPayloadError) -> Self {
+        match e {
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
+            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::BadRequest(format!("invalid JSON body: {e}"))
+            }
+            JsonPayloadError::Serialize(_) | JsonPayloadError::Payload(_) => {
+                ApiError::BadRequest("unreadable request body".into())
+            }
+            // JsonPayloadError is non-exhaustive.
+            _ => ApiError::BadRequest("invalid request body".into()),
+        }
+    }
+}
+
+/// The JSON body extractor's settings: `limit` bytes at most, every failure
+/// answered by [`ApiError`].
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|e, _| ApiError::from(e).into())
+}
+
+/// The path extractor's settings: failures answered by [`ApiError`].
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|e: PathError, _| ApiError::BadRequest(format!("invalid path: {e}")).into())
+}
+
+/// The query extractor's settings: failures answered by [`ApiError`].
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|e: QueryPayloadError, _| {
+        ApiError::BadRequest(format!("invalid query: {e}")).into()
+    })
+}
+
+/// A resource at `path` whose wrong methods get a JSON 405 (actix's default
+/// is an empty body).
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// The admin server's default service: a JSON 404 for unknown paths.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route {}", req.path())))
+}

@@ -1,0 +1,197 @@
+//! Admin API test client: raw HTTP/1.1 over a fresh TCP connection per request
+//! (`Connection: close`), so tests control every header and byte of the body,
+//! wrong content types and oversized bodies included.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{TestApp, ADMIN_TOKEN, WAIT};
+
+/// A request to the admin API; built with [`Req::new`] and its setters.
+#[derive(Debug, Clone)]
+pub struct Req {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    /// `method path` with the right bearer token and no body.
+    pub fn new(method: &str, path: &str) -> Self {
+        Self {
+            method: method.into(),
+            path: path.into(),
+            authorization: Some(format!("Bearer {ADMIN_TOKEN}")),
+            content_type: None,
+            body: Vec::new(),
+        }
+    }
+
+    /// Replaces the `Authorization` header (`None`: no header at all).
+    pub fn authorization(mut self, value: Option<&str>) -> Self {
+        self.authorization = value.map(str::to_owned);
+        self
+    }
+
+    /// A JSON body with `Content-Type: application/json`.
+    pub fn json(self, body: &Value) -> Self {
+        self.raw_body(Some("application/json"), body.to_string().into_bytes())
+    }
+
+    /// Any body with any content type (`None`: no `Content-Type` header).
+    pub fn raw_body(mut self, content_type: Option<&str>, body: Vec<u8>) -> Self {
+        self.content_type = content_type.map(str::to_owned);
+        self.body = body;
+        self
+    }
+
+    fn head(&self, addr: SocketAddr) -> String {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.method,
+            self.path,
+            self.body.len()
+        );
+        for (name, value) in [
+            ("Authorization", &self.authorization),
+            ("Content-Type", &self.content_type),
+        ] {
+            if let Some(v) = value {
+                head.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        head
+    }
+
+    /// Sends the request to `addr` and reads the whole response.
+    pub async fn send_to(&self, addr: SocketAddr) -> Response {
+        let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        let mut bytes = self.head(addr).into_bytes();
+        bytes.extend_from_slice(&self.body);
+        // The server may answer (413) and close before reading the whole body:
+        // a failed write is fine as long as the response arrives.
+        let _ = s.write_all(&bytes).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+            .await
+            .expect("response timed out");
+        Response::parse(&buf)
+    }
+
+    /// Sends the request to `app`'s admin port.
+    pub async fn send(&self, app: &TestApp) -> Response {
+        self.send_to(app.admin).await
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header (lower-cased name, value) pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: String,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(raw);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the body when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts the status and that the body is `{"error": "<non-empty>"}`
+    /// served as JSON; returns the message.
+    pub fn expect_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let v = self.json();
+        let obj = v.as_object().expect("error body is an object");
+        assert_eq!(obj.len(), 1, "only an error key: {v}");
+        let msg = obj["error"].as_str().expect("error is a string");
+        assert!(!msg.is_empty());
+        msg.to_owned()
+    }
+
+    /// Asserts a 200 and returns the JSON body.
+    pub fn expect_ok(&self) -> Value {
+        assert_eq!(self.status, 200, "body: {}", self.body);
+        self.json()
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+/// `GET path` with the right token.
+pub async fn get(app: &TestApp, path: &str) -> Response {
+    Req::new("GET", path).send(app).await
+}
+
+/// `DELETE path` with the right token.
+pub async fn delete(app: &TestApp, path: &str) -> Response {
+    Req::new("DELETE", path).send(app).await
+}
+
+/// `POST path` with a JSON body and the right token.
+pub async fn post_json(app: &TestApp, path: &str, body: &Value) -> Response {
+    Req::new("POST", path).json(body).send(app).await
+}

@@ -175,3 +175,39 @@ async fn refused_destination_and_unreachable_proxy() {
         cli.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_proxy_wins_over_the_environment() {
+    let app = TestApp::spawn(base_settings());
+    let port = app.http.port();
+    let proxy = Tinyproxy::start("configured", &[port], Some(("carol", "pw-from-env")));
+    let dir = std::env::temp_dir().join(format!("wsplus-proxy-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\nhttps_proxy = \"http://carol:${{PROXY_PW}}@127.0.0.1:{}\"\n",
+            proxy.port
+        ),
+    )
+    .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws/events");
+    // The environment names an unreachable proxy: only the configured one works.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut c = wsplus();
+    c.args(["connect", &url, "--token-env", "T", "--config"])
+        .arg(&config)
+        .env("T", token("acme", None, 600))
+        .env("PROXY_PW", "pw-from-env")
+        .env("https_proxy", &dead)
+        .env("HTTPS_PROXY", &dead);
+    round_trip(Cli::spawn(c), "configured proxy");
+    assert!(
+        proxy
+            .log()
+            .contains(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1")),
+        "{}",
+        proxy.log()
+    );
+}

@@ -33,7 +33,32 @@ pub fn redacted(mut s: Settings) -> Settings {
             *url = redact_userinfo(url);
         }
     }
+    for url in [&mut s.proxy.https_proxy, &mut s.proxy.http_proxy]
+        .into_iter()
+        .flatten()
+    {
+        *url = redact_password(url);
+    }
+    for b in &mut s.bridges {
+        b.url = redact_userinfo(&b.url);
+    }
     s
+}
+
+/// `scheme://user:pass@host` → `scheme://user:[redacted]@host` (the user name
+/// stays visible, the password never is).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// `scheme://user:pass@host/..` → `scheme://[redacted]@host/..`.
@@ -62,6 +87,25 @@ mod tests {
             redacted(s).listeners[0].auth.jwks_uri.as_deref(),
             Some("https://[redacted]@idp.example/jwks")
         );
+    }
+
+    #[test]
+    fn proxy_passwords_and_bridge_userinfo_are_redacted() {
+        let mut s = Settings::default();
+        s.proxy.https_proxy = Some("http://alice:s3cret@proxy:3128".into());
+        s.proxy.http_proxy = Some("http://proxy:3128".into());
+        s.bridges.push(crate::settings::BridgeSettings {
+            url: "wss://u:p@hq.example/ws".into(),
+            ..Default::default()
+        });
+        let r = redacted(s);
+        assert_eq!(
+            r.proxy.https_proxy.as_deref(),
+            Some("http://alice:[redacted]@proxy:3128")
+        );
+        assert_eq!(r.proxy.http_proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(r.bridges[0].url, "wss://[redacted]@hq.example/ws");
+        assert_eq!(redact_password("http://bob@p:1"), "http://bob@p:1");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! handshake with code 1000, 1001 or none; 1 otherwise (refused handshake —
 //! status and body on stderr —, heartbeat timeout, lost connection, other
 //! close codes, bad arguments).
+//!
+//! The proxy: `[proxy]` of the configuration (`--config`, else the default
+//! one) first, then the environment (DESIGN §7).
 
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use wsplus_actors::Delivery;
 
 use crate::client::{ClientOptions, Dialer, Outgoing, ProxyRules, TokenSource};
 use crate::env::Env;
-use crate::settings::ProxySettings;
+use crate::settings::{self, ProxySettings};
 
 /// Longest stdin line sent as one frame.
 const MAX_LINE_BYTES: u64 = 16 << 20;
@@ -48,12 +51,23 @@ pub struct ConnectArgs {
     /// Extra CA certificate (PEM) trusted for wss://, besides the system roots.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Configuration whose `[proxy]` is used before the proxy environment
+    /// variables (default: config/default.toml, else built in).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// Runs the client until the connection closes.
 pub fn run(args: ConnectArgs) -> ExitCode {
     let env = Env::process();
-    let dialer = match dialer(&args, &env) {
+    let proxy = match settings::load(args.config.as_deref()) {
+        Ok((s, _)) => s.proxy,
+        Err(e) => {
+            super::report_config_error(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let dialer = match dialer(&args, &proxy, &env) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("wsplus connect: {e}");
@@ -64,7 +78,7 @@ pub fn run(args: ConnectArgs) -> ExitCode {
     system.block_on(session(dialer))
 }
 
-fn dialer(args: &ConnectArgs, env: &Env) -> Result<Dialer, String> {
+fn dialer(args: &ConnectArgs, proxy: &ProxySettings, env: &Env) -> Result<Dialer, String> {
     let mut headers = Vec::with_capacity(args.headers.len());
     for h in &args.headers {
         let (name, value) = h
@@ -85,7 +99,7 @@ fn dialer(args: &ConnectArgs, env: &Env) -> Result<Dialer, String> {
         tls_ca_file: args.ca_file.clone(),
         ..ClientOptions::new(args.url.clone())
     };
-    let proxy = ProxyRules::resolve(&ProxySettings::default(), env)?;
+    let proxy = ProxyRules::resolve(proxy, env)?;
     Dialer::new(&opts, &proxy, env).map_err(|e| e.to_string())
 }
 

@@ -22,6 +22,7 @@ use wsplus_actors::{Broker, Counters};
 
 use crate::admin;
 use crate::auth::{Authenticator, SetupError};
+use crate::bridge::{self, BridgeError, BridgeRegistry, Bridges};
 use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
 use crate::error::Rejections;
@@ -63,6 +64,9 @@ pub enum StartError {
     /// `server.tls_cert` / `server.tls_key` unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// A bridge (or the proxy) is unusable.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
 }
 
 /// A running broker.
@@ -85,6 +89,9 @@ pub struct Running {
     pub secure: bool,
     /// The cluster backend (local or Redis).
     pub cluster: Arc<Cluster>,
+    /// Every bridge's live state.
+    pub bridges: Arc<BridgeRegistry>,
+    bridge_tasks: Bridges,
     http: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -123,10 +130,12 @@ pub async fn start(
         });
     }
 
+    let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
+    let bridges = bridge::prepare(&settings, &env, &policies)?;
+
     let counters = Arc::new(Counters::new(listeners.len()));
     let rejections = Arc::new(Rejections::default());
     let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-    let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
     let cluster = Arc::new(Cluster::start(&settings, &policies, counters.clone()).await?);
     let broker = Broker::new(
         policies,
@@ -141,6 +150,8 @@ pub async fn start(
     )
     .start();
     cluster.attach(&broker);
+    let bridge_registry = bridges.registry();
+    let bridge_tasks = bridges.start(&broker);
 
     let app_state = web::Data::new(AppState {
         cluster: cluster.clone(),
@@ -150,6 +161,7 @@ pub async fn start(
         listeners,
         by_path,
         metrics: settings.metrics.clone(),
+        bridges: bridge_registry.clone(),
     });
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     let http_addr = sockets.http.local_addr()?;
@@ -206,6 +218,8 @@ pub async fn start(
         generated_admin_token,
         secure,
         cluster,
+        bridges: bridge_registry,
+        bridge_tasks,
         http: http.handle(),
         admin: admin.handle(),
         grace,
@@ -225,6 +239,7 @@ impl Running {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             cluster: self.cluster.clone(),
+            bridges: self.bridge_tasks.clone(),
             broker: self.broker.clone(),
             http: self.http.clone(),
             admin: self.admin.clone(),
@@ -233,11 +248,13 @@ impl Running {
     }
 }
 
-/// Shuts a running server down: stop accepting, close every session with 1001,
-/// wait for them (at most `shutdown_grace_s`), stop both HTTP servers.
+/// Shuts a running server down: stop accepting, stop the bridges (upstream
+/// links closed with 1001), close every session with 1001, wait for them (at
+/// most `shutdown_grace_s`), stop both HTTP servers.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     cluster: Arc<Cluster>,
+    bridges: Bridges,
     broker: Addr<Broker>,
     http: ServerHandle,
     admin: ServerHandle,
@@ -252,6 +269,7 @@ impl ShutdownHandle {
             self.grace.as_secs()
         );
         let http_stop = self.http.stop(true);
+        self.bridges.stop(self.grace).await;
         if let Ok(all_gone) = self.broker.send(Shutdown).await {
             if tokio::time::timeout(self.grace, all_gone).await.is_err() {
                 log::warn!("shutdown grace elapsed with sessions still open");

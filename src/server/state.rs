@@ -41,6 +41,8 @@ pub struct AppState {
     pub by_path: HashMap<String, ListenerId>,
     /// What `GET /metrics` exports.
     pub metrics: settings::MetricsSettings,
+    /// Every bridge's live state (admin API, metrics).
+    pub bridges: Arc<crate::bridge::BridgeRegistry>,
 }
 
 impl AppState {

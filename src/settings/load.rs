@@ -127,6 +127,7 @@ fn allowed_values(path: &str) -> Option<&'static str> {
         "on_token_expiry" => "disconnect, allow-stale",
         "on_rate_limit" => "drop, close",
         "backend" => "local, redis",
+        "auth" if path.starts_with("bridges[") => "jwt, none",
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ mod load;
 mod metrics;
 mod outbound;
 mod validate;
+mod validate_outbound;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,10 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// What `GET /metrics` exports.
     pub metrics: MetricsSettings,
+    /// HTTP CONNECT proxy for outbound connections (`connect`, bridges).
+    pub proxy: ProxySettings,
+    /// Outbound connections joined to local tenants (DESIGN §7).
+    pub bridges: Vec<BridgeSettings>,
 }
 
 impl Default for Settings {
@@ -42,6 +47,8 @@ impl Default for Settings {
             limits: LimitsSettings::default(),
             cluster: ClusterSettings::default(),
             metrics: MetricsSettings::default(),
+            proxy: ProxySettings::default(),
+            bridges: Vec::new(),
         }
     }
 }

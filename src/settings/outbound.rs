@@ -57,8 +57,12 @@ pub struct BridgeSettings {
     pub tls_ca_file: String,
     /// First reconnect delay, milliseconds (doubled per failure, with jitter).
     pub reconnect_min_ms: u64,
-    /// Longest reconnect delay, seconds.
+    /// Longest reconnect delay, seconds. A connection that stayed up this
+    /// long counts as healthy: the next delay starts again from the minimum.
     pub reconnect_max_s: u64,
+    /// Messages waiting to go upstream (`from`) or into the local tenant
+    /// (`into`); beyond, new ones are dropped and counted.
+    pub queue: usize,
     /// Frames received upstream are published into this local tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub into: Option<BridgeEndpoint>,
@@ -82,6 +86,7 @@ impl Default for BridgeSettings {
             tls_ca_file: String::new(),
             reconnect_min_ms: 500,
             reconnect_max_s: 30,
+            queue: 1024,
             into: None,
             from: None,
         }

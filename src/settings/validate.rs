@@ -106,6 +106,8 @@ pub fn validate(s: &Settings) -> Vec<String> {
         1,
         super::MAX_TENANT_SERIES as u64,
     );
+    super::validate_outbound::proxy(&mut p, &s.proxy);
+    super::validate_outbound::bridges(&mut p, s);
     p.0
 }
 
@@ -258,15 +260,18 @@ fn valid_origin(o: &str) -> bool {
         && !rest.contains(['/', '?', '#', ' '])
 }
 
+/// Problems found so far, one line each.
 #[derive(Default)]
-struct Problems(Vec<String>);
+pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn push(&mut self, key: &str, msg: &str) {
+    /// Records `key: msg`.
+    pub(super) fn push(&mut self, key: &str, msg: &str) {
         self.0.push(format!("{key}: {msg}"));
     }
 
-    fn range(&mut self, key: &str, v: u64, min: u64, max: u64) {
+    /// Records a problem unless `min <= v <= max`.
+    pub(super) fn range(&mut self, key: &str, v: u64, min: u64, max: u64) {
         if v < min || v > max {
             self.push(key, &format!("must be between {min} and {max}, got {v}"));
         }
@@ -281,7 +286,8 @@ impl Problems {
         }
     }
 
-    fn env_name(&mut self, key: &str, v: &str) {
+    /// Records a problem unless `v` is a plausible environment variable name.
+    pub(super) fn env_name(&mut self, key: &str, v: &str) {
         if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             self.push(key, &format!("{v:?} is not an environment variable name"));
         }

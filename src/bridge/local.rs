@@ -1,0 +1,198 @@
+//! A bridge's two local ends.
+//!
+//! * [`publish_into`]: frames received upstream, already encoded, are published
+//!   into the `into` tenant one after another with the bridge as origin
+//!   (`PublishFrom`), so the bridge's own membership never gets them back.
+//! * [`forward_from`]: the bridge is a member of the `from` tenant's room (a
+//!   session without a socket, registered with the Broker like any other) and
+//!   moves what the room delivers to it into the bounded upstream queue. A full
+//!   queue drops the message and counts it: the room never sees the bridge as a
+//!   slow consumer. Kicked (4003, session timeout): it joins again. Told to go
+//!   away (1001, shutdown) or stopped: it leaves.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::Addr;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use wsplus_actors::broker::{Join, JoinError, PublishFrom};
+use wsplus_actors::counters::SessionStats;
+use wsplus_actors::outbox::Control;
+use wsplus_actors::session::LeaveGuard;
+use wsplus_actors::{
+    outbox, AuthStatus, Broker, CloseCode, Delivery, ListenerPolicy, SessionId, SessionInfo,
+    TenantId,
+};
+
+use super::echo;
+use super::state::{BridgeState, Counter};
+use crate::settings::Mode;
+
+/// A local (listener, tenant) resolved against the running listeners.
+#[derive(Debug, Clone)]
+pub struct LocalEnd {
+    /// The listener's policy (id, path, mode, scope, queue bounds).
+    pub policy: Arc<ListenerPolicy>,
+    /// The tenant.
+    pub tenant: TenantId,
+}
+
+/// Publishes every queued delivery into `end`, in order, until the queue's
+/// senders are gone.
+pub async fn publish_into(
+    mut queue: mpsc::Receiver<Delivery>,
+    broker: Addr<Broker>,
+    end: LocalEnd,
+    origin: SessionId,
+    _alive: watch::Receiver<bool>,
+) {
+    while let Some(delivery) = queue.recv().await {
+        let publish = PublishFrom {
+            listener: end.policy.id,
+            tenant: end.tenant.clone(),
+            delivery,
+            origin: origin.clone(),
+        };
+        if broker.send(publish).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How a membership ended.
+enum Ended {
+    /// Closed by the Broker for another reason than shutdown: join again.
+    Rejoin,
+    /// Shutdown or stop: leave for good.
+    Stop,
+}
+
+/// What [`forward_from`] needs.
+pub struct Forwarder {
+    /// The Broker.
+    pub broker: Addr<Broker>,
+    /// The `from` tenant.
+    pub end: LocalEnd,
+    /// The member's id (also the origin of `into` publications).
+    pub id: SessionId,
+    /// The bridge's name (the member's subject).
+    pub name: String,
+    /// How messages travel upstream: `payload` strips the local `_session`.
+    pub mode: Mode,
+    /// The bounded upstream queue.
+    pub upstream: mpsc::Sender<Delivery>,
+    /// The bridge's state (drops are counted there).
+    pub state: Arc<BridgeState>,
+    /// Delay before joining again after a refused join.
+    pub retry: Duration,
+}
+
+/// Keeps the bridge a member of the `from` room until stopped or shut down.
+pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
+    loop {
+        let info = Arc::new(SessionInfo {
+            id: f.id.clone(),
+            listener: f.end.policy.id,
+            listener_path: f.end.policy.path.clone(),
+            tenant: f.end.tenant.clone(),
+            subject: Some(f.name.clone()),
+            auth: AuthStatus::None,
+            scope: f.end.policy.scope,
+            remote: None,
+            connected_at: SystemTime::now(),
+            expires_at: None,
+        });
+        let (queue, mut rx) = outbox(
+            f.end.policy.outbound_queue_messages,
+            f.end.policy.outbound_queue_bytes,
+        );
+        let guard = LeaveGuard::new(f.broker.clone(), info.clone());
+        let join = Join {
+            info,
+            outbox: queue,
+            stats: Arc::new(SessionStats::default()),
+        };
+        match f.broker.send(join).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
+                guard.disarm();
+                return;
+            }
+            Ok(Err(e)) => {
+                guard.disarm();
+                f.state
+                    .set_error(format!("joining local tenant {}: {e}", f.end.tenant));
+                log::warn!("bridge={} cannot join tenant={}: {e}", f.name, f.end.tenant);
+                tokio::select! {
+                    () = tokio::time::sleep(f.retry) => continue,
+                    () = stopped(&mut stop) => return,
+                }
+            }
+        }
+        let ended = loop {
+            tokio::select! {
+                d = rx.data.next() => match d {
+                    Some(d) => {
+                        let d = match f.mode {
+                            Mode::Payload => unstamp(d),
+                            Mode::Message => d,
+                        };
+                        if f.upstream.try_send(d).is_err() {
+                            f.state.bump(Counter::Dropped);
+                        }
+                    }
+                    None => break Ended::Stop,
+                },
+                c = rx.control.next() => match c {
+                    Some(Control::Close(CloseCode::GoingAway)) | None => break Ended::Stop,
+                    Some(Control::Close(code)) => {
+                        log::info!(
+                            "bridge={} local membership closed with {}; joining again",
+                            f.name,
+                            code.code()
+                        );
+                        break Ended::Rejoin;
+                    }
+                },
+                () = stopped(&mut stop) => break Ended::Stop,
+            }
+        };
+        drop(guard);
+        if let Ended::Stop = ended {
+            return;
+        }
+    }
+}
+
+/// A local delivery as a payload: without `_session`, message mode's
+/// `{"payload": "<text>"}` wrapper undone.
+fn unstamp(d: Delivery) -> Delivery {
+    match d {
+        Delivery::Text(t) => match echo::content(&t) {
+            std::borrow::Cow::Borrowed(_) => Delivery::Text(t),
+            std::borrow::Cow::Owned(s) => Delivery::Text(s.into()),
+        },
+        binary => binary,
+    }
+}
+
+/// Resolves once the bridges are told to stop (or their owner is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstamp_strips_the_local_session() {
+        let d = Delivery::Text(r#"{"a":1,"_session":{"id":"x"}}"#.into());
+        assert_eq!(unstamp(d), Delivery::Text(r#"{"a":1}"#.into()));
+        let d = Delivery::Text(r#"{"payload":"hi","_session":{}}"#.into());
+        assert_eq!(unstamp(d), Delivery::Text("hi".into()));
+        let d = Delivery::Text("plain".into());
+        assert_eq!(unstamp(d), Delivery::Text("plain".into()));
+    }
+}

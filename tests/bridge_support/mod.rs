@@ -1,0 +1,130 @@
+//! Bridge test support: an upstream wsplus and a local wsplus whose bridge
+//! dials it, both real servers on port 0; the admin view of the bridges; and
+//! a poll-until helper for states that have no event to await (a reconnect
+//! counter, a connection flag).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use wsplus::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, Mode, Settings};
+
+use crate::common::{base_settings, token, TestApp, ADMIN_TOKEN, WAIT};
+
+/// The local listener bridges publish into and forward from.
+pub const PATH: &str = "/ws/events";
+/// The local tenant of every test bridge.
+pub const TENANT: &str = "acme";
+/// The upstream tenant the bridge's token is for.
+pub const UP_TENANT: &str = "hq";
+/// The variable holding the bridge's upstream token.
+pub const TOKEN_VAR: &str = "BRIDGE_TOKEN";
+
+/// `(listener, tenant)` = ([`PATH`], [`TENANT`]).
+pub fn local_end() -> BridgeEndpoint {
+    BridgeEndpoint {
+        listener: PATH.into(),
+        tenant: TENANT.into(),
+    }
+}
+
+/// A JWT bridge called `hq` to `url` with fast reconnects, and neither
+/// direction set.
+pub fn bridge(url: &str) -> BridgeSettings {
+    BridgeSettings {
+        name: "hq".into(),
+        url: url.into(),
+        auth: BridgeAuth::Jwt,
+        token_env: Some(TOKEN_VAR.into()),
+        reconnect_min_ms: 50,
+        reconnect_max_s: 1,
+        ..Default::default()
+    }
+}
+
+/// Test settings with the listener in `mode`.
+pub fn settings(mode: Mode) -> Settings {
+    let mut s = base_settings();
+    s.listeners[0].mode = mode;
+    s
+}
+
+/// A local server running `bridges`, with a valid upstream token for
+/// [`UP_TENANT`] in [`TOKEN_VAR`].
+pub fn local_with(mut s: Settings, bridges: Vec<BridgeSettings>) -> TestApp {
+    s.bridges = bridges;
+    let vars = HashMap::from([(
+        TOKEN_VAR.to_owned(),
+        token(UP_TENANT, Some("bridge-hq"), 3600),
+    )]);
+    TestApp::spawn_with_env(s, vars)
+}
+
+/// `GET path` on the admin port with the admin token: (status, JSON body).
+pub async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
+    let mut resp = awc::Client::default()
+        .get(app.admin_url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin request");
+    let body = resp.body().await.expect("admin body");
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
+    (resp.status().as_u16(), json)
+}
+
+/// The admin view of the bridge called `name`.
+pub async fn bridge_view(app: &TestApp, name: &str) -> Value {
+    let (status, list) = admin_get(app, "/admin/v1/bridges").await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no bridge {name} in {list}"))
+}
+
+/// Polls the admin view of `name` until `check` holds; returns that view.
+pub async fn wait_bridge(
+    app: &TestApp,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view = bridge_view(app, name).await;
+        if check(&view) {
+            return view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bridge {name}: not {what} within {WAIT:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits until the bridge `name` is connected.
+pub async fn wait_connected(app: &TestApp, name: &str) -> Value {
+    wait_bridge(app, name, "connected", |v| v["connected"] == true).await
+}
+
+/// Waits until `app` has `n` sessions (a bridge's membership counts as one).
+pub async fn wait_sessions(app: &TestApp, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = app.snapshot().await.sessions;
+        if got == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{got} sessions, want {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,243 @@
+//! Bridges between two real wsplus servers on port 0: an upstream and a local
+//! one whose `[[bridges]]` entry dials it. Covers `into` (with the bridge's
+//! `_session`), `from`, the no-echo rule with both directions on one tenant,
+//! reconnects, refused handshakes, heartbeats and the admin view.
+
+#[path = "bridge_support/mod.rs"]
+mod bridge_support;
+mod common;
+
+use bridge_support::*;
+use common::*;
+use serde_json::json;
+use wsplus::settings::Mode;
+
+/// An upstream with one listener at [`PATH`] in `mode`.
+fn upstream(mode: Mode) -> TestApp {
+    TestApp::spawn(settings(mode))
+}
+
+#[actix_rt::test]
+async fn into_publishes_with_the_bridge_session() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    let local = local_with(settings(Mode::Message), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    let mut other = local.connect(PATH, "other").await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+
+    hq.send_text(r#"{"k":1,"_session":"forged"}"#).await;
+    let got = client.recv_json().await;
+    assert_eq!(
+        got,
+        json!({"k": 1, "_session": {
+            "type": "bridge", "id": null, "tenantId": TENANT, "subject": "hq",
+            "authStatus": "bridge", "routingScope": "tenant"
+        }})
+    );
+    hq.send_text("not json").await;
+    let got = client.recv_json().await;
+    assert_eq!(got["payload"], "not json");
+    assert_eq!(got["_session"]["type"], "bridge");
+    // Another tenant got nothing: its own message is the next thing it sees.
+    other.send_text("mine").await;
+    assert_eq!(other.recv_json().await["payload"], "mine");
+}
+
+#[actix_rt::test]
+async fn into_payload_mode_delivers_the_payload_alone() {
+    let up = upstream(Mode::Message);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+    hq.send_text("plain").await;
+    // The upstream (message mode) wraps and stamps; the local payload-mode
+    // listener delivers the frame as the bridge received it.
+    let got: serde_json::Value = serde_json::from_str(&client.recv_text().await).unwrap();
+    assert_eq!(got["payload"], "plain");
+    assert_eq!(got["_session"]["tenantId"], UP_TENANT);
+}
+
+#[actix_rt::test]
+async fn from_forwards_local_messages_upstream() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.from = Some(local_end());
+    b.mode = Mode::Payload;
+    let local = local_with(settings(Mode::Message), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    // Local: the client and the bridge's membership; upstream: hq and the bridge.
+    wait_sessions(&local, 2).await;
+    wait_sessions(&up, 2).await;
+
+    client.send_text(r#"{"a":1}"#).await;
+    // Payload mode bridge: the local `_session` stays home.
+    assert_eq!(hq.recv_text().await, r#"{"a":1}"#);
+    client.send_text("words").await;
+    assert_eq!(hq.recv_text().await, "words");
+    // Upstream frames are not published locally by a from-only bridge.
+    hq.send_text("down?").await;
+    assert_eq!(hq.recv_text().await, "down?");
+    let _ = client.recv_json().await; // its own {"a":1}
+    let _ = client.recv_json().await; // its own "words"
+    client.send_text("sentinel").await;
+    assert_eq!(client.recv_json().await["payload"], "sentinel");
+}
+
+/// Both directions on one tenant, for both listener modes: one message on
+/// either side is delivered exactly once on each side, and nothing comes
+/// back (each check ends with a sentinel sent after the message).
+#[actix_rt::test]
+async fn both_directions_do_not_echo() {
+    for mode in [Mode::Payload, Mode::Message] {
+        let up = upstream(mode);
+        let mut b = bridge(&up.ws_url(PATH, None));
+        b.into = Some(local_end());
+        b.from = Some(local_end());
+        b.mode = mode;
+        let local = local_with(settings(mode), vec![b]);
+        let mut client = local.connect(PATH, TENANT).await;
+        let mut hq = up.connect(PATH, UP_TENANT).await;
+        wait_sessions(&local, 2).await;
+        wait_sessions(&up, 2).await;
+        let text_of = |raw: String| match mode {
+            Mode::Payload => raw,
+            Mode::Message => {
+                let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+                v["payload"].as_str().unwrap().to_owned()
+            }
+        };
+
+        // Local → upstream; the upstream sends it back to the bridge too.
+        client.send_text("m1").await;
+        assert_eq!(text_of(client.recv_text().await), "m1", "{mode:?}");
+        assert_eq!(text_of(hq.recv_text().await), "m1", "{mode:?}");
+        hq.send_text("s1").await;
+        assert_eq!(text_of(hq.recv_text().await), "s1", "{mode:?}");
+        assert_eq!(
+            text_of(client.recv_text().await),
+            "s1",
+            "{mode:?}: m1 came back before the sentinel"
+        );
+
+        // Upstream → local; the bridge's membership does not get it back.
+        hq.send_text("u1").await;
+        assert_eq!(text_of(hq.recv_text().await), "u1", "{mode:?}");
+        assert_eq!(text_of(client.recv_text().await), "u1", "{mode:?}");
+        client.send_text("s2").await;
+        assert_eq!(text_of(client.recv_text().await), "s2", "{mode:?}");
+        assert_eq!(
+            text_of(hq.recv_text().await),
+            "s2",
+            "{mode:?}: u1 went back up before the sentinel"
+        );
+    }
+}
+
+/// `wsplus check-config` on `text`: (exit code, stdout, stderr).
+fn check_config(text: &str) -> (Option<i32>, String, String) {
+    let dir = std::env::temp_dir().join(format!("wsplus-bridges-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("c{}.toml", text.len()));
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsplus"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn check_config_reports_bad_bridges_by_key() {
+    let (code, stdout, stderr) = check_config(
+        r#"
+[[listeners]]
+path = "/ws/events"
+[[bridges]]
+name = "hq"
+url = "https://hq.example.com/"
+auth = "jwt"
+into = { listener = "/nope", tenant = "acme" }
+[[bridges]]
+name = "hq"
+url = "ws://h/"
+token_env = "T"
+"#,
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "bridges[0].url: URL scheme must be ws:// or wss://, got https://",
+            "bridges[0].token_env: auth = \"jwt\" needs token_env or token_file",
+            "bridges[0].into.listener: no listener has path \"/nope\"",
+            "bridges[1].token_env: only used with auth = \"jwt\" (auth is \"none\")",
+            "bridges[1].into: a bridge needs into, from or both",
+            "bridges[1].name: duplicates bridges[0].name \"hq\"",
+        ],
+        "{stderr}"
+    );
+    assert!(stdout.is_empty());
+}
+
+#[test]
+fn check_config_prints_bridges_and_redacts_the_proxy_password() {
+    let (code, stdout, stderr) = check_config(
+        r#"
+[proxy]
+https_proxy = "http://alice:plaintext-pw@proxy.corp:3128"
+[[listeners]]
+path = "/ws/events"
+[[bridges]]
+name = "hq"
+url = "wss://hq.example.com/ws/events"
+auth = "jwt"
+token_env = "HQ_TOKEN"
+from = { listener = "/ws/events", tenant = "acme" }
+"#,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains("plaintext-pw"), "{stdout}");
+    assert!(
+        stdout.contains("https_proxy = \"http://alice:[redacted]@proxy.corp:3128\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[[bridges]]"), "{stdout}");
+    assert!(stdout.contains("token_env = \"HQ_TOKEN\""), "{stdout}");
+}
+
+#[actix_rt::test]
+async fn serve_refuses_a_bridge_whose_token_variable_is_unset() {
+    let mut s = settings(Mode::Payload);
+    let mut b = bridge("ws://127.0.0.1:1/ws");
+    b.from = Some(local_end());
+    s.bridges = vec![b];
+    let sockets = wsplus::server::Sockets::bind(&s).unwrap();
+    let env = std::collections::HashMap::from([("TEST_JWT_SECRET".to_owned(), SECRET.to_owned())]);
+    let err = wsplus::server::start(
+        s,
+        wsplus::settings::Source::File("test".into()),
+        sockets,
+        wsplus::env::Env::from_map(env),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err.to_string(),
+        format!("bridges[0] (hq): token: environment variable {TOKEN_VAR} is unset or empty")
+    );
+}

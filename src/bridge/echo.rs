@@ -53,7 +53,7 @@ pub fn content(text: &str) -> Cow<'_, str> {
 }
 
 fn unwrap_payload(mut map: Map<String, Value>) -> Cow<'static, str> {
-    if map.len() == 1 {
+    if map.len() == 1 && map.get("payload").is_some_and(Value::is_string) {
         if let Some(Value::String(s)) = map.remove("payload") {
             return Cow::Owned(s);
         }

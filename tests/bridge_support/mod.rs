@@ -52,12 +52,30 @@ pub fn settings(mode: Mode) -> Settings {
 
 /// A local server running `bridges`, with a valid upstream token for
 /// [`UP_TENANT`] in [`TOKEN_VAR`].
-pub fn local_with(mut s: Settings, bridges: Vec<BridgeSettings>) -> TestApp {
+pub fn local_with(s: Settings, bridges: Vec<BridgeSettings>) -> TestApp {
+    local_with_token(s, bridges, &token(UP_TENANT, Some("bridge-hq"), 3600))
+}
+
+/// A local server running `bridges` with `upstream_token` in [`TOKEN_VAR`].
+pub fn local_with_token(
+    s: Settings,
+    bridges: Vec<BridgeSettings>,
+    upstream_token: &str,
+) -> TestApp {
+    let vars = HashMap::from([(TOKEN_VAR.to_owned(), upstream_token.to_owned())]);
+    local_with_env(s, bridges, vars)
+}
+
+/// A local server running `bridges` with `vars` in its environment (plus a
+/// valid upstream token in [`TOKEN_VAR`] unless `vars` sets it).
+pub fn local_with_env(
+    mut s: Settings,
+    bridges: Vec<BridgeSettings>,
+    mut vars: HashMap<String, String>,
+) -> TestApp {
     s.bridges = bridges;
-    let vars = HashMap::from([(
-        TOKEN_VAR.to_owned(),
-        token(UP_TENANT, Some("bridge-hq"), 3600),
-    )]);
+    vars.entry(TOKEN_VAR.to_owned())
+        .or_insert_with(|| token(UP_TENANT, Some("bridge-hq"), 3600));
     TestApp::spawn_with_env(s, vars)
 }
 

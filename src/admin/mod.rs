@@ -34,6 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &AdminSettings) {
 /// covers it without further work.
 pub fn protected(cfg: &mut web::ServiceConfig) {
     cfg.configure(stats::configure);
-    // metrics: `GET /metrics` is registered by crate::metrics.
+    cfg.configure(crate::metrics::routes);
     // bridges: `GET /admin/v1/bridges` is registered by crate::bridge.
 }

@@ -25,12 +25,12 @@ mod handshake;
 mod load;
 mod traffic;
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 use prometheus_client::collector::Collector;
 use prometheus_client::registry::Registry;
 use wsplus_actors::broker::{GetLoad, Load};
 
+use crate::admin::error::{resource, ApiError};
 use crate::server::state::AppState;
 
 pub use load::top_tenants;
@@ -38,46 +38,17 @@ pub use load::top_tenants;
 /// The `Content-Type` of a scrape.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Registers `GET /metrics`. Mount it among the admin routes that require the
-/// bearer token.
+/// Registers `GET /metrics`; mounted by `admin::protected`, behind the token.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(scrape));
+    cfg.service(resource("/metrics").route(web::get().to(scrape)));
 }
 
-/// Why a scrape failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
-    /// The Broker did not answer (shutting down).
-    #[error("broker unavailable")]
-    BrokerUnavailable,
-    /// A collector failed to write (never expected when writing to a `String`).
-    #[error("metrics encoding failed")]
-    Encoding,
-}
-
-impl ResponseError for ScrapeError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ScrapeError::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ScrapeError::Encoding => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({"error": self.to_string()}))
-    }
-}
-
-async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ScrapeError> {
+async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ask = GetLoad {
         tenants: state.metrics.tenant_labels,
     };
-    let load = state
-        .broker
-        .send(ask)
-        .await
-        .map_err(|_| ScrapeError::BrokerUnavailable)?;
-    let body = render(collectors(&state, load))?;
+    let load = state.broker.send(ask).await?;
+    let body = render(collectors(&state, load));
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body))
 }
 
@@ -106,15 +77,16 @@ pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
 }
 
 /// The OpenMetrics text of `collectors`, names prefixed `wsplus_`, ending `# EOF`.
-pub fn render(collectors: Vec<Box<dyn Collector>>) -> Result<String, ScrapeError> {
+pub fn render(collectors: Vec<Box<dyn Collector>>) -> String {
     let mut registry = Registry::with_prefix("wsplus");
     for c in collectors {
         registry.register_collector(c);
     }
     let mut body = String::new();
+    // Collectors only fail when their writer does, and a String never does.
     prometheus_client::encoding::text::encode(&mut body, &registry)
-        .map_err(|_| ScrapeError::Encoding)?;
-    Ok(body)
+        .expect("writing to a String cannot fail");
+    body
 }
 
 #[cfg(test)]

@@ -62,8 +62,7 @@ fn traffic_and_rejections_are_prefixed_counters_with_every_label() {
             paths: vec!["/a".into(), "/b".into()],
         }),
         Box::new(Handshakes(rejections)),
-    ])
-    .unwrap();
+    ]);
     let l = lines(&body);
     for want in [
         "# TYPE wsplus_messages_in counter",
@@ -96,8 +95,7 @@ fn tenant_series_only_with_the_flag_and_capped() {
     let off = render(vec![Box::new(LoadMetrics {
         load: load(rows.clone()),
         tenant_series: None,
-    })])
-    .unwrap();
+    })]);
     let l = lines(&off);
     assert!(
         l.contains(&"wsplus_connections{listener=\"/a\"} 3"),
@@ -109,8 +107,7 @@ fn tenant_series_only_with_the_flag_and_capped() {
     let on = render(vec![Box::new(LoadMetrics {
         load: load(rows),
         tenant_series: Some(1),
-    })])
-    .unwrap();
+    })]);
     let l = lines(&on);
     assert!(
         l.contains(&"wsplus_tenant_connections{listener=\"/a\",tenant=\"big\"} 2"),
@@ -132,8 +129,7 @@ fn label_values_from_tokens_are_escaped() {
     let body = render(vec![Box::new(LoadMetrics {
         load: load(vec![("/a", "x\"} 99\nwsplus_forged 1 \\", 1)]),
         tenant_series: Some(10),
-    })])
-    .unwrap();
+    })]);
     let want = r#"wsplus_tenant_connections{listener="/a",tenant="x\"} 99\nwsplus_forged 1 \\"} 1"#;
     assert!(lines(&body).contains(&want), "{body}");
     assert!(!body.lines().any(|l| l.starts_with("wsplus_forged")));

@@ -5,12 +5,18 @@
 
 #[path = "bridge_support/mod.rs"]
 mod bridge_support;
+#[path = "client_support/mod.rs"]
+mod client_support;
 mod common;
 
+use std::collections::HashMap;
+
 use bridge_support::*;
+use client_support::{FakeServer, Script, Tinyproxy};
 use common::*;
 use serde_json::json;
-use wsplus::settings::Mode;
+use wsplus::server::Sockets;
+use wsplus::settings::{BridgeAuth, Mode};
 
 /// An upstream with one listener at [`PATH`] in `mode`.
 fn upstream(mode: Mode) -> TestApp {
@@ -137,6 +143,12 @@ async fn both_directions_do_not_echo() {
             "s2",
             "{mode:?}: u1 went back up before the sentinel"
         );
+
+        // Both messages sent up came back down and were recognised.
+        let view = wait_bridge(&local, "hq", "two echoes", |v| v["echoes_dropped"] == 2).await;
+        assert_eq!(view["messages_in"], 2, "{mode:?}: s1 and u1: {view}");
+        assert_eq!(view["messages_out"], 2, "{mode:?}: m1 and s2: {view}");
+        assert_eq!(view["dropped"], 0, "{view}");
     }
 }
 
@@ -239,5 +251,187 @@ async fn serve_refuses_a_bridge_whose_token_variable_is_unset() {
     assert_eq!(
         err.to_string(),
         format!("bridges[0] (hq): token: environment variable {TOKEN_VAR} is unset or empty")
+    );
+}
+
+#[actix_rt::test]
+async fn upstream_restart_reconnects_and_traffic_resumes() {
+    let up_settings = settings(Mode::Payload);
+    let sockets = Sockets::bind(&up_settings).unwrap();
+    let addr = sockets.http.local_addr().unwrap();
+    let up = TestApp::spawn_bound(up_settings.clone(), sockets, HashMap::new());
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    wait_connected(&local, "hq").await;
+
+    up.shutdown().await;
+    let down = wait_bridge(&local, "hq", "disconnected", |v| {
+        v["connected"] == false && v["reconnects"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(
+        down["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("1001") || e.contains("cannot connect")),
+        "{down}"
+    );
+
+    // The same address again: the bridge finds it on its next attempt.
+    let sockets = Sockets {
+        http: std::net::TcpListener::bind(addr).unwrap(),
+        admin: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    };
+    let up = TestApp::spawn_bound(up_settings, sockets, HashMap::new());
+    let view = wait_connected(&local, "hq").await;
+    assert!(view["reconnects"].as_u64() >= Some(1), "{view}");
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+    hq.send_text("again").await;
+    assert_eq!(client.recv_text().await, "again");
+}
+
+#[actix_rt::test]
+async fn a_refusing_upstream_is_retried_with_backoff_and_reported() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    let bad = wsplus::auth::mint::hs256(
+        "not-the-upstream-secret-0123456789",
+        &wsplus::auth::mint::Claims::new(UP_TENANT, Some("bridge"), 3600, "tenant_id"),
+    )
+    .unwrap();
+    let local = local_with_token(settings(Mode::Payload), vec![b], &bad);
+    let view = wait_bridge(&local, "hq", "refused twice", |v| {
+        v["reconnects"].as_u64() >= Some(2) && v["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(view["connected"], false);
+    let err = view["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("HTTP 401") && err.contains("invalid_signature"),
+        "{err}"
+    );
+    let shown = view.to_string();
+    assert!(!shown.contains(&bad), "token leaked: {shown}");
+    assert!(up.rejected("invalid_signature") >= 2);
+    // The local server is unaffected.
+    let mut client = local.connect(PATH, TENANT).await;
+    client.send_text("still here").await;
+    assert_eq!(client.recv_text().await, "still here");
+}
+
+#[actix_rt::test]
+async fn a_silent_upstream_is_dropped_by_the_heartbeat() {
+    let silent = FakeServer::start(Script::Silent, None).await;
+    let mut b = bridge(&silent.url(PATH));
+    b.auth = BridgeAuth::None;
+    b.token_env = None;
+    b.heartbeat_s = 1;
+    b.into = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    wait_bridge(&local, "hq", "timed out", |v| {
+        v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer to pings for two heartbeat intervals (1s each)"))
+    })
+    .await;
+    // It dials again after the timeout.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while silent.seen().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no second dial");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let view = bridge_view(&local, "hq").await;
+    assert!(view["reconnects"].as_u64() >= Some(1), "{view}");
+}
+
+#[actix_rt::test]
+async fn the_admin_view_shows_state_with_the_token_redacted() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&format!("{}?site=7", up.ws_url(PATH, None)));
+    b.into = Some(local_end());
+    b.from = Some(local_end());
+    let tok = token(UP_TENANT, Some("bridge-hq"), 3600);
+    let local = local_with_token(settings(Mode::Payload), vec![b], &tok);
+    let view = wait_connected(&local, "hq").await;
+    let shown = view.to_string();
+    assert!(!shown.contains(&tok), "token leaked: {shown}");
+    let url = view["url"].as_str().unwrap();
+    assert!(
+        url.contains("site=7") && url.contains("token=") && url.contains("redacted"),
+        "{url}"
+    );
+    assert_eq!(view["last_error"], serde_json::Value::Null);
+    assert_eq!(view["reconnects"], 0);
+    assert_eq!(view["into"], json!({"listener": PATH, "tenant": TENANT}));
+    assert_eq!(view["from"], view["into"]);
+    for key in [
+        "messages_in",
+        "messages_out",
+        "dropped",
+        "echoes_dropped",
+        "connected_since",
+    ] {
+        assert!(view.get(key).is_some(), "{key} missing: {view}");
+    }
+    assert_eq!(admin_get(&local, "/admin/v1/bridges/hq").await, (200, view));
+    let (status, body) = admin_get(&local, "/admin/v1/bridges/nope").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{body}"
+    );
+    let (status, metrics) = admin_text(&local, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "wsplus_bridge_connected{bridge=\"hq\"} 1",
+        "wsplus_bridge_reconnects_total{bridge=\"hq\"} 0",
+        "wsplus_bridge_messages_in_total{bridge=\"hq\"} 0",
+        "wsplus_bridge_messages_out_total{bridge=\"hq\"} 0",
+        "wsplus_bridge_dropped_total{bridge=\"hq\"} 0",
+        "wsplus_bridge_echoes_dropped_total{bridge=\"hq\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line} in:\n{metrics}"
+        );
+    }
+    let unauthorized = awc::Client::default()
+        .get(local.admin_url("/admin/v1/bridges"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+}
+
+#[actix_rt::test]
+async fn the_configured_proxy_is_used_over_the_environment() {
+    let up = upstream(Mode::Payload);
+    let port = up.http.port();
+    let proxy = Tinyproxy::start("bridge", &[port], None);
+    let mut s = settings(Mode::Payload);
+    s.proxy.http_proxy = Some(proxy.url(None));
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let vars = HashMap::from([
+        ("HTTPS_PROXY".to_owned(), dead.clone()),
+        ("https_proxy".to_owned(), dead),
+    ]);
+    let local = local_with_env(s, vec![b], vars);
+    let mut client = local.connect(PATH, TENANT).await;
+    wait_connected(&local, "hq").await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+    hq.send_text("through the proxy").await;
+    assert_eq!(client.recv_text().await, "through the proxy");
+    assert!(
+        proxy
+            .log()
+            .contains(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1")),
+        "{}",
+        proxy.log()
     );
 }

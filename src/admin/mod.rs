@@ -35,5 +35,5 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &AdminSettings) {
 pub fn protected(cfg: &mut web::ServiceConfig) {
     cfg.configure(stats::configure);
     cfg.configure(crate::metrics::routes);
-    // bridges: `GET /admin/v1/bridges` is registered by crate::bridge.
+    cfg.configure(crate::bridge::admin::configure);
 }

@@ -1,17 +1,32 @@
-//! `GET /admin/v1/bridges`: every bridge's state, tokens redacted (the URL
-//! shown is the dialer's redacted one; tokens are never in the state at all).
+//! `GET /admin/v1/bridges` and `GET /admin/v1/bridges/{name}`: each bridge's
+//! state (see [`BridgeView`]). Tokens are never shown: the URL is the dialer's
+//! redacted one and the state holds no secret at all.
 
 use actix_web::{web, HttpResponse};
 
+use super::BridgeView;
+use crate::admin::ApiError;
 use crate::server::state::AppState;
 
-/// Registers the bridge routes (behind the admin bearer token).
+/// Registers the bridge routes (mounted behind the admin bearer token).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/v1/bridges", web::get().to(list));
+    cfg.route("/admin/v1/bridges", web::get().to(list))
+        .route("/admin/v1/bridges/{name}", web::get().to(one));
 }
 
-/// `[{name, url, connected, connected_since, last_error, reconnects,
-/// messages_in, messages_out, dropped, echoes_dropped, into, from}]`
+/// Every bridge, in configuration order.
 async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.bridges.views())
+}
+
+/// One bridge by name; 404 if there is none.
+async fn one(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<BridgeView>, ApiError> {
+    state
+        .bridges
+        .get(&name)
+        .map(|b| web::Json(b.view()))
+        .ok_or_else(|| ApiError::NotFound(format!("no bridge named {name:?}")))
 }

@@ -19,6 +19,7 @@
 //! [`collectors`]. Label values are escaped there; no label may identify a
 //! session, and per-tenant labels exist only behind `[metrics] tenant_labels`.
 
+mod bridges;
 mod cluster;
 pub mod family;
 mod handshake;
@@ -73,6 +74,7 @@ pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
         }),
         Box::new(handshake::Handshakes(state.rejections.clone())),
         Box::new(cluster::ClusterMetrics(state.cluster.clone())),
+        Box::new(bridges::BridgeMetrics(state.bridges.clone())),
     ]
 }
 

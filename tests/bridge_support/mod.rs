@@ -79,8 +79,8 @@ pub fn local_with_env(
     TestApp::spawn_with_env(s, vars)
 }
 
-/// `GET path` on the admin port with the admin token: (status, JSON body).
-pub async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
+/// `GET path` on the admin port with the admin token: (status, body).
+pub async fn admin_text(app: &TestApp, path: &str) -> (u16, String) {
     let mut resp = awc::Client::default()
         .get(app.admin_url(path))
         .bearer_auth(ADMIN_TOKEN)
@@ -88,9 +88,17 @@ pub async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
         .await
         .expect("admin request");
     let body = resp.body().await.expect("admin body");
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
-    (resp.status().as_u16(), json)
+    (
+        resp.status().as_u16(),
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+/// `GET path` on the admin port with the admin token: (status, JSON body).
+pub async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
+    let (status, body) = admin_text(app, path).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    (status, json)
 }
 
 /// The admin view of the bridge called `name`.

@@ -435,3 +435,45 @@ async fn the_configured_proxy_is_used_over_the_environment() {
         proxy.log()
     );
 }
+
+/// While the upstream is down, local messages wait in the bounded queue; the
+/// ones beyond it are dropped and counted, the queued ones go up on connect.
+#[actix_rt::test]
+async fn a_full_queue_drops_and_counts_then_flushes_on_connect() {
+    let port = free_port();
+    let up_url = format!("ws://127.0.0.1:{port}{PATH}");
+    let mut b = bridge(&up_url);
+    b.from = Some(local_end());
+    b.queue = 2;
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    wait_sessions(&local, 2).await;
+    for i in 0..5 {
+        client.send_text(&format!("m{i}")).await;
+    }
+    // The room handed each message to the bridge when it delivered it here.
+    for i in 0..5 {
+        assert_eq!(client.recv_text().await, format!("m{i}"));
+    }
+    let view = wait_bridge(&local, "hq", "3 dropped", |v| v["dropped"] == 3).await;
+    assert_eq!(view["connected"], false);
+    assert_eq!(view["messages_out"], 0);
+
+    let s = settings(Mode::Payload);
+    let sockets = Sockets {
+        http: std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        admin: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    };
+    let up = TestApp::spawn_bound(s, sockets, HashMap::new());
+    let view = wait_bridge(&local, "hq", "flushed", |v| v["messages_out"] == 2).await;
+    assert_eq!(view["dropped"], 3, "{view}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while up.counters.messages_in() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upstream got {}",
+            up.counters.messages_in()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,71 +1,45 @@
 //! This node's live load from the Broker ([`GetLoad`](wsplus_actors::broker::GetLoad)):
 //! connections and rooms per listener and, with `[metrics] tenant_labels`,
-//! connections per tenant, capped at `tenant_series` series.
-
-use std::collections::BTreeMap;
+//! connections of the busiest tenants (at most `tenant_series`, chosen by the
+//! Broker) plus the rest summed per listener.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use wsplus_actors::broker::{Load, TenantView};
+use wsplus_actors::broker::{ListenerLoad, Load};
 
 use super::family::{label, labels2, Family};
 
-/// The Broker's answer, plus how many tenant series to export (`None`: no
-/// tenant labels).
+/// The Broker's answer, and whether tenant series were asked for.
 #[derive(Debug)]
 pub struct LoadMetrics {
     /// The Broker's answer.
     pub load: Load,
-    /// `Some(tenant_series)` when `[metrics] tenant_labels` is on.
-    pub tenant_series: Option<usize>,
-}
-
-/// The `n` (listener, tenant) rows with the most connections (ties by listener,
-/// then tenant, so the choice is stable between scrapes), and the connections
-/// of all the other rows summed per listener.
-pub fn top_tenants(
-    mut rows: Vec<TenantView>,
-    n: usize,
-) -> (Vec<TenantView>, BTreeMap<String, usize>) {
-    rows.sort_by(|a, b| {
-        b.connections
-            .cmp(&a.connections)
-            .then_with(|| (&a.listener, &a.tenant).cmp(&(&b.listener, &b.tenant)))
-    });
-    let rest = rows.split_off(n.min(rows.len()));
-    let mut other = BTreeMap::new();
-    for r in rest {
-        *other.entry(r.listener).or_default() += r.connections;
-    }
-    (rows, other)
+    /// `[metrics] tenant_labels`.
+    pub tenant_labels: bool,
 }
 
 impl Collector for LoadMetrics {
     fn encode(&self, mut out: DescriptorEncoder) -> std::fmt::Result {
         let listeners = &self.load.listeners;
-        Family::gauge("connections", "Open WebSocket connections.").labelled(
-            &mut out,
+        let per_listener = |value: fn(&ListenerLoad) -> usize| {
             listeners
                 .iter()
-                .map(|l| (label("listener", l.path.as_str()), l.connections as u64)),
-        )?;
-        Family::gauge("rooms", "Live tenant rooms (tenants with a connection).").labelled(
-            &mut out,
-            listeners
-                .iter()
-                .map(|l| (label("listener", l.path.as_str()), l.rooms as u64)),
-        )?;
-        let Some(n) = self.tenant_series else {
-            return Ok(());
+                .map(move |l| (label("listener", l.path.as_str()), value(l) as u64))
         };
-        let (top, other) = top_tenants(self.load.tenants.clone(), n);
+        Family::gauge("connections", "Open WebSocket connections.")
+            .labelled(&mut out, per_listener(|l| l.connections))?;
+        Family::gauge("rooms", "Live tenant rooms (tenants with a connection).")
+            .labelled(&mut out, per_listener(|l| l.rooms))?;
+        if !self.tenant_labels {
+            return Ok(());
+        }
         Family::gauge(
             "tenant_connections",
             "Open connections of the tenants with the most connections.",
         )
         .labelled(
             &mut out,
-            top.iter().map(|t| {
+            self.load.tenants.iter().map(|t| {
                 let labels = labels2(("listener", &t.listener), ("tenant", &t.tenant));
                 (labels, t.connections as u64)
             }),
@@ -74,50 +48,6 @@ impl Collector for LoadMetrics {
             "tenant_connections_other",
             "Open connections of the tenants beyond metrics.tenant_series.",
         )
-        .labelled(
-            &mut out,
-            listeners.iter().map(|l| {
-                let n = other.get(&l.path).copied().unwrap_or(0);
-                (label("listener", l.path.as_str()), n as u64)
-            }),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(listener: &str, tenant: &str, connections: usize) -> TenantView {
-        TenantView {
-            listener: listener.into(),
-            tenant: tenant.into(),
-            connections,
-        }
-    }
-
-    #[test]
-    fn top_tenants_keeps_the_busiest_and_sums_the_rest_per_listener() {
-        let rows = vec![
-            row("/a", "small", 1),
-            row("/a", "big", 9),
-            row("/b", "mid", 5),
-            row("/b", "tie-b", 2),
-            row("/a", "tie-a", 2),
-        ];
-        let (top, other) = top_tenants(rows, 3);
-        let names: Vec<_> = top.iter().map(|t| t.tenant.as_str()).collect();
-        assert_eq!(names, ["big", "mid", "tie-a"]);
-        assert_eq!(
-            other.into_iter().collect::<Vec<_>>(),
-            [("/a".to_string(), 1), ("/b".to_string(), 2)]
-        );
-    }
-
-    #[test]
-    fn top_tenants_with_room_for_all_has_no_other() {
-        let (top, other) = top_tenants(vec![row("/a", "x", 1)], 100);
-        assert_eq!(top.len(), 1);
-        assert!(other.is_empty());
+        .labelled(&mut out, per_listener(|l| l.other_tenants))
     }
 }

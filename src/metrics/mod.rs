@@ -34,8 +34,6 @@ use wsplus_actors::broker::{GetLoad, Load};
 use crate::admin::error::{resource, ApiError};
 use crate::server::state::AppState;
 
-pub use load::top_tenants;
-
 /// The `Content-Type` of a scrape.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -45,8 +43,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let m = &state.metrics;
     let ask = GetLoad {
-        tenants: state.metrics.tenant_labels,
+        top_tenants: m.tenant_labels.then_some(m.tenant_series),
     };
     let load = state.broker.send(ask).await?;
     let body = render(collectors(&state, load));
@@ -55,14 +54,10 @@ async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Every source of a scrape, given the Broker's answer. The one place to add one.
 pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
-    let tenant_series = state
-        .metrics
-        .tenant_labels
-        .then_some(state.metrics.tenant_series);
     vec![
         Box::new(load::LoadMetrics {
             load,
-            tenant_series,
+            tenant_labels: state.metrics.tenant_labels,
         }),
         Box::new(traffic::Traffic {
             counters: state.counters.clone(),

@@ -14,6 +14,8 @@ use super::*;
 use crate::auth::AuthError;
 use crate::error::{HandshakeError, Rejections};
 
+/// Listener `/a` with 3 connections in 2 rooms, 1 of them beyond the listed
+/// `tenants`; `/b` empty.
 fn load(tenants: Vec<(&str, &str, usize)>) -> Load {
     Load {
         listeners: vec![
@@ -21,11 +23,13 @@ fn load(tenants: Vec<(&str, &str, usize)>) -> Load {
                 path: "/a".into(),
                 connections: 3,
                 rooms: 2,
+                other_tenants: 1,
             },
             ListenerLoad {
                 path: "/b".into(),
                 connections: 0,
                 rooms: 0,
+                other_tenants: 0,
             },
         ],
         tenants: tenants
@@ -90,11 +94,11 @@ fn traffic_and_rejections_are_prefixed_counters_with_every_label() {
 }
 
 #[test]
-fn tenant_series_only_with_the_flag_and_capped() {
-    let rows = vec![("/a", "big", 2), ("/a", "small", 1)];
+fn tenant_series_only_with_the_flag() {
+    let rows = vec![("/a", "big", 2)];
     let off = render(vec![Box::new(LoadMetrics {
         load: load(rows.clone()),
-        tenant_series: None,
+        tenant_labels: false,
     })]);
     let l = lines(&off);
     assert!(
@@ -106,29 +110,23 @@ fn tenant_series_only_with_the_flag_and_capped() {
 
     let on = render(vec![Box::new(LoadMetrics {
         load: load(rows),
-        tenant_series: Some(1),
+        tenant_labels: true,
     })]);
     let l = lines(&on);
-    assert!(
-        l.contains(&"wsplus_tenant_connections{listener=\"/a\",tenant=\"big\"} 2"),
-        "{on}"
-    );
-    assert!(!on.contains("\"small\""), "{on}");
-    assert!(
-        l.contains(&"wsplus_tenant_connections_other{listener=\"/a\"} 1"),
-        "{on}"
-    );
-    assert!(
-        l.contains(&"wsplus_tenant_connections_other{listener=\"/b\"} 0"),
-        "{on}"
-    );
+    for want in [
+        "wsplus_tenant_connections{listener=\"/a\",tenant=\"big\"} 2",
+        "wsplus_tenant_connections_other{listener=\"/a\"} 1",
+        "wsplus_tenant_connections_other{listener=\"/b\"} 0",
+    ] {
+        assert!(l.contains(&want), "missing {want:?} in\n{on}");
+    }
 }
 
 #[test]
 fn label_values_from_tokens_are_escaped() {
     let body = render(vec![Box::new(LoadMetrics {
         load: load(vec![("/a", "x\"} 99\nwsplus_forged 1 \\", 1)]),
-        tenant_series: Some(10),
+        tenant_labels: true,
     })]);
     let want = r#"wsplus_tenant_connections{listener="/a",tenant="x\"} 99\nwsplus_forged 1 \\"} 1"#;
     assert!(lines(&body).contains(&want), "{body}");

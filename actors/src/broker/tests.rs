@@ -376,23 +376,64 @@ async fn load_counts_connections_and_rooms_per_listener() {
     let (_r1, _x1) = join(&b, a1.clone()).await;
     let (_r2, _x2) = join(&b, info(0, "x", Scope::Tenant)).await;
     let (_r3, _x3) = join(&b, info(1, "y", Scope::Global)).await;
-    let load = b.send(GetLoad { tenants: false }).await.unwrap();
+    let load = b.send(GetLoad { top_tenants: None }).await.unwrap();
     let rows: Vec<_> = load
         .listeners
         .iter()
-        .map(|l| (l.path.as_str(), l.connections, l.rooms))
+        .map(|l| (l.path.as_str(), l.connections, l.rooms, l.other_tenants))
         .collect();
-    assert_eq!(rows, [("/a", 2, 1), ("/b", 1, 1)]);
+    assert_eq!(rows, [("/a", 2, 1, 0), ("/b", 1, 1, 0)]);
     assert!(load.tenants.is_empty(), "tenant rows only on request");
 
     b.send(SessionClosed { id: a1.id.clone() }).await.unwrap();
-    let load = b.send(GetLoad { tenants: true }).await.unwrap();
+    let load = b.send(GetLoad { top_tenants: None }).await.unwrap();
     assert_eq!(load.listeners[0].connections, 1);
-    let mut tenants: Vec<_> = load
-        .tenants
-        .iter()
-        .map(|t| (t.listener.as_str(), t.tenant.as_str(), t.connections))
-        .collect();
-    tenants.sort();
-    assert_eq!(tenants, [("/a", "x", 1), ("/b", "y", 1)]);
+}
+
+#[actix::test]
+async fn load_lists_the_busiest_tenants_and_sums_the_rest_per_listener() {
+    let b = broker_with(vec![
+        ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant),
+        ListenerPolicy::for_tests(1, "/b", Mode::Payload, Scope::Tenant),
+    ]);
+    let mut held = Vec::new();
+    for (listener, tenant, n) in [
+        (0, "big", 4),
+        (1, "mid", 2),
+        (0, "tie-b", 1),
+        (0, "tie-a", 1),
+        (1, "small", 1),
+    ] {
+        for _ in 0..n {
+            held.push(join(&b, info(listener, tenant, Scope::Tenant)).await);
+        }
+    }
+    let top = |n| {
+        let b = b.clone();
+        async move {
+            let load = b
+                .send(GetLoad {
+                    top_tenants: Some(n),
+                })
+                .await
+                .unwrap();
+            let rows: Vec<_> = load
+                .tenants
+                .iter()
+                .map(|t| format!("{}:{}={}", t.listener, t.tenant, t.connections))
+                .collect();
+            let other: Vec<_> = load.listeners.iter().map(|l| l.other_tenants).collect();
+            (rows, other)
+        }
+    };
+    assert_eq!(
+        top(3).await,
+        (
+            vec!["/a:big=4".into(), "/b:mid=2".into(), "/a:tie-a=1".into()],
+            vec![1, 1]
+        )
+    );
+    let (all, other) = top(10).await;
+    assert_eq!((all.len(), other), (5, vec![0, 0]));
+    assert_eq!(top(0).await, (vec![], vec![6, 3]));
 }

@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashMap;
 
 use bridge_support::*;
-use client_support::{FakeServer, Script, Tinyproxy};
+use client_support::{test_pki, FakeServer, Script, Tinyproxy};
 use common::*;
 use serde_json::json;
 use wsplus::server::Sockets;
@@ -476,4 +476,90 @@ async fn a_full_queue_drops_and_counts_then_flushes_on_connect() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// The bridge dials with the shared client: token in the query, `${VAR}`
+/// headers expanded, the subprotocol requested.
+#[actix_rt::test]
+async fn the_upgrade_carries_token_headers_and_subprotocol() {
+    let fake = FakeServer::start(Script::Echo, Some("wsplus.v1")).await;
+    let mut b = bridge(&format!("{}?site=7", fake.url(PATH)));
+    b.subprotocol = "wsplus.v1".into();
+    b.headers = [
+        ("X-Site".to_owned(), "plant-7".to_owned()),
+        ("X-Key".to_owned(), "${SITE_KEY}".to_owned()),
+    ]
+    .into();
+    b.into = Some(local_end());
+    let tok = "a+b/c=";
+    let vars = HashMap::from([
+        (TOKEN_VAR.to_owned(), tok.to_owned()),
+        ("SITE_KEY".to_owned(), "k-123".to_owned()),
+    ]);
+    let local = local_with_env(settings(Mode::Payload), vec![b], vars);
+    let view = wait_connected(&local, "hq").await;
+    assert!(!view.to_string().contains(tok), "{view}");
+    let seen = fake.seen();
+    let first = &seen[0];
+    assert_eq!(first.uri, format!("{PATH}?site=7&token=a%2Bb%2Fc%3D"));
+    assert_eq!(first.headers["x-site"], "plant-7");
+    assert_eq!(first.headers["x-key"], "k-123");
+    assert_eq!(first.headers["sec-websocket-protocol"], "wsplus.v1");
+}
+
+/// wss:// to a TLS wsplus, trusting the test CA through `tls_ca_file`.
+#[actix_rt::test]
+async fn wss_with_an_extra_ca() {
+    let pki = test_pki("bridge");
+    let mut up_settings = settings(Mode::Payload);
+    up_settings.server.tls_cert = Some(pki.cert.display().to_string());
+    up_settings.server.tls_key = Some(pki.key.display().to_string());
+    let up = TestApp::spawn(up_settings);
+    let mut b = bridge(&format!("wss://localhost:{}{PATH}", up.http.port()));
+    b.tls_ca_file = pki.ca.display().to_string();
+    b.from = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    let view = wait_connected(&local, "hq").await;
+    assert!(
+        view["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("wss://localhost:"),
+        "{view}"
+    );
+    wait_sessions(&local, 2).await;
+    client.send_text("over tls").await;
+    assert_eq!(client.recv_text().await, "over tls");
+    wait_bridge(&local, "hq", "sent", |v| v["messages_out"] == 1).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while up.counters.messages_in() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing arrived over TLS"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Shutdown stops the bridges first: the upstream link is closed and the
+/// local membership left, well within the grace period.
+#[actix_rt::test]
+async fn shutdown_stops_the_bridge() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.into = Some(local_end());
+    b.from = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    wait_connected(&local, "hq").await;
+    wait_sessions(&up, 1).await;
+    wait_sessions(&local, 1).await;
+    let started = std::time::Instant::now();
+    local.shutdown().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    wait_sessions(&up, 0).await;
 }

@@ -8,7 +8,11 @@
 pub mod auth;
 pub mod error;
 mod health;
+pub mod listeners;
+pub mod publish;
+pub mod sessions;
 pub mod stats;
+pub mod tenants;
 
 use actix_web::web;
 
@@ -33,7 +37,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &AdminSettings) {
 /// Add a route group here with one `.configure(...)` line; [`require_token`]
 /// covers it without further work.
 pub fn protected(cfg: &mut web::ServiceConfig) {
-    cfg.configure(stats::configure);
-    cfg.configure(crate::metrics::routes);
-    cfg.configure(crate::bridge::admin::configure);
+    cfg.configure(stats::configure)
+        .configure(listeners::configure)
+        .configure(tenants::configure)
+        .configure(sessions::configure)
+        .configure(publish::configure)
+        .configure(crate::metrics::routes)
+        .configure(crate::bridge::admin::configure);
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::settings::{self, Settings};
+use crate::settings::{self, ListenerSettings, Settings};
 
 /// Loads, validates and prints the configuration (TOML, secrets redacted).
 /// Exit 0 when valid, 1 with one line per problem on stderr otherwise.
@@ -28,11 +28,7 @@ pub fn redacted(mut s: Settings) -> Settings {
     if let Some(url) = s.cluster.redis_url.as_mut() {
         *url = redact_userinfo(url);
     }
-    for l in &mut s.listeners {
-        if let Some(url) = l.auth.jwks_uri.as_mut() {
-            *url = redact_userinfo(url);
-        }
-    }
+    s.listeners.iter_mut().for_each(redact_listener);
     for url in [&mut s.proxy.https_proxy, &mut s.proxy.http_proxy]
         .into_iter()
         .flatten()
@@ -43,6 +39,24 @@ pub fn redacted(mut s: Settings) -> Settings {
         b.url = redact_userinfo(&b.url);
     }
     s
+}
+
+/// Redacts one listener's settings in place: the `jwks_uri` loses its
+/// credentials and query (see [`redact_url`]).
+pub fn redact_listener(l: &mut ListenerSettings) {
+    if let Some(url) = l.auth.jwks_uri.as_mut() {
+        *url = redact_url(url);
+    }
+}
+
+/// [`redact_userinfo`], and the query string (which may carry an API key)
+/// replaced: `https://u:p@h/jwks?key=k` → `https://[redacted]@h/jwks?[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?[redacted]"),
+        None => url,
+    }
 }
 
 /// `scheme://user:pass@host` → `scheme://user:[redacted]@host` (the user name
@@ -106,6 +120,15 @@ mod tests {
         assert_eq!(r.proxy.http_proxy.as_deref(), Some("http://proxy:3128"));
         assert_eq!(r.bridges[0].url, "wss://[redacted]@hq.example/ws");
         assert_eq!(redact_password("http://bob@p:1"), "http://bob@p:1");
+    }
+
+    #[test]
+    fn queries_are_redacted() {
+        assert_eq!(
+            redact_url("https://u:p@idp.example/jwks?api_key=k#frag"),
+            "https://[redacted]@idp.example/jwks?[redacted]"
+        );
+        assert_eq!(redact_url("https://idp/jwks"), "https://idp/jwks");
     }
 
     #[test]

@@ -4,11 +4,73 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wsplus::settings::{Mode, Scope, Settings};
 
-use crate::common::{TestApp, ADMIN_TOKEN, WAIT};
+use crate::common::{base_settings, listener, TestApp, ADMIN_TOKEN, SECRET, WAIT};
+
+/// Payload mode, tenant scope (the base listener).
+pub const EVENTS: &str = "/ws/events";
+/// Message mode, tenant scope.
+pub const MSG: &str = "/ws/msg";
+/// Message mode, global scope.
+pub const GLOBAL: &str = "/ws/global";
+
+/// Every authenticated admin route with the methods it serves (the
+/// OpenAPI drift test and the auth test both walk it).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/v1/stats"),
+    ("GET", "/admin/v1/listeners"),
+    ("GET", "/admin/v1/tenants"),
+    ("GET", "/admin/v1/tenants/acme/sessions"),
+    ("DELETE", "/admin/v1/tenants/acme/sessions"),
+    ("GET", "/admin/v1/sessions/nope"),
+    ("DELETE", "/admin/v1/sessions/nope"),
+    ("POST", "/admin/v1/publish"),
+    ("GET", "/metrics"),
+    ("GET", "/admin/v1/bridges"),
+];
+
+/// Base settings plus a message-mode tenant listener ([`MSG`]) and a
+/// message-mode global listener ([`GLOBAL`]).
+pub fn admin_settings() -> Settings {
+    let mut s = base_settings();
+    for (path, scope) in [(MSG, Scope::Tenant), (GLOBAL, Scope::Global)] {
+        let mut l = listener(path);
+        l.mode = Mode::Message;
+        l.scope = scope;
+        s.listeners.push(l);
+    }
+    s
+}
+
+/// The ids of `tenant`'s sessions, oldest first.
+pub async fn session_ids(app: &TestApp, tenant: &str) -> Vec<String> {
+    let res = get(app, &format!("/admin/v1/tenants/{tenant}/sessions")).await;
+    res.expect_ok()
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Polls `check` until it returns true, failing after [`WAIT`] (for figures
+/// updated asynchronously, e.g. after a socket closed).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// A request to the admin API; built with [`Req::new`] and its setters.
 #[derive(Debug, Clone)]
@@ -84,7 +146,9 @@ impl Req {
         let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
             .await
             .expect("response timed out");
-        Response::parse(&buf)
+        let res = Response::parse(&buf);
+        res.assert_no_secrets();
+        res
     }
 
     /// Sends the request to `app`'s admin port.
@@ -130,6 +194,19 @@ impl Response {
             status,
             headers,
             body,
+        }
+    }
+
+    /// Neither the JWT secret nor the admin token appears anywhere in the
+    /// response (checked on every response these tests receive).
+    pub fn assert_no_secrets(&self) {
+        for secret in [SECRET, ADMIN_TOKEN] {
+            assert!(!self.body.contains(secret), "secret in body: {}", self.body);
+            assert!(
+                !self.headers.iter().any(|(_, v)| v.contains(secret)),
+                "secret in headers: {:?}",
+                self.headers
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -113,6 +114,28 @@ pub async fn bridge_view(app: &TestApp, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no bridge {name} in {list}"))
 }
 
+/// Calls `probe` until `done` holds for its answer (the state has no event to
+/// await); returns that answer. Fails after [`WAIT`], showing the last answer.
+pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F, done: impl Fn(&T) -> bool) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = probe().await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not {what} within {WAIT:?}: last {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls the admin view of `name` until `check` holds; returns that view.
 pub async fn wait_bridge(
     app: &TestApp,
@@ -120,18 +143,7 @@ pub async fn wait_bridge(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let view = bridge_view(app, name).await;
-        if check(&view) {
-            return view;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "bridge {name}: not {what} within {WAIT:?}: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll_until(&format!("{name} {what}"), || bridge_view(app, name), check).await
 }
 
 /// Waits until the bridge `name` is connected.
@@ -141,16 +153,12 @@ pub async fn wait_connected(app: &TestApp, name: &str) -> Value {
 
 /// Waits until `app` has `n` sessions (a bridge's membership counts as one).
 pub async fn wait_sessions(app: &TestApp, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = app.snapshot().await.sessions;
-        if got == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{got} sessions, want {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let sessions = || async { app.snapshot().await.sessions };
+    poll_until(&format!("{n} sessions"), sessions, |got| *got == n).await;
+}
+
+/// Waits until `app` has accepted at least `n` messages from clients.
+pub async fn wait_messages_in(app: &TestApp, n: u64) {
+    let count = || async { app.counters.messages_in() };
+    poll_until(&format!("{n} messages in"), count, |got| *got >= n).await;
 }

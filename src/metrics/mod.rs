@@ -13,8 +13,9 @@
 //! * `traffic.rs` — messages, deliveries, drops, close codes, uptime;
 //! * `handshake.rs` — refused upgrades by reason;
 //! * `cluster.rs` — the Redis backplane's counters.
+//! * `bridges.rs` — each bridge's connection state and counters.
 //!
-//! A new source (e.g. bridge state gauges) adds its own file with a
+//! A new source adds its own file with a
 //! `Collector` writing through [`family::Family`], and one line in
 //! [`collectors`]. Label values are escaped there; no label may identify a
 //! session, and per-tenant labels exist only behind `[metrics] tenant_labels`.

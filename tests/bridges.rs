@@ -549,3 +549,41 @@ async fn shutdown_stops_the_bridge() {
     );
     wait_sessions(&up, 0).await;
 }
+
+/// An administrator kicking the bridge's local membership (4003) does not
+/// stop the bridge: it joins again, under a new session id, and forwards on.
+#[actix_rt::test]
+async fn a_kicked_membership_joins_again() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.from = Some(local_end());
+    let local = local_with(settings(Mode::Payload), vec![b]);
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+    let member = || async {
+        let (_, list) = admin_get(&local, &format!("/admin/v1/tenants/{TENANT}/sessions")).await;
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["subject"] == "hq")
+            .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+    };
+    let first = poll_until("a member", member, Option::is_some)
+        .await
+        .unwrap();
+    let kicked = awc::Client::default()
+        .delete(local.admin_url(&format!("/admin/v1/sessions/{first}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(kicked.status().is_success(), "{}", kicked.status());
+    let second = poll_until("a new member", member, |m| {
+        m.as_ref().is_some_and(|id| *id != first)
+    })
+    .await;
+    assert!(second.is_some());
+    let mut client = local.connect(PATH, TENANT).await;
+    client.send_text("after the kick").await;
+    assert_eq!(hq.recv_text().await, "after the kick");
+}

@@ -5,13 +5,14 @@
 use actix_web::{web, HttpResponse};
 
 use super::BridgeView;
+use crate::admin::error::resource;
 use crate::admin::ApiError;
 use crate::server::state::AppState;
 
 /// Registers the bridge routes (mounted behind the admin bearer token).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/v1/bridges", web::get().to(list))
-        .route("/admin/v1/bridges/{name}", web::get().to(one));
+    cfg.service(resource("/admin/v1/bridges").route(web::get().to(list)))
+        .service(resource("/admin/v1/bridges/{name}").route(web::get().to(one)));
 }
 
 /// Every bridge, in configuration order.

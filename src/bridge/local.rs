@@ -7,9 +7,11 @@
 //!   session without a socket, registered with the Broker like any other) and
 //!   moves what the room delivers to it into the bounded upstream queue. A full
 //!   queue drops the message and counts it: the room never sees the bridge as a
-//!   slow consumer. Kicked (4003, session timeout): it joins again. Told to go
-//!   away (1001, shutdown) or stopped: it leaves.
+//!   slow consumer. Kicked (4003, session timeout): it joins again under a
+//!   fresh session id. Told to go away (1001, shutdown) or stopped: it leaves.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +31,31 @@ use super::echo;
 use super::state::{BridgeState, Counter};
 use crate::settings::Mode;
 
+/// The session id of the bridge's membership, shared by the `from` member
+/// (which takes a fresh one on every join, as a reconnecting client would) and
+/// the `into` publisher (which names it as the origin to skip).
+#[derive(Debug, Clone)]
+pub struct MemberId(Rc<RefCell<SessionId>>);
+
+impl MemberId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(Rc::new(RefCell::new(SessionId::random())))
+    }
+
+    /// The current id.
+    pub fn get(&self) -> SessionId {
+        self.0.borrow().clone()
+    }
+
+    /// Replaces the id with a fresh one and returns it.
+    fn renew(&self) -> SessionId {
+        let id = SessionId::random();
+        *self.0.borrow_mut() = id.clone();
+        id
+    }
+}
+
 /// A local (listener, tenant) resolved against the running listeners.
 #[derive(Debug, Clone)]
 pub struct LocalEnd {
@@ -44,7 +71,7 @@ pub async fn publish_into(
     mut queue: mpsc::Receiver<Delivery>,
     broker: Addr<Broker>,
     end: LocalEnd,
-    origin: SessionId,
+    origin: MemberId,
     _alive: watch::Receiver<bool>,
 ) {
     while let Some(delivery) = queue.recv().await {
@@ -52,7 +79,7 @@ pub async fn publish_into(
             listener: end.policy.id,
             tenant: end.tenant.clone(),
             delivery,
-            origin: origin.clone(),
+            origin: origin.get(),
         };
         if broker.send(publish).await.is_err() {
             return;
@@ -75,7 +102,7 @@ pub struct Forwarder {
     /// The `from` tenant.
     pub end: LocalEnd,
     /// The member's id (also the origin of `into` publications).
-    pub id: SessionId,
+    pub id: MemberId,
     /// The bridge's name (the member's subject).
     pub name: String,
     /// How messages travel upstream: `payload` strips the local `_session`.
@@ -92,7 +119,7 @@ pub struct Forwarder {
 pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
     loop {
         let info = Arc::new(SessionInfo {
-            id: f.id.clone(),
+            id: f.id.renew(),
             listener: f.end.policy.id,
             listener_path: f.end.policy.path.clone(),
             tenant: f.end.tenant.clone(),

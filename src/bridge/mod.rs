@@ -26,7 +26,7 @@ use std::time::Duration;
 use actix::Addr;
 use tokio::sync::{mpsc, watch};
 use wsplus_actors::protocol::bridge_stamp;
-use wsplus_actors::{Broker, ListenerPolicy, SessionId, TenantId};
+use wsplus_actors::{Broker, ListenerPolicy, TenantId};
 
 pub use state::{BridgeRegistry, BridgeState, BridgeView};
 
@@ -35,7 +35,7 @@ use crate::env::Env;
 use crate::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, Settings};
 use backoff::Backoff;
 use echo::EchoFilter;
-use local::{Forwarder, LocalEnd};
+use local::{Forwarder, LocalEnd, MemberId};
 use runner::{IntoEnd, Runner};
 
 /// Why the bridges cannot start. Never holds a secret value.
@@ -193,7 +193,7 @@ fn start_one(plan: Plan, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
         into,
         from,
     } = plan;
-    let id = SessionId::random();
+    let id = MemberId::new();
     let (up_tx, up_rx) = mpsc::channel(b.queue);
     let same_tenant = matches!((&b.into, &b.from), (Some(i), Some(f)) if i == f);
     let into = into.map(|end| {

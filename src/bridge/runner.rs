@@ -83,8 +83,8 @@ impl Runner {
                 l = dialer.connect() => l,
                 () = stopped(&mut stop) => break,
             };
-            match link {
-                Err(e) => fail(&name, &state, &e),
+            let ended = match link {
+                Err(e) => LinkEnded::from(e),
                 Ok(link) => {
                     log::info!("bridge={name} connected url={}", dialer.shown_url());
                     state.set_connected(true);
@@ -97,32 +97,25 @@ impl Runner {
                         into: into.as_ref(),
                         echo: echo.as_ref(),
                     };
-                    let ended = session.run(link, &mut upstream, stop.clone()).await;
+                    let result = session.run(link, &mut upstream, stop.clone()).await;
                     state.set_connected(false);
                     if *stop.borrow() {
                         break;
                     }
-                    match ended {
-                        Ok(closed) => {
-                            let e = format!(
-                                "closed by upstream with code {}{}",
-                                closed.code.unwrap_or(1005),
-                                if closed.reason.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(": {}", closed.reason)
-                                }
-                            );
-                            log::warn!("bridge={name} {e}");
-                            state.set_error(e);
-                        }
-                        Err(e) => fail(&name, &state, &e),
-                    }
                     if up.elapsed() >= healthy_after {
                         backoff.reset();
                     }
+                    match result {
+                        Ok(closed) => LinkEnded::Closed {
+                            code: closed.code.unwrap_or(1005),
+                            reason: closed.reason,
+                        },
+                        Err(e) => LinkEnded::from(e),
+                    }
                 }
-            }
+            };
+            log::warn!("bridge={name} {ended}");
+            state.set_error(ended.to_string());
             let delay = backoff.next_delay();
             log::debug!("bridge={name} reconnecting in {}ms", delay.as_millis());
             tokio::select! {
@@ -135,9 +128,21 @@ impl Runner {
     }
 }
 
-fn fail(name: &str, state: &BridgeState, e: &ClientError) {
-    log::warn!("bridge={name} upstream error: {e}");
-    state.set_error(e.to_string());
+/// Why a bridge's connection attempt or connection ended (its `last_error`).
+/// Never holds a secret: client errors show redacted URLs only.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkEnded {
+    /// Dialling, the handshake, or the running connection failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The upstream completed a close handshake.
+    #[error("closed by upstream with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Closed {
+        /// The close code (1005 when the frame had none).
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
 }
 
 /// One connection's frame handling.

@@ -53,8 +53,8 @@ pub enum BridgeError {
         source: client::SetupError,
     },
     /// `[proxy]` or the proxy environment variables are unusable.
-    #[error("{0}")]
-    Proxy(String),
+    #[error(transparent)]
+    Proxy(#[from] client::proxy::ProxySettingError),
     /// `into`/`from` names a listener that does not exist (settings were not
     /// validated).
     #[error("bridges[{index}].{key}.listener: no listener has path {path:?}")]
@@ -93,7 +93,7 @@ pub fn prepare(
     let proxy = if settings.bridges.is_empty() {
         ProxyRules::direct()
     } else {
-        ProxyRules::resolve(&settings.proxy, env).map_err(BridgeError::Proxy)?
+        ProxyRules::resolve(&settings.proxy, env)?
     };
     let mut plans = Vec::with_capacity(settings.bridges.len());
     for (index, b) in settings.bridges.iter().enumerate() {

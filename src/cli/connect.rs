@@ -99,7 +99,7 @@ fn dialer(args: &ConnectArgs, proxy: &ProxySettings, env: &Env) -> Result<Dialer
         tls_ca_file: args.ca_file.clone(),
         ..ClientOptions::new(args.url.clone())
     };
-    let proxy = ProxyRules::resolve(proxy, env)?;
+    let proxy = ProxyRules::resolve(proxy, env).map_err(|e| e.to_string())?;
     Dialer::new(&opts, &proxy, env).map_err(|e| e.to_string())
 }
 

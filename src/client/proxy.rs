@@ -188,6 +188,17 @@ impl NoProxy {
     }
 }
 
+/// An unusable proxy setting, named by where it came from (`proxy.https_proxy`,
+/// `HTTPS_PROXY`...); never shows the value, which may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {problem}")]
+pub struct ProxySettingError {
+    /// The configuration key or environment variable.
+    pub origin: &'static str,
+    /// What is wrong with it.
+    pub problem: ProxyConfigError,
+}
+
 /// The proxy decision for outbound connections.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyRules {
@@ -208,7 +219,7 @@ impl ProxyRules {
 
     /// Resolves the configuration, then the environment. An unusable value is
     /// an error naming where it came from (never the value).
-    pub fn resolve(config: &ProxySettings, env: &Env) -> Result<Self, String> {
+    pub fn resolve(config: &ProxySettings, env: &Env) -> Result<Self, ProxySettingError> {
         let configured = [
             ("proxy.https_proxy", config.https_proxy.as_deref()),
             ("proxy.http_proxy", config.http_proxy.as_deref()),
@@ -216,7 +227,10 @@ impl ProxyRules {
         let mut chosen: Option<(&'static str, String)> = None;
         for (key, value) in configured {
             if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                let expanded = template::expand(v, env).map_err(|e| format!("{key}: {e}"))?;
+                let expanded = template::expand(v, env).map_err(|e| ProxySettingError {
+                    origin: key,
+                    problem: e.into(),
+                })?;
                 chosen = Some((key, expanded));
                 break;
             }
@@ -231,7 +245,10 @@ impl ProxyRules {
         let proxy = match chosen {
             Some((source, text)) => Some((
                 source,
-                ProxyUrl::parse(text.trim()).map_err(|e| format!("{source}: {e}"))?,
+                ProxyUrl::parse(text.trim()).map_err(|problem| ProxySettingError {
+                    origin: source,
+                    problem,
+                })?,
             )),
             None => None,
         };
@@ -544,14 +561,18 @@ mod tests {
     #[test]
     fn unusable_settings_name_their_source_not_their_value() {
         let e = env(&[("HTTPS_PROXY", "https://user:hunter2@p:1")]);
-        let err = ProxyRules::resolve(&ProxySettings::default(), &e).unwrap_err();
+        let err = ProxyRules::resolve(&ProxySettings::default(), &e)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("HTTPS_PROXY: "), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         let cfg = ProxySettings {
             https_proxy: Some("http://u:${UNSET_PW}@p:1".into()),
             ..Default::default()
         };
-        let err = ProxyRules::resolve(&cfg, &env(&[])).unwrap_err();
+        let err = ProxyRules::resolve(&cfg, &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "proxy.https_proxy: environment variable UNSET_PW is not set"

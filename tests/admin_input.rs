@@ -101,6 +101,12 @@ async fn bodies_up_to_the_limit_are_read_larger_ones_are_413() {
         .await
         .expect_error(413);
     assert!(msg.contains(&LIMIT.to_string()), "{msg}");
+    // Without a Content-Length the limit applies while reading.
+    publish(json_ct, padded_publish(LIMIT + 1).0)
+        .chunked()
+        .send(&app)
+        .await
+        .expect_error(413);
     let (body, payload) = padded_publish(LIMIT);
     let res = publish(json_ct, body).send(&app).await;
     assert_eq!(res.expect_ok(), json!({"delivered": 1}));

@@ -125,3 +125,44 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("no route {}", req.path())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: JsonPayloadError) -> StatusCode {
+        ApiError::from(e).status_code()
+    }
+
+    #[test]
+    fn json_extractor_errors_map_to_their_statuses() {
+        let limit = 10;
+        assert_eq!(
+            status(JsonPayloadError::OverflowKnownLength { length: 11, limit }),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            status(JsonPayloadError::Overflow { limit }),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            status(JsonPayloadError::ContentType),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        let bad = serde_json::from_str::<u8>("x").unwrap_err();
+        assert_eq!(
+            status(JsonPayloadError::Deserialize(bad)),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn unauthorized_asks_for_a_bearer_token() {
+        let res = ApiError::Unauthorized.error_response();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer"
+        );
+    }
+}

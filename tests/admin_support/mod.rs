@@ -80,6 +80,7 @@ pub struct Req {
     authorization: Option<String>,
     content_type: Option<String>,
     body: Vec<u8>,
+    chunked: bool,
 }
 
 impl Req {
@@ -91,6 +92,7 @@ impl Req {
             authorization: Some(format!("Bearer {ADMIN_TOKEN}")),
             content_type: None,
             body: Vec::new(),
+            chunked: false,
         }
     }
 
@@ -112,12 +114,22 @@ impl Req {
         self
     }
 
+    /// Sends the body with `Transfer-Encoding: chunked` (no length known
+    /// in advance) instead of `Content-Length`.
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
+
     fn head(&self, addr: SocketAddr) -> String {
+        let framing = if self.chunked {
+            "Transfer-Encoding: chunked".to_owned()
+        } else {
+            format!("Content-Length: {}", self.body.len())
+        };
         let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.method,
-            self.path,
-            self.body.len()
+            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{framing}\r\n",
+            self.method, self.path
         );
         for (name, value) in [
             ("Authorization", &self.authorization),
@@ -138,7 +150,13 @@ impl Req {
             .expect("connect timed out")
             .expect("connect");
         let mut bytes = self.head(addr).into_bytes();
-        bytes.extend_from_slice(&self.body);
+        if self.chunked {
+            bytes.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+            bytes.extend_from_slice(&self.body);
+            bytes.extend_from_slice(b"\r\n0\r\n\r\n");
+        } else {
+            bytes.extend_from_slice(&self.body);
+        }
         // The server may answer (413) and close before reading the whole body:
         // a failed write is fine as long as the response arrives.
         let _ = s.write_all(&bytes).await;

@@ -9,7 +9,11 @@
 //!   forwarded message cancels at most one frame coming back.
 //! * Upstream → local → upstream: the bridge publishes with itself as origin
 //!   (`PublishFrom`), so its own room membership never receives what it
-//!   published and nothing is forwarded back up.
+//!   published and nothing is forwarded back up. In a cluster, a bridge of the
+//!   same name on another node publishes the same upstream frames and the
+//!   cluster delivers them here: the `from` member drops those stamped by its
+//!   name and (Redis backend) copies of frames it published itself, with a
+//!   second filter fed by the connection loop.
 //!
 //! Content ignores the `_session` stamp (the upstream replaces it) and undoes
 //! the `{"payload": "<text>"}` wrapper of message mode, so the rule holds
@@ -71,8 +75,37 @@ fn fingerprint(c: &Content<'_>) -> u64 {
     h.finish()
 }
 
-/// Fingerprints of messages sent upstream, waiting for their echo. Bounded:
-/// beyond `capacity` the oldest is forgotten.
+/// Something whose [`Content`] can be fingerprinted: a frame received
+/// upstream or a delivery sent upstream.
+pub trait HasContent {
+    /// What it says, without the routing stamp.
+    fn content(&self) -> Content<'_>;
+}
+
+impl HasContent for Delivery {
+    fn content(&self) -> Content<'_> {
+        match self {
+            Delivery::Text(t) => Content::Text(content(t)),
+            Delivery::Binary(b) => Content::Binary(b),
+        }
+    }
+}
+
+impl HasContent for Frame {
+    fn content(&self) -> Content<'_> {
+        match self {
+            Frame::Text(t) => Content::Text(content(t)),
+            Frame::Binary(b) => Content::Binary(b),
+        }
+    }
+}
+
+/// An [`EchoFilter`] shared by a bridge's tasks (all on one thread).
+pub type SharedFilter = std::rc::Rc<std::cell::RefCell<EchoFilter>>;
+
+/// Fingerprints of messages that crossed the bridge in one direction, waiting
+/// for their copy to come back the other way. Bounded: beyond `capacity` the
+/// oldest is forgotten, and each expires after [`ECHO_TTL`].
 #[derive(Debug)]
 pub struct EchoFilter {
     pending: VecDeque<(u64, Instant)>,
@@ -88,31 +121,24 @@ impl EchoFilter {
         }
     }
 
-    /// Remembers a message sent upstream.
-    pub fn sent(&mut self, d: &Delivery) {
-        let c = match d {
-            Delivery::Text(t) => Content::Text(content(t)),
-            Delivery::Binary(b) => Content::Binary(b),
-        };
+    /// Remembers a message that crossed the bridge.
+    pub fn remember(&mut self, m: &impl HasContent) {
         self.expire(Instant::now());
         if self.pending.len() == self.capacity {
             self.pending.pop_front();
         }
-        self.pending.push_back((fingerprint(&c), Instant::now()));
+        self.pending
+            .push_back((fingerprint(&m.content()), Instant::now()));
     }
 
-    /// True when `frame` is the echo of a message sent upstream (which is then
-    /// forgotten: one message, one echo).
-    pub fn is_echo(&mut self, frame: &Frame) -> bool {
+    /// True when `m` is the copy of a remembered message (which is then
+    /// forgotten: one message, one copy).
+    pub fn take(&mut self, m: &impl HasContent) -> bool {
         self.expire(Instant::now());
         if self.pending.is_empty() {
             return false;
         }
-        let c = match frame {
-            Frame::Text(t) => Content::Text(content(t)),
-            Frame::Binary(b) => Content::Binary(b),
-        };
-        let fp = fingerprint(&c);
+        let fp = fingerprint(&m.content());
         match self.pending.iter().position(|(p, _)| *p == fp) {
             Some(i) => {
                 self.pending.remove(i);
@@ -159,33 +185,33 @@ mod tests {
     #[test]
     fn one_message_cancels_exactly_one_echo() {
         let mut f = EchoFilter::new(8);
-        f.sent(&Delivery::Text(
+        f.remember(&Delivery::Text(
             r#"{"m":1,"_session":{"id":"local"}}"#.into(),
         ));
-        assert!(!f.is_echo(&text(r#"{"m":2}"#)));
-        assert!(f.is_echo(&text(r#"{"m":1,"_session":{"id":"upstream"}}"#)));
-        assert!(!f.is_echo(&text(r#"{"m":1}"#)), "second copy is genuine");
+        assert!(!f.take(&text(r#"{"m":2}"#)));
+        assert!(f.take(&text(r#"{"m":1,"_session":{"id":"upstream"}}"#)));
+        assert!(!f.take(&text(r#"{"m":1}"#)), "second copy is genuine");
     }
 
     #[test]
     fn payload_and_message_modes_match_each_other() {
         let mut f = EchoFilter::new(8);
-        f.sent(&Delivery::Text("plain".into()));
-        assert!(f.is_echo(&text(r#"{"payload":"plain","_session":{}}"#)));
-        f.sent(&Delivery::Binary(bytes::Bytes::from_static(b"\x00\x01")));
-        assert!(!f.is_echo(&text("\u{0}\u{1}")));
-        assert!(f.is_echo(&Frame::Binary(bytes::Bytes::from_static(b"\x00\x01"))));
+        f.remember(&Delivery::Text("plain".into()));
+        assert!(f.take(&text(r#"{"payload":"plain","_session":{}}"#)));
+        f.remember(&Delivery::Binary(bytes::Bytes::from_static(b"\x00\x01")));
+        assert!(!f.take(&text("\u{0}\u{1}")));
+        assert!(f.take(&Frame::Binary(bytes::Bytes::from_static(b"\x00\x01"))));
     }
 
     #[test]
     fn capacity_bounds_memory_and_clear_forgets() {
         let mut f = EchoFilter::new(2);
         for m in ["a", "b", "c"] {
-            f.sent(&Delivery::Text(m.into()));
+            f.remember(&Delivery::Text(m.into()));
         }
-        assert!(!f.is_echo(&text("a")), "oldest forgotten");
-        assert!(f.is_echo(&text("c")));
+        assert!(!f.take(&text("a")), "oldest forgotten");
+        assert!(f.take(&text("c")));
         f.clear();
-        assert!(!f.is_echo(&text("b")));
+        assert!(!f.take(&text("b")));
     }
 }

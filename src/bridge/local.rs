@@ -27,7 +27,7 @@ use wsplus_actors::{
     TenantId,
 };
 
-use super::echo;
+use super::echo::{self, SharedFilter};
 use super::state::{BridgeState, Counter};
 use crate::settings::Mode;
 
@@ -113,6 +113,9 @@ pub struct Forwarder {
     pub state: Arc<BridgeState>,
     /// Delay before joining again after a refused join.
     pub retry: Duration,
+    /// In a cluster: what this bridge published locally (see
+    /// [`super::runner::Runner::came_down`]).
+    pub came_down: Option<SharedFilter>,
 }
 
 /// Keeps the bridge a member of the `from` room until stopped or shut down.
@@ -160,6 +163,9 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
         let ended = loop {
             tokio::select! {
                 d = rx.data.next() => match d {
+                    Some(d) if from_upstream(&f, &d) => {
+                        f.state.bump(Counter::Echoes);
+                    }
                     Some(d) => {
                         let d = match f.mode {
                             Mode::Payload => unstamp(d),
@@ -192,6 +198,31 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// True when a local delivery came from this bridge's own upstream (through a
+/// bridge of the same name on another node): stamped by it, or the copy of a
+/// frame it published itself.
+fn from_upstream(f: &Forwarder, d: &Delivery) -> bool {
+    stamped_by_bridge(d, &f.name) || f.came_down.as_ref().is_some_and(|c| c.borrow_mut().take(d))
+}
+
+/// True for a message-mode delivery stamped by a bridge called `name`: it came
+/// from this bridge's own upstream, through the same bridge on another node of
+/// the cluster, and must not go back up. (On one node the bridge never receives
+/// its own publications at all.)
+fn stamped_by_bridge(d: &Delivery, name: &str) -> bool {
+    let Delivery::Text(t) = d else {
+        return false;
+    };
+    // Cheap test first: most deliveries are not from a bridge.
+    if !t.contains("\"bridge\"") {
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(t).is_ok_and(|v| {
+        let stamp = &v[wsplus_actors::protocol::SESSION_KEY];
+        stamp["type"] == "bridge" && stamp["subject"] == name
+    })
+}
+
 /// A local delivery as a payload: without `_session`, message mode's
 /// `{"payload": "<text>"}` wrapper undone.
 fn unstamp(d: Delivery) -> Delivery {
@@ -212,6 +243,24 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_bridges_stamp_is_recognised() {
+        let stamp = wsplus_actors::protocol::bridge_stamp("hq", "acme");
+        let from_hq = serde_json::json!({"a": 1, "_session": stamp}).to_string();
+        assert!(stamped_by_bridge(&Delivery::Text(from_hq.into()), "hq"));
+        let other = serde_json::json!({"a": 1, "_session": wsplus_actors::protocol::bridge_stamp("x", "acme")});
+        assert!(!stamped_by_bridge(
+            &Delivery::Text(other.to_string().into()),
+            "hq"
+        ));
+        let client = r#"{"note":"bridge","_session":{"type":"websocket","subject":"hq"}}"#;
+        assert!(!stamped_by_bridge(&Delivery::Text(client.into()), "hq"));
+        assert!(!stamped_by_bridge(
+            &Delivery::Text("\"bridge\"".into()),
+            "hq"
+        ));
+    }
 
     #[test]
     fn unstamp_strips_the_local_session() {

@@ -19,7 +19,9 @@ mod local;
 mod runner;
 pub mod state;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +34,9 @@ pub use state::{BridgeRegistry, BridgeState, BridgeView};
 
 use crate::client::{self, ClientOptions, Dialer, ProxyRules, TokenSource};
 use crate::env::Env;
-use crate::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, Settings};
+use crate::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, ClusterBackend, Settings};
 use backoff::Backoff;
-use echo::EchoFilter;
+use echo::{EchoFilter, SharedFilter};
 use local::{Forwarder, LocalEnd, MemberId};
 use runner::{IntoEnd, Runner};
 
@@ -80,6 +82,8 @@ struct Plan {
 /// Bridges checked and ready to start.
 pub struct Prepared {
     plans: Vec<Plan>,
+    /// Nodes share tenants: a bridge of the same name may run on each.
+    clustered: bool,
     registry: Arc<BridgeRegistry>,
 }
 
@@ -122,7 +126,11 @@ pub fn prepare(
     let registry = Arc::new(BridgeRegistry::new(
         plans.iter().map(|p| p.state.clone()).collect(),
     ));
-    Ok(Prepared { plans, registry })
+    Ok(Prepared {
+        plans,
+        registry,
+        clustered: settings.cluster.backend == ClusterBackend::Redis,
+    })
 }
 
 fn unknown(index: usize, key: &'static str, e: &BridgeEndpoint) -> BridgeError {
@@ -175,7 +183,7 @@ impl Prepared {
     pub fn start(self, broker: &Addr<Broker>) -> Bridges {
         let (stop_tx, stop) = watch::channel(false);
         for plan in self.plans {
-            start_one(plan, broker, &stop);
+            start_one(plan, self.clustered, broker, &stop);
         }
         // Only the tasks hold receivers now: `closed()` tells when all ended.
         drop(stop);
@@ -185,7 +193,7 @@ impl Prepared {
     }
 }
 
-fn start_one(plan: Plan, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
+fn start_one(plan: Plan, clustered: bool, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
     let Plan {
         settings: b,
         dialer,
@@ -196,6 +204,8 @@ fn start_one(plan: Plan, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
     let id = MemberId::new();
     let (up_tx, up_rx) = mpsc::channel(b.queue);
     let same_tenant = matches!((&b.into, &b.from), (Some(i), Some(f)) if i == f);
+    let came_down: Option<SharedFilter> =
+        (same_tenant && clustered).then(|| Rc::new(RefCell::new(EchoFilter::new(b.queue))));
     let into = into.map(|end| {
         let (tx, rx) = mpsc::channel(b.queue);
         let mode = end.policy.mode;
@@ -223,6 +233,7 @@ fn start_one(plan: Plan, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
             upstream: up_tx.clone(),
             state: state.clone(),
             retry: Duration::from_secs(b.reconnect_max_s),
+            came_down: came_down.clone(),
         };
         actix_rt::spawn(local::forward_from(forwarder, stop.clone()));
     }
@@ -238,6 +249,7 @@ fn start_one(plan: Plan, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
         into,
         upstream: up_rx,
         echo: same_tenant.then(|| EchoFilter::new(b.queue)),
+        came_down,
         stop: stop.clone(),
     };
     actix_rt::spawn(async move {

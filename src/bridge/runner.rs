@@ -20,7 +20,7 @@ use wsplus_actors::protocol::{encode, Frame};
 use wsplus_actors::Delivery;
 
 use super::backoff::Backoff;
-use super::echo::EchoFilter;
+use super::echo::{EchoFilter, SharedFilter};
 use super::local::stopped;
 use super::state::{BridgeState, Counter};
 use crate::client::{ClientError, Closed, Dialer, Link, Outgoing};
@@ -54,6 +54,10 @@ pub struct Runner {
     pub upstream: mpsc::Receiver<Delivery>,
     /// Set when `into` and `from` are the same tenant: the no-echo rule.
     pub echo: Option<EchoFilter>,
+    /// Set in a cluster when `into` and `from` are the same tenant: frames
+    /// published locally, so the `from` member can recognise a copy of one
+    /// that another node's bridge of the same name published.
+    pub came_down: Option<SharedFilter>,
     /// Becomes true when the bridge must stop.
     pub stop: watch::Receiver<bool>,
 }
@@ -70,6 +74,7 @@ impl Runner {
             into,
             mut upstream,
             echo,
+            came_down,
             mut stop,
         } = self;
         let echo = echo.map(RefCell::new);
@@ -96,6 +101,7 @@ impl Runner {
                         state: &state,
                         into: into.as_ref(),
                         echo: echo.as_ref(),
+                        came_down: came_down.as_ref(),
                     };
                     let result = session.run(link, &mut upstream, stop.clone()).await;
                     state.set_connected(false);
@@ -150,6 +156,7 @@ struct Session<'a> {
     state: &'a BridgeState,
     into: Option<&'a IntoEnd>,
     echo: Option<&'a RefCell<EchoFilter>>,
+    came_down: Option<&'a SharedFilter>,
 }
 
 impl Session<'_> {
@@ -167,7 +174,7 @@ impl Session<'_> {
         .boxed_local();
         let outgoing = stream::poll_fn(|cx| upstream.poll_recv(cx)).map(|d| {
             if let Some(f) = self.echo {
-                f.borrow_mut().sent(&d);
+                f.borrow_mut().remember(&d);
             }
             self.state.bump(Counter::MessagesOut);
             Outgoing::Frame(d)
@@ -183,10 +190,13 @@ impl Session<'_> {
             return;
         };
         if let Some(f) = self.echo {
-            if f.borrow_mut().is_echo(&frame) {
+            if f.borrow_mut().take(&frame) {
                 self.state.bump(Counter::Echoes);
                 return;
             }
+        }
+        if let Some(f) = self.came_down {
+            f.borrow_mut().remember(&frame);
         }
         let delivery = encode(into.mode, frame, &into.stamp);
         match into.queue.try_send(delivery) {

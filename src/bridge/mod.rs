@@ -2,9 +2,9 @@
 //! local tenants.
 //!
 //! Each `[[bridges]]` entry runs as up to three tasks on the server's runtime:
-//! the connection loop ([`runner`]: dial with the shared client, reconnect with
+//! the connection loop (`runner.rs`: dial with the shared client, reconnect with
 //! backoff and full jitter), the `into` publisher and the `from` membership
-//! ([`local`]). Their queues are bounded; a full one drops and counts. Their
+//! (`local.rs`). Their queues are bounded; a full one drops and counts. Their
 //! state is in a [`BridgeRegistry`] the admin API and metrics read.
 //!
 //! Started with the server ([`prepare`] checks everything before anything

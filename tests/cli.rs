@@ -179,22 +179,68 @@ fn missing_config_file_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/wsplus.toml"));
 }
 
-#[test]
-fn serve_refuses_a_bad_config_before_binding() {
-    let port = free_port();
-    let cfg = temp_config(
-        "serve-bad",
-        &format!("[server]\nbind = \"127.0.0.1:{port}\"\n[[listeners]]\npath = \"/admin/x\"\n"),
-    );
+/// Runs `serve` on `config` (given the server port) while this test holds
+/// that port; expects exit code 1 and returns stderr.
+fn serve_with_port_taken(name: &str, config: impl FnOnce(u16) -> String) -> String {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let cfg = temp_config(name, &config(port));
     let out = bin()
         .args(["serve", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("listeners[0].path: must not start with /admin"));
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("nothing was bound");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A server that bound its port before finding a problem would report the
+/// port in use instead of the problem.
+fn assert_refused_before_binding(stderr: &str, problem: &[&str]) {
+    assert!(!stderr.contains("cannot bind"), "bound first: {stderr}");
+    for p in problem {
+        assert!(stderr.contains(p), "{p:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_config_before_binding() {
+    let stderr = serve_with_port_taken("serve-bad", |port| {
+        format!("[server]\nbind = \"127.0.0.1:{port}\"\n[[listeners]]\npath = \"/admin/x\"\n")
+    });
+    assert_refused_before_binding(&stderr, &["listeners[0].path: must not start with /admin"]);
+}
+
+/// A listener config on the server `port` with the given `[listeners.auth]` lines.
+fn one_listener(port: u16, auth: &str) -> String {
+    format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\n[admin]\nbind = \"127.0.0.1:0\"\n\
+         [[listeners]]\npath = \"/ws\"\n[listeners.auth]\n{auth}\n\
+         [listeners.tenant]\nfrom = \"static\"\nstatic_id = \"t\"\n"
+    )
+}
+
+#[test]
+fn serve_refuses_a_missing_secret_before_binding() {
+    let stderr = serve_with_port_taken("serve-nosecret", |port| {
+        one_listener(
+            port,
+            "mode = \"hs256\"\nsecret_env = \"WSPLUS_CLI_TEST_UNSET_SECRET\"",
+        )
+    });
+    assert_refused_before_binding(
+        &stderr,
+        &["listeners[0].auth", "WSPLUS_CLI_TEST_UNSET_SECRET"],
+    );
+}
+
+#[test]
+fn serve_reports_a_port_in_use() {
+    let stderr = serve_with_port_taken("serve-inuse", |port| one_listener(port, "mode = \"none\""));
+    assert!(
+        stderr.contains("server.bind / admin.bind: cannot bind"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

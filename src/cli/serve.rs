@@ -15,23 +15,21 @@ pub fn run(config: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sockets = match Sockets::bind(&settings) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "server.bind / admin.bind: cannot bind ({} / {}): {e}",
-                settings.server.bind, settings.admin.bind
-            );
-            return ExitCode::FAILURE;
-        }
-    };
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         // Installed before "listening on" is logged: a signal sent as soon as
         // the server says it listens must not hit the default action (exit
         // without a graceful shutdown).
         let signals = Signals::install();
-        let running = server::start(settings, source, sockets, crate::env::Env::process()).await?;
+        // Secrets, TLS files and bridges are checked before anything is bound.
+        let plan = server::Plan::new(settings.clone(), source, crate::env::Env::process())?;
+        let sockets = Sockets::bind(&settings).map_err(|e| {
+            server::StartError::Bind(format!(
+                "server.bind / admin.bind: cannot bind ({} / {}): {e}",
+                settings.server.bind, settings.admin.bind
+            ))
+        })?;
+        let running = plan.start(sockets).await?;
         announce(&running);
         let handle = running.shutdown_handle();
         signals.wait().await;

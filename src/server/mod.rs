@@ -67,6 +67,9 @@ pub enum StartError {
     /// A bridge (or the proxy) is unusable.
     #[error(transparent)]
     Bridge(#[from] BridgeError),
+    /// `server.bind` or `admin.bind` could not be bound.
+    #[error("{0}")]
+    Bind(String),
 }
 
 /// A running broker.
@@ -105,133 +108,179 @@ pub async fn start(
     sockets: Sockets,
     env: Env,
 ) -> Result<Running, StartError> {
-    let dev_default = source == Source::Default;
-    let workers = match settings.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let tls = tls::server_config(&settings.server)?;
-    let secure = tls.is_some();
-    let mut listeners = Vec::with_capacity(settings.listeners.len());
-    let mut by_path = HashMap::new();
-    let mut dev_tokens = Vec::new();
-    for (i, l) in settings.listeners.iter().enumerate() {
-        let auth = Arc::new(Authenticator::new(i, l, &env, dev_default)?);
-        if let Some(t) = auth.dev_token() {
-            dev_tokens.push((l.path.clone(), t));
+    Plan::new(settings, source, env)?.start(sockets).await
+}
+
+/// Everything the server needs that can fail without a socket: TLS files,
+/// secrets, JWKS fetchers, bridges and the admin token. `serve` builds it
+/// before binding, so a missing secret never leaves a port bound.
+pub struct Plan {
+    settings: Settings,
+    env: Env,
+    workers: usize,
+    tls: Option<rustls::ServerConfig>,
+    listeners: Vec<Listener>,
+    by_path: HashMap<String, wsplus_actors::ListenerId>,
+    dev_tokens: Vec<(String, String)>,
+    bridges: bridge::Prepared,
+}
+
+impl Plan {
+    /// Checks and builds what `settings` describe. Must run inside an actix
+    /// `System` (a jwks listener starts fetching its keys here).
+    pub fn new(settings: Settings, source: Source, env: Env) -> Result<Self, StartError> {
+        let dev_default = source == Source::Default;
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let tls = tls::server_config(&settings.server)?;
+        let mut listeners = Vec::with_capacity(settings.listeners.len());
+        let mut by_path = HashMap::new();
+        let mut dev_tokens = Vec::new();
+        for (i, l) in settings.listeners.iter().enumerate() {
+            let auth = Arc::new(Authenticator::new(i, l, &env, dev_default)?);
+            if let Some(t) = auth.dev_token() {
+                dev_tokens.push((l.path.clone(), t));
+            }
+            let policy = Arc::new(state::policy(i, l, &settings));
+            by_path.insert(l.path.clone(), policy.id);
+            listeners.push(Listener {
+                policy,
+                settings: l.clone(),
+                auth,
+                allowed_origins: l.allowed_origins.iter().cloned().collect(),
+            });
         }
-        let policy = Arc::new(state::policy(i, l, &settings));
-        by_path.insert(l.path.clone(), policy.id);
-        listeners.push(Listener {
-            policy,
-            settings: l.clone(),
-            auth,
-            allowed_origins: l.allowed_origins.iter().cloned().collect(),
+
+        let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
+        let bridges = bridge::prepare(&settings, &env, &policies)?;
+        Ok(Self {
+            settings,
+            env,
+            workers,
+            tls,
+            listeners,
+            by_path,
+            dev_tokens,
+            bridges,
+        })
+    }
+
+    /// Starts the actors and both HTTP servers on `sockets`.
+    pub async fn start(self, sockets: Sockets) -> Result<Running, StartError> {
+        let Self {
+            settings,
+            env,
+            workers,
+            tls,
+            listeners,
+            by_path,
+            dev_tokens,
+            bridges,
+        } = self;
+        let secure = tls.is_some();
+        let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
+        let counters = Arc::new(Counters::new(listeners.len()));
+        let rejections = Arc::new(Rejections::default());
+        let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let cluster = Arc::new(Cluster::start(&settings, &policies, counters.clone()).await?);
+        let broker = Broker::new(
+            policies,
+            counters.clone(),
+            BrokerConfig {
+                room_queue: settings.limits.room_queue,
+                broker_queue: settings.limits.room_queue,
+                max_sessions: settings.limits.max_connections,
+                arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
+                backplane: cluster.backplane(),
+            },
+        )
+        .start();
+        cluster.attach(&broker);
+        let bridge_registry = bridges.registry();
+        let bridge_tasks = bridges.start(&broker);
+
+        let app_state = web::Data::new(AppState {
+            cluster: cluster.clone(),
+            broker: broker.clone(),
+            counters: counters.clone(),
+            rejections: rejections.clone(),
+            listeners,
+            by_path,
+            metrics: settings.metrics.clone(),
+            bridges: bridge_registry.clone(),
         });
+        let grace = Duration::from_secs(settings.server.shutdown_grace_s);
+        let http_addr = sockets.http.local_addr()?;
+        let admin_addr = sockets.admin.local_addr()?;
+
+        let client_state = app_state.clone();
+        let demo = demo::Demo::from_settings(&settings);
+        let conn_limits = socket::ConnectionLimits::new(&settings.limits, workers);
+        let http = HttpServer::new(move || {
+            App::new()
+                .app_data(client_state.clone())
+                .wrap(access_log::logger())
+                .configure(assets::configure)
+                .configure(|cfg| demo::configure(cfg, demo))
+                .default_service(web::to(upgrade::upgrade))
+        })
+        .workers(workers)
+        .client_request_timeout(conn_limits.request_timeout)
+        .max_connections(conn_limits.per_worker)
+        .on_connect(socket::on_connect(conn_limits.send_timeout))
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs());
+        let http = match tls {
+            Some(config) => http.listen_rustls_0_23(sockets.http, config)?,
+            None => http.listen(sockets.http)?,
+        }
+        .run();
+
+        let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
+        let admin_cfg = web::Data::new(admin_cfg);
+        let admin_state = app_state.clone();
+        let admin_settings = settings.admin.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .app_data(admin_cfg.clone())
+                .wrap(actix_web::middleware::from_fn(admin::require_token))
+                .wrap(access_log::logger())
+                .configure(|cfg| admin::configure(cfg, &admin_settings))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs())
+        .listen(sockets.admin)?
+        .run();
+
+        let running = Running {
+            broker,
+            counters,
+            rejections,
+            http_addr,
+            admin_addr,
+            dev_tokens,
+            generated_admin_token,
+            secure,
+            cluster,
+            bridges: bridge_registry,
+            bridge_tasks,
+            http: http.handle(),
+            admin: admin.handle(),
+            grace,
+            _room_arbiters: room_arbiters,
+        };
+        actix_rt::spawn(http);
+        actix_rt::spawn(admin);
+        log::info!(
+            "listening on {http_addr}{} (admin on {admin_addr})",
+            if secure { " with TLS" } else { "" }
+        );
+        Ok(running)
     }
-
-    let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
-    let bridges = bridge::prepare(&settings, &env, &policies)?;
-
-    let counters = Arc::new(Counters::new(listeners.len()));
-    let rejections = Arc::new(Rejections::default());
-    let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-    let cluster = Arc::new(Cluster::start(&settings, &policies, counters.clone()).await?);
-    let broker = Broker::new(
-        policies,
-        counters.clone(),
-        BrokerConfig {
-            room_queue: settings.limits.room_queue,
-            broker_queue: settings.limits.room_queue,
-            max_sessions: settings.limits.max_connections,
-            arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
-            backplane: cluster.backplane(),
-        },
-    )
-    .start();
-    cluster.attach(&broker);
-    let bridge_registry = bridges.registry();
-    let bridge_tasks = bridges.start(&broker);
-
-    let app_state = web::Data::new(AppState {
-        cluster: cluster.clone(),
-        broker: broker.clone(),
-        counters: counters.clone(),
-        rejections: rejections.clone(),
-        listeners,
-        by_path,
-        metrics: settings.metrics.clone(),
-        bridges: bridge_registry.clone(),
-    });
-    let grace = Duration::from_secs(settings.server.shutdown_grace_s);
-    let http_addr = sockets.http.local_addr()?;
-    let admin_addr = sockets.admin.local_addr()?;
-
-    let client_state = app_state.clone();
-    let demo = demo::Demo::from_settings(&settings);
-    let conn_limits = socket::ConnectionLimits::new(&settings.limits, workers);
-    let http = HttpServer::new(move || {
-        App::new()
-            .app_data(client_state.clone())
-            .wrap(access_log::logger())
-            .configure(assets::configure)
-            .configure(|cfg| demo::configure(cfg, demo))
-            .default_service(web::to(upgrade::upgrade))
-    })
-    .workers(workers)
-    .client_request_timeout(conn_limits.request_timeout)
-    .max_connections(conn_limits.per_worker)
-    .on_connect(socket::on_connect(conn_limits.send_timeout))
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs());
-    let http = match tls {
-        Some(config) => http.listen_rustls_0_23(sockets.http, config)?,
-        None => http.listen(sockets.http)?,
-    }
-    .run();
-
-    let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
-    let admin_cfg = web::Data::new(admin_cfg);
-    let admin_state = app_state.clone();
-    let admin_settings = settings.admin.clone();
-    let admin = HttpServer::new(move || {
-        App::new()
-            .app_data(admin_state.clone())
-            .app_data(admin_cfg.clone())
-            .wrap(actix_web::middleware::from_fn(admin::require_token))
-            .wrap(access_log::logger())
-            .configure(|cfg| admin::configure(cfg, &admin_settings))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs())
-    .listen(sockets.admin)?
-    .run();
-
-    let running = Running {
-        broker,
-        counters,
-        rejections,
-        http_addr,
-        admin_addr,
-        dev_tokens,
-        generated_admin_token,
-        secure,
-        cluster,
-        bridges: bridge_registry,
-        bridge_tasks,
-        http: http.handle(),
-        admin: admin.handle(),
-        grace,
-        _room_arbiters: room_arbiters,
-    };
-    actix_rt::spawn(http);
-    actix_rt::spawn(admin);
-    log::info!(
-        "listening on {http_addr}{} (admin on {admin_addr})",
-        if secure { " with TLS" } else { "" }
-    );
-    Ok(running)
 }
 
 impl Running {

@@ -22,12 +22,10 @@ async fn an_untrusted_certificate_is_refused_and_the_listener_fails_closed() {
     // The server connects (twice: the start fetch and its first retry) but
     // never completes a request: the TLS handshake fails.
     let fake_ref = &fake;
-    eventually(WAIT, "two TLS attempts", || fake_ref.connections() >= 2).await;
+    eventually("two TLS attempts", async || fake_ref.connections() >= 2).await;
     assert_eq!(fake.requests(), 0);
     let admin = app.admin;
-    let (status, _) = tokio::task::spawn_blocking(move || http_get(admin, "/readyz"))
-        .await
-        .unwrap();
+    let (status, _) = http_get(admin, "/readyz").await;
     assert_eq!(status, 503);
     let token = rsa_keys()[0].token("rsa-a", &claims("acme"));
     let r = Ws::try_connect(&app.ws_url("/ws/jwks", Some(&token)))
@@ -65,9 +63,7 @@ async fn a_trusted_https_endpoint_serves_keys() {
     server.wait_log("jwks loaded", |l| l.contains("jwks loaded"));
     assert_eq!(fake.requests(), 1);
     let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let (status, _) = tokio::task::spawn_blocking(move || http_get(admin_addr, "/readyz"))
-        .await
-        .unwrap();
+    let (status, _) = http_get(admin_addr, "/readyz").await;
     assert_eq!(status, 200);
 
     let token = ec_keys()[0].token("ec-a", &claims("acme"));

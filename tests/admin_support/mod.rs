@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,20 +55,6 @@ pub async fn session_ids(app: &TestApp, tenant: &str) -> Vec<String> {
         .iter()
         .map(|s| s["id"].as_str().expect("id").to_owned())
         .collect()
-}
-
-/// Polls `check` until it returns true, failing after [`WAIT`] (for figures
-/// updated asynchronously, e.g. after a socket closed).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A request to the admin API; built with [`Req::new`] and its setters.

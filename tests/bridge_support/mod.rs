@@ -5,13 +5,11 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
 
 use serde_json::Value;
 use wsplus::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, Mode, Settings};
 
-use crate::common::{base_settings, token, TestApp, ADMIN_TOKEN, WAIT};
+use crate::common::{base_settings, poll_until, token, TestApp, ADMIN_TOKEN};
 
 /// The local listener bridges publish into and forward from.
 pub const PATH: &str = "/ws/events";
@@ -112,28 +110,6 @@ pub async fn bridge_view(app: &TestApp, name: &str) -> Value {
         .find(|b| b["name"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no bridge {name} in {list}"))
-}
-
-/// Calls `probe` until `done` holds for its answer (the state has no event to
-/// await); returns that answer. Fails after [`WAIT`], showing the last answer.
-pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F, done: impl Fn(&T) -> bool) -> T
-where
-    T: std::fmt::Debug,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = T>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = probe().await;
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not {what} within {WAIT:?}: last {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Polls the admin view of `name` until `check` holds; returns that view.

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsplus::settings::{ClusterBackend, Settings};
 
-use crate::common::{base_settings, free_port, ADMIN_TOKEN, SECRET, WAIT};
+use crate::common::{base_settings, eventually, free_port, http_get, ADMIN_TOKEN, SECRET, WAIT};
 
 /// Node lease in the tests: short, so a crashed node is forgotten quickly.
 pub const LEASE_S: u64 = 2;
@@ -108,48 +107,6 @@ pub fn node_settings(redis: &RedisServer, node_id: &str) -> Settings {
     s
 }
 
-/// `GET path` on `addr`; returns (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
-        .await
-        .expect("response timed out")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
-}
-
-/// Polls `check` until it returns true, failing after `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached within {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The real binary running one node, killed with SIGKILL on drop.
 pub struct ChildNode {
     /// Client traffic address.
@@ -198,7 +155,7 @@ impl ChildNode {
             child,
             dir,
         };
-        eventually("child node ready", WAIT, || async {
+        eventually("child node ready", || async {
             tokio::net::TcpStream::connect(admin).await.is_ok()
                 && http_get(admin, "/readyz").await.0 == 200
         })

@@ -395,3 +395,72 @@ impl IntoRequestCompat for &str {
         self.into_client_request().expect("valid url")
     }
 }
+
+/// Calls `probe` until `done` holds for its answer (for state that has no
+/// event to await) and returns that answer; fails after `limit`, showing the
+/// last answer.
+pub async fn poll_within<T: std::fmt::Debug>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let got = probe().await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not {what} within {limit:?}: last {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`poll_within`] [`WAIT`].
+pub async fn poll_until<T: std::fmt::Debug>(
+    what: &str,
+    probe: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    poll_within(WAIT, what, probe, done).await
+}
+
+/// Polls `check` until it returns true, failing after `limit`.
+pub async fn eventually_within(limit: Duration, what: &str, check: impl AsyncFnMut() -> bool) {
+    poll_within(limit, what, check, |ok| *ok).await;
+}
+
+/// Polls `check` until it returns true, failing after [`WAIT`].
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(WAIT, what, check).await;
+}
+
+/// `GET path` on `addr` over a plain HTTP/1.1 connection; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response timed out")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -185,19 +184,4 @@ pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
-}
-
-/// Polls `check` every 20 ms until it returns true; fails with `what` after [`WAIT`].
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

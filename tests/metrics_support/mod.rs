@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::admin_support::{Req, Response};
-use super::common::{ADMIN_TOKEN, WAIT};
+use super::common::{poll_until, ADMIN_TOKEN};
 
 /// `GET /metrics` on `admin` with `Authorization: Bearer <token>`, or with no
 /// `Authorization` header at all.
@@ -39,19 +39,7 @@ pub async fn wait_until(
     what: &str,
     check: impl Fn(&Exposition) -> bool,
 ) -> Exposition {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let m = scrape(admin).await;
-        if check(&m) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached within {WAIT:?}: {what}; last scrape {:?}",
-            m.samples
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until(what, async || scrape(admin).await, check).await
 }
 
 /// Scrapes until `name{labels}` equals `want`.

@@ -3,7 +3,7 @@
 //! Plain relaxed atomics: increments on the hot path cost one uncontended-ish
 //! atomic add, and readers (admin stats, Prometheus scrapes) never block writers.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::close::CloseCode;
@@ -93,10 +93,6 @@ fn this_thread_stripe() -> usize {
 /// Counters of one listener.
 #[derive(Debug, Default)]
 pub struct ListenerCounters {
-    /// Open connections (gauge).
-    pub connections: AtomicI64,
-    /// Live rooms (gauge).
-    pub rooms: AtomicI64,
     /// Messages accepted from clients.
     pub messages_in: StripedCounter,
     /// Messages pushed to recipients' queues (or written back in session scope).

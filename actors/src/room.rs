@@ -137,10 +137,6 @@ impl Actor for TenantRoom {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
-        self.counters
-            .listener(self.listener)
-            .rooms
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         log::debug!(
             "room started listener={} tenant={}",
             self.listener.0,
@@ -149,10 +145,6 @@ impl Actor for TenantRoom {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.counters
-            .listener(self.listener)
-            .rooms
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         log::debug!(
             "room stopped listener={} tenant={}",
             self.listener.0,

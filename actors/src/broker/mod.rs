@@ -17,7 +17,6 @@ mod origin;
 mod remote;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -207,10 +206,6 @@ impl Broker {
             self.deadlines.remove(key);
         }
         let listener = entry.info.listener;
-        self.counters
-            .listener(listener)
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
         let key = (listener, entry.info.tenant.clone());
         if let Some(room) = self.rooms.get_mut(&key) {
             room.members -= 1;
@@ -314,10 +309,6 @@ impl Broker {
             key
         });
 
-        self.counters
-            .listener(info.listener)
-            .connections
-            .fetch_add(1, Ordering::Relaxed);
         self.backplane().session_joined(&info);
         log::debug!("session joined tenant={} session={}", info.tenant, info.id);
         self.sessions.insert(

@@ -428,13 +428,7 @@ async fn the_configured_proxy_is_used_over_the_environment() {
     wait_sessions(&up, 2).await;
     hq.send_text("through the proxy").await;
     assert_eq!(client.recv_text().await, "through the proxy");
-    assert!(
-        proxy
-            .log()
-            .contains(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1")),
-        "{}",
-        proxy.log()
-    );
+    proxy.assert_tunnelled(&format!("127.0.0.1:{port}"));
 }
 
 /// While the upstream is down, local messages wait in the bounded queue; the

@@ -295,11 +295,12 @@ impl Problems {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::settings::load::from_toml_with_env;
 
-    fn problems(toml: &str) -> Vec<String> {
+    /// Every problem `validate` finds in `toml` (which must parse).
+    pub(in crate::settings) fn problems(toml: &str) -> Vec<String> {
         let s = from_toml_with_env(toml, Vec::new()).expect("parses");
         validate(&s)
     }

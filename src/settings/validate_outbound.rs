@@ -176,12 +176,7 @@ fn has_token_param(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::settings::load::from_toml_with_env;
-    use crate::settings::validate;
-
-    fn problems(toml: &str) -> Vec<String> {
-        let s = from_toml_with_env(toml, Vec::new()).expect("parses");
-        validate(&s)
-    }
+    use crate::settings::validate::tests::problems;
 
     #[test]
     fn a_good_bridge_and_proxy_pass() {

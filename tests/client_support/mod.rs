@@ -327,6 +327,15 @@ impl Tinyproxy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Fails unless the proxy's log shows a CONNECT to `target` (host:port).
+    pub fn assert_tunnelled(&self, target: &str) {
+        let log = self.log();
+        assert!(
+            log.contains(&format!("CONNECT {target} HTTP/1.1")),
+            "no CONNECT {target} in the proxy log:\n{log}"
+        );
+    }
 }
 
 impl Drop for Tinyproxy {

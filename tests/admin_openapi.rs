@@ -276,11 +276,10 @@ async fn real_responses_match_the_documented_schemas() {
             .json(&json!({"listener": EVENTS, "scope": "tenant", "payload": 1})),
         Req::new("POST", "/admin/v1/publish")
             .json(&json!({"listener": "/nope", "scope": "global", "payload": 1})),
-        Req::new("POST", "/admin/v1/publish").raw_body(Some("text/plain"), b"{}".to_vec()),
         Req::new("POST", "/admin/v1/publish")
             .raw_body(Some("application/json"), vec![b' '; 70_000]),
     ];
-    for (req, status) in bad.into_iter().zip([400, 404, 415, 413]) {
+    for (req, status) in bad.into_iter().zip([400, 404, 413]) {
         let res = req.send(&app).await;
         assert_eq!(res.status, status, "{}", res.body);
         conforms(&doc, &format!("publish ({status})"), publish, &res);

@@ -581,3 +581,66 @@ async fn a_kicked_membership_joins_again() {
     client.send_text("after the kick").await;
     assert_eq!(hq.recv_text().await, "after the kick");
 }
+
+/// `mode = "message"`: a local message goes upstream as delivered locally,
+/// the sender's verified `_session` included (a payload-mode upstream shows
+/// the frame as it arrived).
+#[actix_rt::test]
+async fn from_in_message_mode_sends_the_local_session_upstream() {
+    let up = upstream(Mode::Payload);
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.from = Some(local_end());
+    b.mode = Mode::Message;
+    let local = local_with(settings(Mode::Message), vec![b]);
+    let mut client = local.connect(PATH, TENANT).await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&local, 2).await;
+    wait_sessions(&up, 2).await;
+
+    client.send_text(r#"{"a":1}"#).await;
+    let mine = client.recv_json().await;
+    assert_eq!(mine["_session"]["type"], "websocket", "{mine}");
+    let up_frame: serde_json::Value = serde_json::from_str(&hq.recv_text().await).unwrap();
+    assert_eq!(
+        up_frame, mine,
+        "the upstream gets the message as delivered locally"
+    );
+    client.send_text("words").await;
+    let mine = client.recv_json().await;
+    let up_frame: serde_json::Value = serde_json::from_str(&hq.recv_text().await).unwrap();
+    assert_eq!(up_frame, mine);
+    assert_eq!(up_frame["payload"], "words");
+}
+
+/// `token_file` instead of `token_env`: the file's token (trailing newline
+/// dropped) is appended as `?token=` and the upstream accepts it.
+#[actix_rt::test]
+async fn a_token_file_authenticates_the_bridge() {
+    let up = upstream(Mode::Payload);
+    let dir = std::env::temp_dir().join(format!("wsplus-bridge-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hq.jwt");
+    std::fs::write(
+        &file,
+        format!("{}\n", token(UP_TENANT, Some("bridge-hq"), 3600)),
+    )
+    .unwrap();
+    let mut b = bridge(&up.ws_url(PATH, None));
+    b.token_env = None;
+    b.token_file = Some(file.display().to_string());
+    b.into = Some(local_end());
+    // The variable holds a token the upstream refuses: only the file can work.
+    let bad = wsplus::auth::mint::hs256(
+        "not-the-upstream-secret-0123456789",
+        &wsplus::auth::mint::Claims::new(UP_TENANT, Some("bridge"), 3600, "tenant_id"),
+    )
+    .unwrap();
+    let local = local_with_token(settings(Mode::Payload), vec![b], &bad);
+    let mut client = local.connect(PATH, TENANT).await;
+    wait_connected(&local, "hq").await;
+    let mut hq = up.connect(PATH, UP_TENANT).await;
+    wait_sessions(&up, 2).await;
+    hq.send_text("via the file's token").await;
+    assert_eq!(client.recv_text().await, "via the file's token");
+    assert_eq!(up.rejected("invalid_signature"), 0);
+}

@@ -556,6 +556,15 @@ mod tests {
         assert!(p.has_credentials());
         assert!(r.for_target("x", 1).is_none());
         assert_eq!(r.source(), "proxy.http_proxy");
+        // Configured https_proxy before configured http_proxy.
+        let cfg = ProxySettings {
+            https_proxy: Some("http://first:1".into()),
+            http_proxy: Some("http://second:2".into()),
+            ..Default::default()
+        };
+        let r = ProxyRules::resolve(&cfg, &env(&[])).unwrap();
+        assert_eq!(r.for_target("h", 1).unwrap().to_string(), "http://first:1");
+        assert_eq!(r.source(), "proxy.https_proxy");
     }
 
     #[test]

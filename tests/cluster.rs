@@ -429,3 +429,30 @@ async fn a_clean_stop_leaves_the_cluster_at_once() {
     assert!(!reg);
     assert_eq!(a.broker.send(GetStats).await.unwrap().connections, 0);
 }
+
+/// `cluster.timeout_ms` bounds an admin request: a node that holds a lease
+/// but never answers (here a member added to the node set by hand) delays
+/// the answer by that long, not by the default 2 s, and the answer has the
+/// figures of the nodes that did answer.
+#[tokio::test]
+async fn an_admin_request_waits_for_a_silent_node_at_most_timeout_ms() {
+    let redis = RedisServer::start();
+    let mut s = node_settings(&redis, "a");
+    s.cluster.timeout_ms = 200;
+    let a = TestApp::spawn(s);
+    let _a1 = a.connect("/ws/events", "acme").await;
+    let mut conn = redis.conn();
+    let (secs, _micros): (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("wsplus:nodes")
+        .arg((secs + 60) * 1000)
+        .arg("silent")
+        .query(&mut conn)
+        .unwrap();
+    let started = Instant::now();
+    let stats = a.broker.send(GetStats).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(stats.connections, 1, "{stats:?}");
+    assert!(took >= Duration::from_millis(200), "the silent node was not asked: {took:?}");
+    assert!(took < Duration::from_millis(1500), "waited longer than timeout_ms: {took:?}");
+}

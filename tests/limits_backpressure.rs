@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use wsplus_actors::broker::Snapshot;
 use wsplus_actors::counters::DropReason;
+use wsplus::settings::Settings;
 use wsplus_actors::CloseCode;
 
 const PATH: &str = "/ws/events";
@@ -24,6 +25,11 @@ const FLOOD: usize = 2000;
 
 /// Small outbound queues (64 messages, 1 MiB) and the given send timeout.
 fn flood_app(send_timeout_s: u64) -> TestApp {
+    flood_app_with(send_timeout_s, |_| {})
+}
+
+/// [`flood_app`] with further changes to its settings.
+fn flood_app_with(send_timeout_s: u64, change: impl FnOnce(&mut Settings)) -> TestApp {
     let mut s = base_settings();
     s.limits.send_timeout_s = send_timeout_s;
     s.listeners[0].session.max_connections_per_tenant = 4;
@@ -31,6 +37,7 @@ fn flood_app(send_timeout_s: u64) -> TestApp {
     s.listeners[0].max_message_bytes = 64 * 1024;
     s.limits.outbound_queue_messages = 64;
     s.limits.outbound_queue_bytes = 1 << 20;
+    change(&mut s);
     TestApp::spawn(s)
 }
 
@@ -173,4 +180,29 @@ async fn a_consumer_that_never_reads_again_is_aborted_after_the_send_timeout() {
     let mut again = open(&app, PATH, "acme").await;
     send_text(&mut again, "back").await;
     assert_eq!(recv_text(&mut again).await, "back");
+}
+
+/// `server.shutdown_grace_s` bounds the shutdown: a session frozen behind a
+/// consumer that stopped reading (its close frame cannot be written) holds it
+/// for the grace period, no longer (the send timeout is far away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_frozen_session_at_most_the_grace_period() {
+    let app = flood_app_with(60, |s| s.server.shutdown_grace_s = 1);
+    let _slow = flood_past_a_slow_consumer(&app).await;
+    app.wait_snapshot(Snapshot {
+        sessions: 1,
+        rooms: 1,
+        timers: 1,
+    })
+    .await;
+    let handle = app.shutdown_handle();
+    let t0 = std::time::Instant::now();
+    tokio::time::timeout(WAIT, handle.shutdown())
+        .await
+        .expect("shutdown finished");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(1), "the frozen session did not hold it: {took:?}");
+    // One grace for the sessions, at most one more for the HTTP server's own
+    // graceful stop; the test support's default grace (5 s) would exceed it.
+    assert!(took < Duration::from_millis(4500), "{took:?}");
 }

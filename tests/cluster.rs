@@ -453,6 +453,12 @@ async fn an_admin_request_waits_for_a_silent_node_at_most_timeout_ms() {
     let stats = a.broker.send(GetStats).await.unwrap();
     let took = started.elapsed();
     assert_eq!(stats.connections, 1, "{stats:?}");
-    assert!(took >= Duration::from_millis(200), "the silent node was not asked: {took:?}");
-    assert!(took < Duration::from_millis(1500), "waited longer than timeout_ms: {took:?}");
+    assert!(
+        took >= Duration::from_millis(200),
+        "the silent node was not asked: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "waited longer than timeout_ms: {took:?}"
+    );
 }

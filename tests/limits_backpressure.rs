@@ -14,9 +14,9 @@ use futures_util::{SinkExt, StreamExt};
 use limits_support::*;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
+use wsplus::settings::Settings;
 use wsplus_actors::broker::Snapshot;
 use wsplus_actors::counters::DropReason;
-use wsplus::settings::Settings;
 use wsplus_actors::CloseCode;
 
 const PATH: &str = "/ws/events";
@@ -201,7 +201,10 @@ async fn shutdown_waits_for_a_frozen_session_at_most_the_grace_period() {
         .await
         .expect("shutdown finished");
     let took = t0.elapsed();
-    assert!(took >= Duration::from_secs(1), "the frozen session did not hold it: {took:?}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "the frozen session did not hold it: {took:?}"
+    );
     // One grace for the sessions, at most one more for the HTTP server's own
     // graceful stop; the test support's default grace (5 s) would exceed it.
     assert!(took < Duration::from_millis(4500), "{took:?}");

@@ -3,7 +3,8 @@
 //!
 //! Served as OpenMetrics text (`application/openmetrics-text; version=1.0.0`),
 //! the format prometheus-client writes and Prometheus (2.5+) prefers when it
-//! scrapes. Nothing is computed on the message path: each scrape reads the
+//! scrapes, or as the classic Prometheus text format 0.0.4 to clients that do
+//! not ask for OpenMetrics (`format.rs`). Nothing is computed on the message path: each scrape reads the
 //! lock-free counters the actors already keep, and asks the Broker for its live
 //! figures with one actor message ([`GetLoad`]).
 //!
@@ -23,11 +24,13 @@
 mod bridges;
 mod cluster;
 pub mod family;
+pub mod format;
 mod handshake;
 mod load;
 mod traffic;
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::ACCEPT;
+use actix_web::{web, HttpRequest, HttpResponse};
 use prometheus_client::collector::Collector;
 use prometheus_client::registry::Registry;
 use wsplus_actors::broker::{GetLoad, Load};
@@ -35,22 +38,25 @@ use wsplus_actors::broker::{GetLoad, Load};
 use crate::admin::error::{resource, ApiError};
 use crate::server::state::AppState;
 
-/// The `Content-Type` of a scrape.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use format::Format;
 
 /// Registers `GET /metrics`; mounted by `admin::protected`, behind the token.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/metrics").route(web::get().to(scrape)));
 }
 
-async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     let m = &state.metrics;
     let ask = GetLoad {
         top_tenants: m.tenant_labels.then_some(m.tenant_series),
     };
     let load = state.broker.send(ask).await?;
-    let body = render(collectors(&state, load));
-    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body))
+    let body = format.body(render(collectors(&state, load)));
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .body(body))
 }
 
 /// Every source of a scrape, given the Broker's answer. The one place to add one.

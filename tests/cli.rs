@@ -211,6 +211,27 @@ fn serve_refuses_a_bad_config_before_binding() {
     assert_refused_before_binding(&stderr, &["listeners[0].path: must not start with /admin"]);
 }
 
+/// `serve` is the default command, so `wsplus --config FILE` serves FILE.
+#[test]
+fn config_without_a_subcommand_is_served() {
+    let cfg = temp_config(
+        "toplevel",
+        "[[listeners]]\npath = \"/admin/x\"\n[[listeners]]\npath = \"nope\"\n",
+    );
+    let out = bin().arg("--config").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "listeners[0].path: must not start with /admin\nlisteners[1].path: must start with /\n"
+    );
+    // A subcommand's flags stay its own.
+    let out = bin()
+        .args(["--config", "x.toml", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// A listener config on the server `port` with the given `[listeners.auth]` lines.
 fn one_listener(port: u16, auth: &str) -> String {
     format!(

@@ -12,8 +12,17 @@ use clap::{Parser, Subcommand};
 
 /// wsplus: a tenant-isolated WebSocket pub/sub broker.
 #[derive(Debug, Parser)]
-#[command(name = "wsplus", version, about)]
+#[command(
+    name = "wsplus",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Configuration file for `serve` when no subcommand is given
+    /// (`wsplus --config FILE` is `wsplus serve --config FILE`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,7 +52,10 @@ pub enum Command {
 impl Cli {
     /// Runs the chosen subcommand and returns the process exit code.
     pub fn run(self) -> std::process::ExitCode {
-        match self.command.unwrap_or(Command::Serve { config: None }) {
+        let command = self.command.unwrap_or(Command::Serve {
+            config: self.config,
+        });
+        match command {
             Command::Serve { config } => serve::run(config.as_deref()),
             Command::Token(args) => token::run(args),
             Command::Connect(args) => connect::run(args),

@@ -149,6 +149,97 @@ fn parse_errors_name_the_key() {
     }
 }
 
+/// Keys that cannot be read and keys that fail validation are all reported
+/// in one run, one line each; a defaulted key adds no line of its own.
+#[test]
+fn unreadable_and_invalid_keys_are_all_reported_at_once() {
+    let cfg = temp_config(
+        "mixed",
+        r#"
+[server]
+workers = "many"
+bogus = 1
+[[listeners]]
+path = "/debug/ws/x"
+mode = "loud"
+scope = "planet"
+[listeners.auth]
+mode = "basic"
+[[listeners]]
+path = "nope"
+[listeners.session]
+on_rate_limit = "explode"
+"#,
+    );
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    for want in [
+        "server.workers: invalid type: string \"many\", expected an integer",
+        "server.bogus: unknown key",
+        "listeners[0].mode: unknown value \"loud\", expected one of payload, message",
+        "listeners[0].scope: unknown value \"planet\", expected one of session, tenant, global",
+        "listeners[0].auth.mode: unknown value \"basic\", expected one of none, hs256, jwks",
+        "listeners[1].session.on_rate_limit: unknown value \"explode\", expected one of drop, close",
+        "listeners[0].path: must not start with /debug/ws",
+        "listeners[1].path: must start with /",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), 8, "{stderr}");
+}
+
+/// Array elements are addressed by index: `WSPLUS__LISTENERS__0__PATH`.
+#[test]
+fn env_overrides_reach_listener_keys_by_index() {
+    let out = bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .env("WSPLUS__LISTENERS__0__PATH", "/ws/from-env")
+        .env("WSPLUS__LISTENERS__0__SCOPE", "global")
+        .env("WSPLUS__LISTENERS__0__AUTH__LEEWAY_S", "7")
+        .env(
+            "WSPLUS__LISTENERS__0__ALLOWED_ORIGINS__0",
+            "https://a.example",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "path = \"/ws/from-env\"",
+        "scope = \"global\"",
+        "leeway_s = 7",
+        "allowed_origins = [\"https://a.example\"]",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+    // A second listener can be added from the environment alone.
+    let out = bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .env("WSPLUS__LISTENERS__1__PATH", "/debug/ws/nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "listeners[1].path: must not start with /debug/ws\n"
+    );
+}
+
 #[test]
 fn env_overrides_apply_and_bad_ones_are_reported() {
     let out = bin()

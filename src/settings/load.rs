@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Settings;
+use super::{env_overrides, Settings};
 
 /// The embedded default configuration (`config/default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
@@ -70,50 +70,122 @@ pub fn load(path: Option<&Path>) -> Result<(Settings, Source), LoadError> {
 
 /// Parses TOML text and applies `WSPLUS__SECTION__KEY` overrides taken from
 /// `env` (passed in so tests need not touch the process environment).
+///
+/// Every problem is reported, one line each: a key that cannot be read is
+/// reported and left at its default so that the rest of the file is still
+/// read, and what could be read is then validated too (without the lines a
+/// defaulted key would cause).
 pub fn from_toml_with_env(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, LoadError> {
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("WSPLUS__"))
-        .collect();
-    let built = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix("WSPLUS")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(env)),
-        )
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml));
+    for o in env_overrides::parse(env).map_err(LoadError::Invalid)? {
+        builder = builder
+            .set_override(&o.path, o.value)
+            .map_err(|e| LoadError::Invalid(vec![format!("{}: {e}", o.var)]))?;
+    }
+    let root: config::Value = builder
         .build()
+        .and_then(config::Config::try_deserialize)
         .map_err(|e| LoadError::Invalid(vec![format!("config: {e}")]))?;
-    serde_path_to_error::deserialize::<_, Settings>(built).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        // The config crate appends its own (less precise) key; the path above is exact.
-        let inner = match inner.find(" for key `") {
-            Some(i) => inner[..i].to_owned(),
-            None => inner,
-        };
-        let inner = inner.replace("unknown field", "unknown key");
-        let inner = match (
-            inner.contains("does not have variant constructor"),
-            allowed_values(&path),
-        ) {
-            (true, Some(allowed)) => {
-                let given = inner.rsplit(' ').next().unwrap_or_default();
-                format!("unknown value {given:?}, expected one of {allowed}")
+    deserialize_all(root).map_err(LoadError::Invalid)
+}
+
+/// Deserializes `root`, collecting every key that cannot be read (see
+/// [`from_toml_with_env`]).
+fn deserialize_all(mut root: config::Value) -> Result<Settings, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut defaulted: Vec<String> = Vec::new();
+    loop {
+        match serde_path_to_error::deserialize::<_, Settings>(root.clone()) {
+            Ok(settings) if problems.is_empty() => return Ok(settings),
+            Ok(settings) => {
+                problems.sort();
+                problems.extend(
+                    super::validate(&settings)
+                        .into_iter()
+                        .filter(|line| !defaulted.iter().any(|key| line.contains(key.as_str()))),
+                );
+                return Err(problems);
             }
-            _ => inner,
+            Err(e) => {
+                let key = e.path().to_string();
+                if defaulted.contains(&key) {
+                    problems.sort();
+                    return Err(problems);
+                }
+                let removed = remove(&mut root, e.path());
+                problems.push(describe(&key, &e.into_inner().to_string()));
+                if !removed {
+                    problems.sort();
+                    return Err(problems);
+                }
+                defaulted.push(key);
+            }
+        }
+    }
+}
+
+/// One problem line for the key at `path` from the deserializer's message.
+fn describe(path: &str, inner: &str) -> String {
+    // The config crate appends its own (less precise) key; the path is exact.
+    let inner = match inner.find(" for key `") {
+        Some(i) => &inner[..i],
+        None => inner,
+    };
+    let inner = inner.replace("unknown field", "unknown key");
+    let inner = match (
+        inner.contains("does not have variant constructor"),
+        allowed_values(path),
+    ) {
+        (true, Some(allowed)) => {
+            let given = inner.rsplit(' ').next().unwrap_or_default();
+            format!("unknown value {given:?}, expected one of {allowed}")
+        }
+        _ => inner,
+    };
+    if path == "." {
+        format!("config: {inner}")
+    } else {
+        format!("{path}: {inner}")
+    }
+}
+
+/// Takes the value at `path` out of `root` so that its default applies: a key
+/// is removed from its table, an array element becomes an empty table.
+/// `false` when there is nothing (more) to take out.
+fn remove(root: &mut config::Value, path: &serde_path_to_error::Path) -> bool {
+    use config::ValueKind;
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut node = root;
+    for segment in parents {
+        let child = match (segment, &mut node.kind) {
+            (Segment::Map { key }, ValueKind::Table(map)) => map.get_mut(key),
+            (Segment::Seq { index }, ValueKind::Array(items)) => items.get_mut(*index),
+            _ => None,
         };
-        LoadError::Invalid(vec![if path == "." {
-            format!("config: {inner}")
-        } else {
-            format!("{path}: {inner}")
-        }])
-    })
+        match child {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    match (last, &mut node.kind) {
+        (Segment::Map { key }, ValueKind::Table(map)) => map.remove(key).is_some(),
+        (Segment::Seq { index }, ValueKind::Array(items)) => match items.get_mut(*index) {
+            Some(item) if !matches!(&item.kind, ValueKind::Table(t) if t.is_empty()) => {
+                *item = config::Map::<String, config::Value>::new().into();
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// The accepted values of an enum-valued key, for error messages.

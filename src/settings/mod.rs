@@ -3,6 +3,7 @@
 //! whole before anything binds. Secrets never live here: only the names of the
 //! environment variables or files that hold them.
 
+mod env_overrides;
 mod load;
 mod metrics;
 mod outbound;

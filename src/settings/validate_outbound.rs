@@ -255,7 +255,8 @@ heartbeat_s = 4000
 
     #[test]
     fn unknown_auth_value_names_the_key() {
-        let toml = "[[bridges]]\nname = \"x\"\nurl = \"ws://h/\"\nauth = \"basic\"\n";
+        let toml = "[[bridges]]\nname = \"x\"\nurl = \"ws://h/\"\nauth = \"basic\"\n\
+                    into = { listener = \"/ws/events\", tenant = \"t\" }\n";
         let e = from_toml_with_env(toml, Vec::new())
             .unwrap_err()
             .to_string();

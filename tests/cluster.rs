@@ -13,6 +13,7 @@ use wsplus::settings::{Mode, Scope};
 use wsplus_actors::broker::{
     GetSession, GetStats, Kick, KickTenant, ListSessions, ListTenants, Publish, Target,
 };
+use wsplus_actors::counters::DropReason;
 use wsplus_actors::{CloseCode, Delivery, ListenerId, SessionId, TenantId};
 
 /// Listeners of every node: tenant scope at /ws/events, global at /ws/all,
@@ -461,4 +462,54 @@ async fn an_admin_request_waits_for_a_silent_node_at_most_timeout_ms() {
         took < Duration::from_millis(1500),
         "waited longer than timeout_ms: {took:?}"
     );
+}
+
+/// `cluster.queue` bounds what waits for Redis: while Redis holds writes
+/// (`CLIENT PAUSE ... WRITE`, short of `timeout_ms`), messages beyond the
+/// queue are dropped and counted as `backplane`; the local sender still gets
+/// every one of them.
+#[tokio::test]
+async fn messages_beyond_cluster_queue_are_dropped_and_counted_while_redis_stalls() {
+    const SENT: usize = 200;
+    let redis = RedisServer::start();
+    let mut s = node_settings(&redis, "a");
+    s.cluster.queue = 16;
+    s.cluster.lease_s = 15;
+    s.cluster.timeout_ms = 10_000;
+    let a = TestApp::spawn(s);
+    let mut a1 = a.connect("/ws/events", "acme").await;
+    a1.send_text("warm-up").await;
+    assert_eq!(a1.recv_text().await, "warm-up");
+    let lost = || a.counters.dropped(DropReason::Backplane);
+    assert_eq!(lost(), 0);
+
+    let mut conn = redis.conn();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2000)
+        .arg("WRITE")
+        .query(&mut conn)
+        .unwrap();
+    let paused = Instant::now();
+    for i in 0..SENT {
+        a1.send_text(&format!("m{i}")).await;
+    }
+    for i in 0..SENT {
+        assert_eq!(a1.recv_text().await, format!("m{i}"));
+    }
+    assert!(
+        paused.elapsed() < Duration::from_millis(1500),
+        "too slow to fill the queue during the pause: {:?}",
+        paused.elapsed()
+    );
+    // At most the queue and the batch stalled in the writer got through.
+    let dropped = lost();
+    assert!(
+        dropped as usize >= SENT - 16 - 64,
+        "{dropped} of {SENT} dropped"
+    );
+    let () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut conn)
+        .unwrap();
 }

@@ -357,9 +357,20 @@ fn serve_reports_a_port_in_use() {
 
 #[tokio::test]
 async fn sigterm_closes_sessions_with_1001_and_exits_0() {
+    signal_closes_sessions_with_1001_and_exits_0("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_closes_sessions_with_1001_and_exits_0() {
+    signal_closes_sessions_with_1001_and_exits_0("INT").await;
+}
+
+/// DESIGN §8: on `signal` the server stops accepting, closes every session
+/// with 1001 and exits 0 within `shutdown_grace_s`.
+async fn signal_closes_sessions_with_1001_and_exits_0(signal: &str) {
     let (port, admin) = (free_port(), free_port());
     let cfg = temp_config(
-        "serve",
+        &format!("serve-{signal}"),
         &format!(
             r#"
 [server]
@@ -404,19 +415,25 @@ static_id = "public"
     assert_eq!(a.recv_text().await, "hi");
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     assert_eq!(a.recv_close().await.0, 1001);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // No new session is accepted while shutting down.
+    let url = format!("ws://127.0.0.1:{port}/ws/events");
+    let late = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
+        .await
+        .expect("a late handshake is answered or refused at once");
+    assert!(late.is_err(), "a session was accepted after SIGINT/SIGTERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "server did not exit within the grace period"
+            "server did not exit within shutdown_grace_s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

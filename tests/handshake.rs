@@ -1,0 +1,119 @@
+//! DESIGN §5 row by row, in its order: a request that fails several checks is
+//! refused by the first one, with that row's status and a JSON body of exactly
+//! `{"error", "reason"}`.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ORIGIN: &str = "https://app.example.com";
+const EVIL: &str = "https://evil.example.com";
+
+/// `/ws/events` with an origin list and a cap of one session per tenant.
+fn app() -> TestApp {
+    let mut s = base_settings();
+    s.listeners[0].allowed_origins = vec![ORIGIN.into()];
+    s.listeners[0].session.max_connections_per_tenant = 1;
+    TestApp::spawn(s)
+}
+
+/// An HS256 token with exactly `claims`, signed with `secret`.
+fn signed(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Opens `path_query` with `origin`; the refusal's status and parsed body.
+async fn refusal(app: &TestApp, path_query: &str, origin: &str) -> (u16, Value) {
+    let mut req = format!("ws://{}{path_query}", app.http)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", origin.parse().expect("header value"));
+    let r = Ws::try_connect_request(req)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{path_query} with Origin {origin} was accepted"));
+    let body: Value = serde_json::from_str(&r.body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", r.body));
+    (r.status, body)
+}
+
+#[tokio::test]
+async fn each_row_refuses_in_the_design_order_with_its_status_and_reason() {
+    let app = app();
+    let held = {
+        let mut req = format!("ws://{}/ws/events?token={}", app.http, token("acme", None, 600))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
+        Ws::try_connect_request(req)
+            .await
+            .expect("first session of acme")
+    };
+    // Every token below also fails the rows after its own.
+    let forged = signed(&json!({"exp": now() - 60}), "not-the-secret");
+    let expired = signed(&json!({"exp": now() - 60}), SECRET);
+    let tenantless = signed(&json!({"exp": now() + 600}), SECRET);
+    let at_cap = token("acme", None, 600);
+    let rows: [(&str, String, &str, u16, &str); 7] = [
+        ("no listener", "/ws/nowhere".into(), EVIL, 404, "not_found"),
+        ("origin", "/ws/events".into(), EVIL, 403, "origin"),
+        ("no token", "/ws/events".into(), ORIGIN, 401, "missing_token"),
+        (
+            "signature",
+            format!("/ws/events?token={forged}"),
+            ORIGIN,
+            401,
+            "invalid_signature",
+        ),
+        (
+            "exp",
+            format!("/ws/events?token={expired}"),
+            ORIGIN,
+            401,
+            "expired",
+        ),
+        (
+            "tenant",
+            format!("/ws/events?token={tenantless}"),
+            ORIGIN,
+            401,
+            "invalid_tenant",
+        ),
+        (
+            "cap",
+            format!("/ws/events?token={at_cap}"),
+            ORIGIN,
+            429,
+            "tenant_limit",
+        ),
+    ];
+    for (row, path_query, origin, status, reason) in rows {
+        let (got, body) = refusal(&app, &path_query, origin).await;
+        assert_eq!(got, status, "{row}: {body}");
+        assert_eq!(body["reason"], reason, "{row}: {body}");
+        assert!(body["error"].is_string(), "{row}: {body}");
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(2),
+            "{row}: exactly error and reason: {body}"
+        );
+        assert_eq!(app.rejected(reason), 1, "{row}: counted once as {reason}");
+    }
+    held.close().await;
+}

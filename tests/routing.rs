@@ -182,3 +182,42 @@ async fn a_message_published_right_after_101_reaches_the_new_client() {
     drop(old);
     app.wait_snapshot(Snapshot::default()).await;
 }
+
+/// Message mode: only a text frame holding a JSON object is the message; every
+/// other frame — non-JSON text, JSON that is not an object, any binary frame
+/// (a JSON object too) — is delivered, as a text frame, as
+/// `{"payload": "<the frame as a string>", "_session": ...}`.
+#[tokio::test]
+async fn message_mode_wraps_every_other_frame_as_a_string_payload() {
+    use tokio_tungstenite::tungstenite::Message;
+    let mut s = base_settings();
+    s.listeners[0].mode = Mode::Message;
+    let app = TestApp::spawn(s);
+    let mut a = app.connect("/ws/events", "acme").await;
+    let cases: [(Message, &str); 7] = [
+        (Message::text("plain words"), "plain words"),
+        (Message::text("[1,2]"), "[1,2]"),
+        (Message::text(r#""a string""#), r#""a string""#),
+        (Message::text("42"), "42"),
+        (Message::text("null"), "null"),
+        (Message::text(r#"{"a":1}{"b":2}"#), r#"{"a":1}{"b":2}"#),
+        (Message::binary(br#"{"a":1}"#.to_vec()), r#"{"a":1}"#),
+    ];
+    for (frame, want) in cases {
+        a.send(frame).await;
+        let text = match a.next_message().await {
+            Message::Text(t) => t.to_string(),
+            other => panic!("{want}: expected a text frame, got {other:?}"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let obj = v.as_object().unwrap();
+        assert_eq!(v["payload"], want, "{text}");
+        assert_eq!(obj.len(), 2, "payload and _session only: {text}");
+        assert_eq!(v["_session"]["tenantId"], "acme");
+    }
+    // A JSON object is the message itself, its keys kept.
+    a.send_text(r#" {"a":1} "#).await;
+    let v = a.recv_json().await;
+    assert_eq!(v["a"], 1);
+    assert!(v.get("payload").is_none(), "{v}");
+}

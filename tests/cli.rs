@@ -197,6 +197,62 @@ on_rate_limit = "explode"
     assert_eq!(lines.len(), 8, "{stderr}");
 }
 
+/// `check-config` shows where secrets come from, never a secret: credentials
+/// in URLs (from the file or the environment) are redacted, and the values of
+/// the variables it names are not read into the output.
+#[test]
+fn check_config_redacts_every_secret() {
+    let cfg = temp_config(
+        "redact",
+        r#"
+[[listeners]]
+path = "/ws/jwks"
+[listeners.auth]
+mode = "jwks"
+jwks_uri = "https://svc:jwks-pass@idp.example/jwks?api_key=jwks-key"
+[cluster]
+backend = "redis"
+[proxy]
+https_proxy = "http://alice:proxy-pass@proxy.example:3128"
+"#,
+    );
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env(
+            "WSPLUS__CLUSTER__REDIS_URL",
+            "redis://:redis-pass@127.0.0.1:6379/",
+        )
+        .env("WSPLUS_JWT_SECRET", "jwt-secret-value")
+        .env("WSPLUS_ADMIN_TOKEN", "admin-token-value")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for secret in [
+        "jwks-pass",
+        "jwks-key",
+        "redis-pass",
+        "proxy-pass",
+        "jwt-secret-value",
+        "admin-token-value",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    for shown in [
+        "redis_url = \"redis://[redacted]@127.0.0.1:6379/\"",
+        "jwks_uri = \"https://[redacted]@idp.example/jwks?[redacted]\"",
+        "https_proxy = \"http://alice:[redacted]@proxy.example:3128\"",
+        "token_env = \"WSPLUS_ADMIN_TOKEN\"",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
+    }
+}
+
 /// Array elements are addressed by index: `WSPLUS__LISTENERS__0__PATH`.
 #[test]
 fn env_overrides_reach_listener_keys_by_index() {

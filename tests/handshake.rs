@@ -57,9 +57,13 @@ async fn refusal(app: &TestApp, path_query: &str, origin: &str) -> (u16, Value) 
 async fn each_row_refuses_in_the_design_order_with_its_status_and_reason() {
     let app = app();
     let held = {
-        let mut req = format!("ws://{}/ws/events?token={}", app.http, token("acme", None, 600))
-            .into_client_request()
-            .unwrap();
+        let mut req = format!(
+            "ws://{}/ws/events?token={}",
+            app.http,
+            token("acme", None, 600)
+        )
+        .into_client_request()
+        .unwrap();
         req.headers_mut().insert("Origin", ORIGIN.parse().unwrap());
         Ws::try_connect_request(req)
             .await
@@ -73,7 +77,13 @@ async fn each_row_refuses_in_the_design_order_with_its_status_and_reason() {
     let rows: [(&str, String, &str, u16, &str); 7] = [
         ("no listener", "/ws/nowhere".into(), EVIL, 404, "not_found"),
         ("origin", "/ws/events".into(), EVIL, 403, "origin"),
-        ("no token", "/ws/events".into(), ORIGIN, 401, "missing_token"),
+        (
+            "no token",
+            "/ws/events".into(),
+            ORIGIN,
+            401,
+            "missing_token",
+        ),
         (
             "signature",
             format!("/ws/events?token={forged}"),

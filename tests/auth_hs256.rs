@@ -663,19 +663,21 @@ async fn a_static_tenant_overrides_any_claim() {
 }
 
 /// `leeway_s` to the second: each token is minted right before its handshake,
-/// with one second of margin for the clock ticking in between.
+/// and every row holds whether or not the clock ticks in between (`exp` must
+/// be in the future: `exp + leeway == now` is expired, `nbf + leeway == now`
+/// is valid).
 #[tokio::test]
 async fn leeway_boundaries_to_the_second() {
     let app = app();
     // (path, claim changes relative to now, accepted?)
     type Row = (&'static str, fn(i64) -> Value, bool);
     let rows: [Row; 8] = [
-        ("/ws/events", |t| json!({"exp": t}), true),
-        ("/ws/events", |t| json!({"exp": t - 2}), false),
+        ("/ws/events", |t| json!({"exp": t + 2}), true),
+        ("/ws/events", |t| json!({"exp": t}), false),
         ("/ws/events", |t| json!({"nbf": t}), true),
         ("/ws/events", |t| json!({"nbf": t + 2}), false),
-        ("/ws/leeway", |t| json!({"exp": t - 29}), true),
-        ("/ws/leeway", |t| json!({"exp": t - 31}), false),
+        ("/ws/leeway", |t| json!({"exp": t - 28}), true),
+        ("/ws/leeway", |t| json!({"exp": t - 30}), false),
         ("/ws/leeway", |t| json!({"nbf": t + 29}), true),
         ("/ws/leeway", |t| json!({"nbf": t + 32}), false),
     ];

@@ -8,8 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use auth_support::now;
+use auth_support::{claims, hmac, now, sign, with};
 use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
 use wsplus::settings::OnTokenExpiry;
 use wsplus_actors::broker::Snapshot;
 
@@ -125,4 +127,55 @@ async fn many_short_sessions_leave_no_timers_behind() {
         }
         app.wait_snapshot(Snapshot::default()).await;
     }
+}
+
+/// A token for tenant `acme` with `exp` given as any JSON number.
+fn token_with_exp(exp: serde_json::Value) -> String {
+    sign(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &with(claims("acme"), json!({ "exp": exp })),
+        &hmac(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+}
+
+/// RFC 7519's NumericDate may have a fraction: such an `exp` is a deadline
+/// like any other (it used to leave the session without one).
+#[tokio::test]
+async fn a_fractional_exp_closes_with_4001_too() {
+    let app = app();
+    let exp = now() as f64 + 2.5;
+    let mut ws = Ws::connect(&app.ws_url("/ws/events", Some(&token_with_exp(json!(exp))))).await;
+    assert_eq!(app.snapshot().await.timers, 1);
+    assert_eq!(ws.recv_close().await.0, 4001);
+    assert!(now() as f64 >= exp.floor(), "closed before exp");
+    app.wait_snapshot(Snapshot::default()).await;
+}
+
+/// `exp` must be in the future: `exp == now` is already expired (RFC 7519:
+/// the current time must be before it).
+#[tokio::test]
+async fn exp_equal_to_now_is_expired() {
+    let app = app();
+    let refused = Ws::try_connect(&app.ws_url("/ws/events", Some(&token_with_exp(json!(now())))))
+        .await
+        .err()
+        .expect("exp == now is refused");
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("\"expired\""), "{}", refused.body);
+}
+
+/// An `exp` too far away for the clock to represent is no deadline at all,
+/// and neither refuses the token nor upsets the server.
+#[tokio::test]
+async fn an_exp_beyond_the_clock_is_accepted_without_a_deadline() {
+    let app = app();
+    for exp in [json!(10_000_000_000_000_000_000u64), json!(1e19)] {
+        let mut ws = Ws::connect(&app.ws_url("/ws/events", Some(&token_with_exp(exp)))).await;
+        ws.send_text("alive").await;
+        assert_eq!(ws.recv_text().await, "alive");
+        assert_eq!(app.snapshot().await.timers, 0);
+        ws.close().await;
+    }
+    app.wait_snapshot(Snapshot::default()).await;
 }

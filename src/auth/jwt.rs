@@ -76,6 +76,12 @@ impl ClaimRules {
             .ok_or(AuthError::AlgorithmNotAllowed)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(map_error)?;
+        // jsonwebtoken accepts `exp == now` (and rounds a fractional `exp`);
+        // DESIGN §5 wants `exp` in the future (RFC 7519: now before exp).
+        let expires_at = deadline(data.claims.get("exp"), self.leeway);
+        if expires_at.is_some_and(|at| at <= SystemTime::now()) {
+            return Err(AuthError::Expired);
+        }
         self.check_iss_aud(&data.claims)?;
         let claims = data.claims;
         let tenant = match self.tenant_from {
@@ -89,10 +95,6 @@ impl ClaimRules {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let expires_at = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s) + self.leeway);
         Ok(Identity {
             tenant,
             subject,
@@ -122,6 +124,17 @@ impl ClaimRules {
         }
         Ok(())
     }
+}
+
+/// The session deadline: `exp` (seconds since the epoch; RFC 7519's
+/// NumericDate may have a fraction) plus the leeway. `None` without a numeric
+/// `exp`, or when the deadline lies beyond what the clock can represent
+/// (hundreds of billions of years: never, in practice).
+fn deadline(exp: Option<&Value>, leeway: Duration) -> Option<SystemTime> {
+    let secs = Duration::try_from_secs_f64(exp?.as_f64()?).ok()?;
+    SystemTime::UNIX_EPOCH
+        .checked_add(secs)?
+        .checked_add(leeway)
 }
 
 fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {

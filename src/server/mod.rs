@@ -112,7 +112,7 @@ pub async fn start(
 }
 
 /// Everything the server needs that can fail without a socket: TLS files,
-/// secrets, JWKS fetchers, bridges and the admin token. `serve` builds it
+/// secrets, JWKS fetchers and bridges. `serve` builds it
 /// before binding, so a missing secret never leaves a port bound.
 pub struct Plan {
     settings: Settings,

@@ -42,6 +42,12 @@ fn check_config_prints_the_effective_default() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with(
+            "# effective configuration from the default configuration; secrets redacted\n"
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains("path = \"/ws/events\""), "{stdout}");
     assert!(
         stdout.contains("secret_env = \"WSPLUS_JWT_SECRET\""),

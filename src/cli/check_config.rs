@@ -11,7 +11,7 @@ pub fn run(config: Option<&Path>) -> ExitCode {
     match settings::load(config) {
         Ok((s, source)) => {
             let text = toml::to_string_pretty(&redacted(s)).unwrap_or_default();
-            println!("# effective configuration ({source:?}); secrets redacted");
+            println!("# effective configuration from {source}; secrets redacted");
             print!("{text}");
             ExitCode::SUCCESS
         }

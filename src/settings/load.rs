@@ -21,6 +21,15 @@ pub enum Source {
     File(PathBuf),
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("the default configuration"),
+            Source::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// Why the configuration could not be used. Each entry of `Invalid` is one line
 /// naming the key by its full path.
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     }
     let snap = app.snapshot().await;
     assert_eq!((snap.sessions, snap.rooms), (1, 1));
+    assert_eq!(app.counters.heartbeat_timeouts(), 1);
 }
 
 #[tokio::test]

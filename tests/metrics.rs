@@ -219,6 +219,26 @@ async fn close_codes_sent_are_counted() {
 }
 
 #[tokio::test]
+async fn a_peer_dropped_by_the_heartbeat_is_counted_without_a_close_code() {
+    let mut s = base_settings();
+    s.listeners[0].heartbeat_s = 1;
+    let app = TestApp::spawn(s);
+    let m = scrape(app.admin).await;
+    assert_eq!(m.value("wsplus_heartbeat_timeouts_total", &[]), Some(0.0));
+    // Never read: tungstenite answers pings only while the stream is read.
+    let _dead = app.connect("/ws/events", "acme").await;
+    wait_value(app.admin, "wsplus_heartbeat_timeouts_total", &[], 1.0).await;
+    let m = scrape(app.admin).await;
+    assert_eq!(
+        m.value("wsplus_connections", &[("listener", "/ws/events")]),
+        Some(0.0)
+    );
+    for code in ["1000", "1001", "1008"] {
+        assert_eq!(m.value("wsplus_closes_total", &[("code", code)]), Some(0.0));
+    }
+}
+
+#[tokio::test]
 async fn a_rate_limited_flood_counts_its_drops() {
     const SENT: f64 = 60.0;
     let mut s = base_settings();

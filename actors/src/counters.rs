@@ -107,6 +107,7 @@ pub struct Counters {
     messages_out: StripedCounter,
     dropped: [AtomicU64; DropReason::ALL.len()],
     closes: [AtomicU64; CloseCode::ALL.len()],
+    heartbeat_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -120,6 +121,7 @@ impl Counters {
             messages_out: StripedCounter::default(),
             dropped: Default::default(),
             closes: Default::default(),
+            heartbeat_timeouts: AtomicU64::new(0),
         }
     }
 
@@ -182,6 +184,17 @@ impl Counters {
     /// Close frames sent with this code.
     pub fn closes(&self, code: CloseCode) -> u64 {
         self.closes[code.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts one session dropped because its peer stopped answering pings
+    /// (no close frame is sent to a dead peer, so no close code counts it).
+    pub fn add_heartbeat_timeout(&self) {
+        self.heartbeat_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions dropped by the heartbeat.
+    pub fn heartbeat_timeouts(&self) -> u64 {
+        self.heartbeat_timeouts.load(Ordering::Relaxed)
     }
 }
 

@@ -66,6 +66,11 @@ impl Collector for Traffic {
                 .iter()
                 .map(|code| (label("code", code.code().to_string()), c.closes(*code))),
         )?;
+        Family::counter(
+            "heartbeat_timeouts",
+            "Sessions dropped because the peer answered no ping within two heartbeat intervals.",
+        )
+        .single(&mut out, c.heartbeat_timeouts())?;
         Family::gauge("uptime", "Seconds since the process started.")
             .unit(Unit::Seconds)
             .single(&mut out, c.uptime_s())

@@ -251,6 +251,7 @@ impl Actor for Session {
                         act.info().tenant,
                         act.info().id
                     );
+                    act.counters.add_heartbeat_timeout();
                     ctx.stop();
                 } else {
                     ctx.ping(b"");

@@ -185,6 +185,7 @@ into = { listener = "/nope", tenant = "acme" }
 [[bridges]]
 name = "hq"
 url = "ws://h/"
+auth = "none"
 token_env = "T"
 "#,
     );
@@ -229,6 +230,33 @@ from = { listener = "/ws/events", tenant = "acme" }
     );
     assert!(stdout.contains("[[bridges]]"), "{stdout}");
     assert!(stdout.contains("token_env = \"HQ_TOKEN\""), "{stdout}");
+}
+
+/// A bridge that names a token without `auth` uses it (`auth` defaults to
+/// "jwt" then); one that names none defaults to "none".
+#[test]
+fn auth_defaults_to_jwt_when_a_token_is_named() {
+    let (code, stdout, stderr) = check_config(
+        r#"
+[[listeners]]
+path = "/ws/events"
+[[bridges]]
+name = "hq"
+url = "wss://hq.example.com/ws/events"
+token_env = "HQ_TOKEN"
+into = { listener = "/ws/events", tenant = "acme" }
+[[bridges]]
+name = "open"
+url = "ws://open.example.com/ws/events"
+into = { listener = "/ws/events", tenant = "acme" }
+"#,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let auth: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("auth = "))
+        .collect();
+    assert_eq!(auth, ["auth = \"jwt\"", "auth = \"none\""], "{stdout}");
 }
 
 #[actix_rt::test]

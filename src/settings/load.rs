@@ -95,10 +95,11 @@ pub fn from_toml_with_env(
             .set_override(&o.path, o.value)
             .map_err(|e| LoadError::Invalid(vec![format!("{}: {e}", o.var)]))?;
     }
-    let root: config::Value = builder
+    let mut root: config::Value = builder
         .build()
         .and_then(config::Config::try_deserialize)
         .map_err(|e| LoadError::Invalid(vec![format!("config: {e}")]))?;
+    super::outbound::infer_bridge_auth(&mut root);
     deserialize_all(root).map_err(LoadError::Invalid)
 }
 

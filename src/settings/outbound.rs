@@ -18,6 +18,30 @@ pub enum BridgeAuth {
     None,
 }
 
+/// Fills in `auth` for every `[[bridges]]` entry of the loaded configuration
+/// that does not set it: `"jwt"` when it names a token (`token_env` or
+/// `token_file`), else the default `"none"`. DESIGN §7 shows `auth = "jwt"`
+/// next to `token_env`; a bridge that names a token without repeating the
+/// mode means to use it. An explicit `auth` is never changed (`auth = "none"`
+/// with a token stays a configuration error).
+pub fn infer_bridge_auth(root: &mut config::Value) {
+    use config::ValueKind;
+    let ValueKind::Table(top) = &mut root.kind else {
+        return;
+    };
+    let Some(ValueKind::Array(bridges)) = top.get_mut("bridges").map(|b| &mut b.kind) else {
+        return;
+    };
+    for bridge in bridges {
+        if let ValueKind::Table(keys) = &mut bridge.kind {
+            let names_a_token = keys.contains_key("token_env") || keys.contains_key("token_file");
+            if names_a_token && !keys.contains_key("auth") {
+                keys.insert("auth".into(), "jwt".into());
+            }
+        }
+    }
+}
+
 /// A local (listener, tenant) a bridge publishes into or forwards from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +65,8 @@ pub struct BridgeSettings {
     pub mode: Mode,
     /// Sec-WebSocket-Protocol to request; empty = none.
     pub subprotocol: String,
-    /// jwt | none.
+    /// jwt | none. When the file does not say, `jwt` if it names a token
+    /// (`token_env` or `token_file`), else `none` ([`infer_bridge_auth`]).
     pub auth: BridgeAuth,
     /// jwt: environment variable holding the token.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -177,6 +177,7 @@ fn has_token_param(url: &str) -> bool {
 mod tests {
     use crate::settings::load::from_toml_with_env;
     use crate::settings::validate::tests::problems;
+    use crate::settings::BridgeAuth;
 
     #[test]
     fn a_good_bridge_and_proxy_pass() {
@@ -215,6 +216,7 @@ into = { listener = "/nope", tenant = "" }
 [[bridges]]
 name = "hq"
 url = "ws://h/ws?token=abc"
+auth = "none"
 token_env = "T"
 from = { listener = "/ws/events", tenant = "acme" }
 [[bridges]]
@@ -251,6 +253,30 @@ heartbeat_s = 4000
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
         }
         assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn auth_defaults_to_jwt_when_a_token_is_named() {
+        let toml = r#"
+[[bridges]]
+name = "env"
+url = "ws://h/"
+token_env = "T"
+into = { listener = "/ws/events", tenant = "acme" }
+[[bridges]]
+name = "file"
+url = "ws://h/"
+token_file = "/run/secrets/t"
+into = { listener = "/ws/events", tenant = "acme" }
+[[bridges]]
+name = "open"
+url = "ws://h/"
+into = { listener = "/ws/events", tenant = "acme" }
+"#;
+        let s = from_toml_with_env(toml, Vec::new()).unwrap();
+        let auth: Vec<BridgeAuth> = s.bridges.iter().map(|b| b.auth).collect();
+        assert_eq!(auth, [BridgeAuth::Jwt, BridgeAuth::Jwt, BridgeAuth::None]);
+        assert!(problems(toml).is_empty(), "{:?}", problems(toml));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `/healthz` (liveness) and `/readyz` (listeners bound, JWKS loaded, cluster
-//! backend reachable): the only admin routes served without a token.
+//! `/healthz` (liveness) and `/readyz` (listeners bound, JWKS loaded; DESIGN
+//! §9): the only admin routes served without a token. A clustered node adds
+//! its backplane state to the `/readyz` body; an unreachable Redis does not
+//! make it unready (docs/decisions.md).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -24,13 +26,16 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .filter(|l| !l.auth.ready())
         .map(|l| l.settings.path.as_str())
         .collect();
-    if let Some(degraded) = state.cluster.unready() {
-        return HttpResponse::ServiceUnavailable().json(degraded);
-    }
-    if not_ready.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
+    let (mut res, mut body) = if not_ready.is_empty() {
+        (HttpResponse::Ok(), json!({"status": "ready"}))
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not_ready", "waiting_for_keys": not_ready}))
+        (
+            HttpResponse::ServiceUnavailable(),
+            json!({"status": "not_ready", "waiting_for_keys": not_ready}),
+        )
+    };
+    if let Some(cluster) = state.cluster.readyz_part() {
+        body["cluster"] = cluster;
     }
+    res.json(body)
 }

@@ -205,11 +205,12 @@ impl Cluster {
         })
     }
 
-    /// The `/readyz` body when the cluster makes this node unready:
-    /// `{"status": "degraded", "cluster": {...}}` while Redis is unreachable.
-    pub fn unready(&self) -> Option<serde_json::Value> {
-        (self.readiness() == Readiness::Degraded)
-            .then(|| serde_json::json!({"status": "degraded", "cluster": self.status()}))
+    /// The `cluster` part of the `/readyz` body: [`Self::status`] when
+    /// clustered, `None` for a single node. It never makes the node unready:
+    /// a node that cannot reach Redis still serves its own sessions (DESIGN
+    /// §4), and every node loses Redis at once when Redis goes down.
+    pub fn readyz_part(&self) -> Option<serde_json::Value> {
+        self.redis.is_some().then(|| self.status())
     }
 
     /// Leaves the cluster cleanly (after every session is gone).

@@ -221,3 +221,56 @@ async fn message_mode_wraps_every_other_frame_as_a_string_payload() {
     assert_eq!(v["a"], 1);
     assert!(v.get("payload").is_none(), "{v}");
 }
+
+/// `_session` has exactly the six fields of DESIGN §6, and `routingScope` is
+/// the listener's scope, whichever it is.
+#[tokio::test]
+async fn the_stamp_names_the_listener_scope() {
+    let mut s = base_settings();
+    s.listeners.clear();
+    for (path, scope) in [
+        ("/session", Scope::Session),
+        ("/tenant", Scope::Tenant),
+        ("/global", Scope::Global),
+    ] {
+        let mut l = listener(path);
+        l.mode = Mode::Message;
+        l.scope = scope;
+        s.listeners.push(l);
+    }
+    let app = TestApp::spawn(s);
+    for (path, name) in [
+        ("/session", "session"),
+        ("/tenant", "tenant"),
+        ("/global", "global"),
+    ] {
+        let mut ws = Ws::connect(&app.ws_url(path, Some(&token("acme", Some("al"), 600)))).await;
+        ws.send_text(r#"{"k":1}"#).await;
+        let stamp = ws.recv_json().await["_session"].clone();
+        let mut keys: Vec<&str> = stamp
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "authStatus",
+                "id",
+                "routingScope",
+                "subject",
+                "tenantId",
+                "type"
+            ],
+            "{path}"
+        );
+        assert_eq!(stamp["routingScope"], name, "{path}");
+        assert_eq!(stamp["type"], "websocket");
+        assert_eq!(stamp["tenantId"], "acme");
+        assert_eq!(stamp["subject"], "al");
+        assert_eq!(stamp["authStatus"], "verified");
+        ws.close().await;
+    }
+}

@@ -7,6 +7,10 @@
 
 /// The prefix every override variable starts with.
 const PREFIX: &str = "WSPLUS__";
+/// Largest array index an override may name: the config crate fills the
+/// array up to it, so `WSPLUS__LISTENERS__99999999__PATH` must not allocate
+/// a hundred million elements.
+const MAX_INDEX: usize = 1023;
 
 /// One override taken from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +44,7 @@ pub(super) fn parse(
             }),
             None => problems.push(format!(
                 "{var}: names no configuration key (WSPLUS__SECTION__KEY, \
-                 array elements by index: WSPLUS__LISTENERS__0__PATH)"
+                 array elements by index up to {MAX_INDEX}: WSPLUS__LISTENERS__0__PATH)"
             )),
         }
     }
@@ -60,7 +64,7 @@ fn path_of(rest: &str) -> Option<String> {
             return None;
         }
         if segment.bytes().all(|b| b.is_ascii_digit()) {
-            if path.is_empty() {
+            if path.is_empty() || segment.parse::<usize>().map_or(true, |i| i > MAX_INDEX) {
                 return None;
             }
             path.push('[');
@@ -109,6 +113,12 @@ mod tests {
             path_of("LISTENERS__1__ALLOWED_ORIGINS__0").as_deref(),
             Some("listeners[1].allowed_origins[0]")
         );
+        assert_eq!(
+            path_of("LISTENERS__1023__PATH").as_deref(),
+            Some("listeners[1023].path")
+        );
+        assert_eq!(path_of("LISTENERS__1024__PATH"), None);
+        assert_eq!(path_of("LISTENERS__99999999999999999999999__PATH"), None);
         assert_eq!(path_of("SERVER____BIND"), None);
         assert_eq!(path_of("0__PATH"), None);
         assert_eq!(path_of("SERVER__BI-ND"), None);

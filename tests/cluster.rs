@@ -520,3 +520,25 @@ async fn messages_beyond_cluster_queue_are_dropped_and_counted_while_redis_stall
         .query(&mut conn)
         .unwrap();
 }
+
+/// `node_id = ""` (the default): each node draws its own id at start, so two
+/// such nodes are two members of the cluster, not one.
+#[tokio::test]
+async fn nodes_without_an_id_get_distinct_random_ones() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn(node_settings(&redis, ""));
+    let b = TestApp::spawn(node_settings(&redis, ""));
+    let node = |addr| async move {
+        let (status, body) = http_get(addr, "/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["cluster"]["node"].as_str().unwrap().to_owned()
+    };
+    let (id_a, id_b) = (node(a.admin).await, node(b.admin).await);
+    assert!(!id_a.is_empty() && !id_b.is_empty());
+    assert_ne!(id_a, id_b);
+    let _a1 = a.connect("/ws/events", "acme").await;
+    let _b1 = b.connect("/ws/events", "acme").await;
+    let stats = a.broker.send(GetStats).await.unwrap();
+    assert_eq!(stats.connections, 2, "{stats:?}");
+}

@@ -252,11 +252,13 @@ impl ProxyRules {
             )),
             None => None,
         };
+        // An empty variable counts as unset, as for the proxy variables.
+        let env_list = |var| env.var(var).filter(|v| !v.trim().is_empty());
         let no_proxy = config
             .no_proxy
             .clone()
-            .or_else(|| env.var("NO_PROXY"))
-            .or_else(|| env.var("no_proxy"))
+            .or_else(|| env_list("NO_PROXY"))
+            .or_else(|| env_list("no_proxy"))
             .map(|l| NoProxy::parse(&l))
             .unwrap_or_default();
         Ok(match proxy {
@@ -540,6 +542,13 @@ mod tests {
         let r = ProxyRules::resolve(&cfg, &e).unwrap();
         assert_eq!(r.for_target("x", 1).unwrap().to_string(), "http://a:1");
         assert!(r.for_target("h", 1).is_none(), "NO_PROXY before no_proxy");
+        let e = env(&[
+            ("http_proxy", "http://c:3"),
+            ("NO_PROXY", ""),
+            ("no_proxy", "h"),
+        ]);
+        let r = ProxyRules::resolve(&cfg, &e).unwrap();
+        assert!(r.for_target("h", 1).is_none(), "an empty NO_PROXY is unset");
         let cfg = ProxySettings {
             http_proxy: Some("http://u:${PW}@cfg:9".into()),
             no_proxy: Some("x".into()),

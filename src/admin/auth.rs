@@ -45,12 +45,14 @@ impl AdminConfig {
     }
 
     /// Constant-time check of an `Authorization` header value
-    /// (`Bearer <token>`, the scheme case-insensitive).
+    /// (`Bearer <token>`, the scheme case-insensitive, one or more spaces
+    /// after it as RFC 9110 allows).
     pub fn authorized(&self, header: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;
         let Some((scheme, presented)) = header.and_then(|h| h.split_once(' ')) else {
             return false;
         };
+        let presented = presented.trim_start_matches(' ');
         scheme.eq_ignore_ascii_case("bearer")
             && bool::from(presented.as_bytes().ct_eq(self.token.as_bytes()))
     }
@@ -96,6 +98,8 @@ mod tests {
         let c = config();
         assert!(c.authorized(Some("Bearer s3cret")));
         assert!(c.authorized(Some("bearer s3cret")));
+        assert!(c.authorized(Some("Bearer   s3cret")));
+        assert!(!c.authorized(Some("Bearer s3cret x")));
         assert!(!c.authorized(Some("Bearer s3cre")));
         assert!(!c.authorized(Some("Basic s3cret")));
         assert!(!c.authorized(Some("s3cret")));

@@ -316,38 +316,31 @@ async fn tenant_series_only_with_the_flag_capped_and_escaped() {
 }
 
 /// `GET /metrics` with an `Accept` header: (content type, body).
-async fn scrape_accepting(admin: std::net::SocketAddr, accept: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let req = format!(
-        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\
-         Authorization: Bearer {ADMIN_TOKEN}\r\nAccept: {accept}\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut raw))
-        .await
-        .expect("response")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .expect("a content type")
-        .to_owned();
-    (content_type, body.to_owned())
+async fn scrape_accepting(admin: std::net::SocketAddr, accept: Option<&str>) -> (String, String) {
+    let r = admin_support::Req::new("GET", "/metrics")
+        .accept(accept)
+        .send_to(admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let content_type = r.header("content-type").expect("a content type").to_owned();
+    (content_type, r.body)
 }
 
 /// DESIGN §9: "Prometheus text format". Clients that do not ask for
-/// OpenMetrics (curl, HTTP libraries: `Accept: */*`) get the text format
-/// 0.0.4, with the same samples; Prometheus, which asks, gets OpenMetrics.
+/// OpenMetrics (no `Accept`, curl, HTTP libraries: `Accept: */*`) get the
+/// text format 0.0.4, with the same samples; Prometheus, which asks, gets
+/// OpenMetrics.
 #[tokio::test]
 async fn clients_not_asking_for_openmetrics_get_the_prometheus_text_format() {
     let app = TestApp::spawn(base_settings());
     let _a = app.connect("/ws/events", "acme").await;
     let openmetrics = scrape(app.admin).await;
-    for accept in ["*/*", "text/plain", "text/plain;version=0.0.4"] {
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/plain"),
+        Some("text/plain;version=0.0.4"),
+    ] {
         let (content_type, body) = scrape_accepting(app.admin, accept).await;
         assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
         assert!(
@@ -377,7 +370,7 @@ async fn clients_not_asking_for_openmetrics_get_the_prometheus_text_format() {
     }
     let prometheus = "application/openmetrics-text;version=1.0.0,\
         text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    let (content_type, body) = scrape_accepting(app.admin, prometheus).await;
+    let (content_type, body) = scrape_accepting(app.admin, Some(prometheus)).await;
     assert_eq!(
         content_type,
         "application/openmetrics-text; version=1.0.0; charset=utf-8"

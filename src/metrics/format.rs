@@ -6,8 +6,8 @@
 //! classic Prometheus text format 0.0.4, derived from the OpenMetrics text:
 //! counter families are named with their `_total` suffix, `# UNIT` and
 //! `# EOF` are dropped. Samples, label escaping and `# HELP` text are the same
-//! in both formats, so nothing else changes. A request without `Accept` keeps
-//! OpenMetrics (what this route always answered).
+//! in both formats, so nothing else changes. A request without `Accept` gets
+//! the Prometheus text format too: it is the format DESIGN names.
 
 /// A scrape's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Format {
     /// `text/plain` entry beats, or when there is no header at all.
     pub fn negotiate(accept: Option<&str>) -> Self {
         let Some(accept) = accept else {
-            return Format::OpenMetrics;
+            return Format::Prometheus;
         };
         let (mut openmetrics, mut plain) = (0.0f32, 0.0f32);
         for range in accept.split(',') {
@@ -108,7 +108,7 @@ mod tests {
     fn accept_headers_choose_the_format() {
         use Format::*;
         let cases = [
-            (None, OpenMetrics),
+            (None, Prometheus),
             (Some("*/*"), Prometheus),
             (Some("text/plain"), Prometheus),
             (Some("text/plain; version=0.0.4"), Prometheus),

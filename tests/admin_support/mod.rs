@@ -64,6 +64,7 @@ pub struct Req {
     path: String,
     authorization: Option<String>,
     content_type: Option<String>,
+    accept: Option<String>,
     body: Vec<u8>,
     chunked: bool,
 }
@@ -76,6 +77,7 @@ impl Req {
             path: path.into(),
             authorization: Some(format!("Bearer {ADMIN_TOKEN}")),
             content_type: None,
+            accept: None,
             body: Vec::new(),
             chunked: false,
         }
@@ -84,6 +86,12 @@ impl Req {
     /// Replaces the `Authorization` header (`None`: no header at all).
     pub fn authorization(mut self, value: Option<&str>) -> Self {
         self.authorization = value.map(str::to_owned);
+        self
+    }
+
+    /// Sets the `Accept` header (`None`: no header, the default).
+    pub fn accept(mut self, value: Option<&str>) -> Self {
+        self.accept = value.map(str::to_owned);
         self
     }
 
@@ -119,6 +127,7 @@ impl Req {
         for (name, value) in [
             ("Authorization", &self.authorization),
             ("Content-Type", &self.content_type),
+            ("Accept", &self.accept),
         ] {
             if let Some(v) = value {
                 head.push_str(&format!("{name}: {v}\r\n"));

@@ -16,6 +16,7 @@ pub async fn get_metrics(admin: SocketAddr, token: Option<&str>) -> Response {
     let auth = token.map(|t| format!("Bearer {t}"));
     Req::new("GET", "/metrics")
         .authorization(auth.as_deref())
+        .accept(Some("application/openmetrics-text"))
         .send_to(admin)
         .await
 }

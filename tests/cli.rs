@@ -29,6 +29,24 @@ fn temp_config(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Runs `check-config --config path`.
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    bin()
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+/// `check-config` on `text`, which must fail with exit code 1 and nothing on
+/// stdout; returns stderr.
+fn check_config_refuses(name: &str, text: &str) -> String {
+    let out = check_config(&temp_config(name, text));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(out.stdout.is_empty(), "{text}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn check_config_prints_the_effective_default() {
     let out = bin()
@@ -61,11 +79,7 @@ fn every_example_configuration_is_valid_and_keeps_its_listeners() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let out = bin()
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = check_config(&path);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -85,7 +99,7 @@ fn every_example_configuration_is_valid_and_keeps_its_listeners() {
 
 #[test]
 fn check_config_reports_every_problem_with_its_key_and_fails() {
-    let cfg = temp_config(
+    let stderr = check_config_refuses(
         "bad",
         r#"
 [server]
@@ -103,13 +117,6 @@ path = "/dup"
 max_connections_per_tenant = 99999999999
 "#,
     );
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
     for want in [
         "admin.bind: must differ from server.bind (admin traffic has its own port)",
@@ -121,7 +128,6 @@ max_connections_per_tenant = 99999999999
         assert!(lines.contains(&want), "missing {want:?} in:\n{stderr}");
     }
     assert_eq!(lines.len(), 5, "{stderr}");
-    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -140,14 +146,7 @@ fn parse_errors_name_the_key() {
         ("[bogus]\nx = 1\n", "bogus: unknown key"),
         ("not toml at all [", "config: "),
     ] {
-        let cfg = temp_config("parse", text);
-        let out = bin()
-            .args(["check-config", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{text}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let stderr = check_config_refuses("parse", text);
         assert!(
             stderr.starts_with(want),
             "{text:?}: want prefix {want:?}, got {stderr:?}"
@@ -159,7 +158,7 @@ fn parse_errors_name_the_key() {
 /// in one run, one line each; a defaulted key adds no line of its own.
 #[test]
 fn unreadable_and_invalid_keys_are_all_reported_at_once() {
-    let cfg = temp_config(
+    let stderr = check_config_refuses(
         "mixed",
         r#"
 [server]
@@ -177,13 +176,6 @@ path = "nope"
 on_rate_limit = "explode"
 "#,
     );
-    let out = bin()
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
     for want in [
         "server.workers: invalid type: string \"many\", expected an integer",

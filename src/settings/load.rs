@@ -112,7 +112,7 @@ fn deserialize_all(mut root: config::Value) -> Result<Settings, Vec<String>> {
         match serde_path_to_error::deserialize::<_, Settings>(root.clone()) {
             Ok(settings) if problems.is_empty() => return Ok(settings),
             Ok(settings) => {
-                problems.sort();
+                sort_by_key_path(&mut problems);
                 problems.extend(
                     super::validate(&settings)
                         .into_iter()
@@ -123,13 +123,13 @@ fn deserialize_all(mut root: config::Value) -> Result<Settings, Vec<String>> {
             Err(e) => {
                 let key = e.path().to_string();
                 if defaulted.contains(&key) {
-                    problems.sort();
+                    sort_by_key_path(&mut problems);
                     return Err(problems);
                 }
                 let removed = remove(&mut root, e.path());
                 problems.push(describe(&key, &e.into_inner().to_string()));
                 if !removed {
-                    problems.sort();
+                    sort_by_key_path(&mut problems);
                     return Err(problems);
                 }
                 defaulted.push(key);
@@ -214,8 +214,55 @@ fn allowed_values(path: &str) -> Option<&'static str> {
     })
 }
 
+/// Sorts problem lines by key, array indexes by number (`listeners[2]`
+/// before `listeners[10]`).
+fn sort_by_key_path(lines: &mut [String]) {
+    /// The line cut into runs of digits (compared as numbers) and of other text.
+    fn chunks(line: &str) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits > 0 {
+                out.push((String::new(), rest[..digits].parse().unwrap_or(u64::MAX)));
+                rest = &rest[digits..];
+            } else {
+                let text = rest
+                    .find(|c: char| c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                out.push((rest[..text].to_owned(), 0));
+                rest = &rest[text..];
+            }
+        }
+        out
+    }
+    lines.sort_by_cached_key(|l| chunks(l));
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn problems_sort_by_key_with_indexes_as_numbers() {
+        let mut lines: Vec<String> = [
+            "listeners[10].path: x",
+            "listeners[2].mode: y",
+            "admin.bind: z",
+            "listeners[2].auth.mode: w",
+        ]
+        .map(String::from)
+        .to_vec();
+        super::sort_by_key_path(&mut lines);
+        assert_eq!(
+            lines,
+            [
+                "admin.bind: z",
+                "listeners[2].auth.mode: w",
+                "listeners[2].mode: y",
+                "listeners[10].path: x",
+            ]
+        );
+    }
+
     use super::*;
 
     fn no_env() -> Vec<(String, String)> {

@@ -31,6 +31,12 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# Formatting is part of the suite where the toolchain has rustfmt.
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "test.sh: rustfmt not installed, formatting not checked" >&2
+fi
 # Benchmarks are built, not judged.
 cargo build --workspace --all-targets --locked
 if [ -d web/test ] && command -v node >/dev/null 2>&1; then

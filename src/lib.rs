@@ -1,8 +1,10 @@
 //! wsplus: a tenant-isolated WebSocket pub/sub broker.
 //!
 //! The library exposes the server as a function of settings and bound sockets
-//! ([`server::run`]); `main.rs` only parses the command line, loads settings and
-//! starts logging.
+//! ([`server::start`], or [`server::Plan`] to check before binding); `main.rs`
+//! only parses the command line, loads settings and starts logging.
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod auth;

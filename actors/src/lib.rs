@@ -2,18 +2,20 @@
 //!
 //! Three actors do all the routing:
 //!
-//! * [`Session`](session::Session) — one per WebSocket connection. Parses inbound
+//! * [`Session`] — one per WebSocket connection. Parses inbound
 //!   frames, stamps the verified `_session`, hands messages to its route and writes
 //!   deliveries out.
-//! * [`TenantRoom`](room::TenantRoom) — one per (listener, tenant) with at least one
+//! * [`TenantRoom`] — one per (listener, tenant) with at least one
 //!   session. The only holder of a tenant's delivery queues, so a tenant message
 //!   cannot reach another tenant.
-//! * [`Broker`](broker::Broker) — one per process: registry, per-tenant caps, global
+//! * [`Broker`] — one per process: registry, per-tenant caps, global
 //!   fan-out, admin queries and commands, expiry and timeout timers.
 //!
 //! The crate knows nothing of HTTP routing, configuration files or JWT parsing: the
-//! server crate hands it a verified [`SessionInfo`](info::SessionInfo) and a
-//! [`ListenerPolicy`](policy::ListenerPolicy).
+//! server crate hands it a verified [`SessionInfo`] and a
+//! [`ListenerPolicy`].
+
+#![warn(missing_docs)]
 
 pub mod backplane;
 pub mod broker;

@@ -2,7 +2,7 @@
 //! API can ask about it.
 //!
 //! * `backend = "local"` — [`LocalBackplane`]: one node, nothing else needed.
-//! * `backend = "redis"` — [`redis::RedisBackplane`]: nodes sharing a Redis
+//! * `backend = "redis"` — `redis::RedisBackplane`: nodes sharing a Redis
 //!   deliver each other's tenant and global messages, answer admin requests
 //!   cluster-wide and share `max_connections_per_tenant`. See docs/cluster.md.
 

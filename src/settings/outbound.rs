@@ -66,7 +66,7 @@ pub struct BridgeSettings {
     /// Sec-WebSocket-Protocol to request; empty = none.
     pub subprotocol: String,
     /// jwt | none. When the file does not say, `jwt` if it names a token
-    /// (`token_env` or `token_file`), else `none` ([`infer_bridge_auth`]).
+    /// (`token_env` or `token_file`), else `none` (`infer_bridge_auth`).
     pub auth: BridgeAuth,
     /// jwt: environment variable holding the token.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,16 @@ fn temp_config(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Stdout of a run that must have succeeded (else fails showing stderr).
+fn succeeded(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Runs `check-config --config path`.
 fn check_config(path: &std::path::Path) -> std::process::Output {
     bin()
@@ -54,12 +64,7 @@ fn check_config_prints_the_effective_default() {
         .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = succeeded(out);
     assert!(
         stdout.starts_with(
             "# effective configuration from the default configuration; secrets redacted\n"
@@ -225,12 +230,7 @@ https_proxy = "http://alice:proxy-pass@proxy.example:3128"
         .env("WSPLUS_ADMIN_TOKEN", "admin-token-value")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = succeeded(out);
     for secret in [
         "jwks-pass",
         "jwks-key",
@@ -266,12 +266,7 @@ fn env_overrides_reach_listener_keys_by_index() {
         )
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = succeeded(out);
     for want in [
         "path = \"/ws/from-env\"",
         "scope = \"global\"",
@@ -302,8 +297,7 @@ fn env_overrides_apply_and_bad_ones_are_reported() {
         .env("WSPLUS__SERVER__BIND", "127.0.0.1:18080")
         .output()
         .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("bind = \"127.0.0.1:18080\""));
+    assert!(succeeded(out).contains("bind = \"127.0.0.1:18080\""));
     let out = bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())

@@ -16,7 +16,7 @@ use client_support::{test_pki, FakeServer, Script, Tinyproxy};
 use common::*;
 use serde_json::json;
 use wsplus::server::Sockets;
-use wsplus::settings::{BridgeAuth, Mode};
+use wsplus::settings::{BridgeAuth, BridgeSettings, Mode};
 
 /// An upstream with one listener at [`PATH`] in `mode`.
 fn upstream(mode: Mode) -> TestApp {
@@ -69,18 +69,34 @@ async fn into_payload_mode_delivers_the_payload_alone() {
     assert_eq!(got["_session"]["tenantId"], UP_TENANT);
 }
 
-#[actix_rt::test]
-async fn from_forwards_local_messages_upstream() {
-    let up = upstream(Mode::Payload);
+/// An upstream (listener in `up_mode`) and a local broker (listener in
+/// `local_mode`) whose bridge, dialling the upstream and shaped by
+/// `configure`, joins [`TENANT`]; with a local client and an upstream client
+/// (`hq`), once each side counts its client and the bridge.
+async fn linked(
+    up_mode: Mode,
+    local_mode: Mode,
+    configure: impl FnOnce(&mut BridgeSettings),
+) -> (TestApp, TestApp, Ws, Ws) {
+    let up = upstream(up_mode);
     let mut b = bridge(&up.ws_url(PATH, None));
-    b.from = Some(local_end());
-    b.mode = Mode::Payload;
-    let local = local_with(settings(Mode::Message), vec![b]);
-    let mut client = local.connect(PATH, TENANT).await;
-    let mut hq = up.connect(PATH, UP_TENANT).await;
+    configure(&mut b);
+    let local = local_with(settings(local_mode), vec![b]);
+    let client = local.connect(PATH, TENANT).await;
+    let hq = up.connect(PATH, UP_TENANT).await;
     // Local: the client and the bridge's membership; upstream: hq and the bridge.
     wait_sessions(&local, 2).await;
     wait_sessions(&up, 2).await;
+    (up, local, client, hq)
+}
+
+#[actix_rt::test]
+async fn from_forwards_local_messages_upstream() {
+    let (_up, _local, mut client, mut hq) = linked(Mode::Payload, Mode::Message, |b| {
+        b.from = Some(local_end());
+        b.mode = Mode::Payload;
+    })
+    .await;
 
     client.send_text(r#"{"a":1}"#).await;
     // Payload mode bridge: the local `_session` stays home.
@@ -102,16 +118,12 @@ async fn from_forwards_local_messages_upstream() {
 #[actix_rt::test]
 async fn both_directions_do_not_echo() {
     for mode in [Mode::Payload, Mode::Message] {
-        let up = upstream(mode);
-        let mut b = bridge(&up.ws_url(PATH, None));
-        b.into = Some(local_end());
-        b.from = Some(local_end());
-        b.mode = mode;
-        let local = local_with(settings(mode), vec![b]);
-        let mut client = local.connect(PATH, TENANT).await;
-        let mut hq = up.connect(PATH, UP_TENANT).await;
-        wait_sessions(&local, 2).await;
-        wait_sessions(&up, 2).await;
+        let (_up, local, mut client, mut hq) = linked(mode, mode, |b| {
+            b.into = Some(local_end());
+            b.from = Some(local_end());
+            b.mode = mode;
+        })
+        .await;
         let text_of = |raw: String| match mode {
             Mode::Payload => raw,
             Mode::Message => {
@@ -615,15 +627,11 @@ async fn a_kicked_membership_joins_again() {
 /// the frame as it arrived).
 #[actix_rt::test]
 async fn from_in_message_mode_sends_the_local_session_upstream() {
-    let up = upstream(Mode::Payload);
-    let mut b = bridge(&up.ws_url(PATH, None));
-    b.from = Some(local_end());
-    b.mode = Mode::Message;
-    let local = local_with(settings(Mode::Message), vec![b]);
-    let mut client = local.connect(PATH, TENANT).await;
-    let mut hq = up.connect(PATH, UP_TENANT).await;
-    wait_sessions(&local, 2).await;
-    wait_sessions(&up, 2).await;
+    let (_up, _local, mut client, mut hq) = linked(Mode::Payload, Mode::Message, |b| {
+        b.from = Some(local_end());
+        b.mode = Mode::Message;
+    })
+    .await;
 
     client.send_text(r#"{"a":1}"#).await;
     let mine = client.recv_json().await;

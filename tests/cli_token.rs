@@ -188,11 +188,18 @@ async fn dev_default_prints_one_working_url_and_logs_no_token() {
     .err()
     .expect("401");
     assert_eq!(r.status, 401);
+    // A percent-encoded name is still the token parameter (and still redacted).
+    let encoded = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/events?%74oken={token}")).await;
+    encoded.close().await;
     server.wait_log("for the 404 with the token redacted", |l| {
         l.contains("/nowhere?token=[redacted]")
     });
     server.wait_log("for the 401 with the token redacted", |l| {
         l.contains("/ws/events?a=1&token=[redacted]") && l.contains(" 401 ")
+    });
+    // Logged once the connection has ended.
+    server.wait_log("for the encoded name with the token redacted", |l| {
+        l.contains("/ws/events?%74oken=[redacted]")
     });
 
     let (log, rest_of_stdout) = server.stop();

@@ -18,17 +18,25 @@ pub fn redact_uri(uri: &actix_web::http::Uri) -> String {
     }
 }
 
-/// A query string with the value of every `token` parameter replaced by `[redacted]`.
+/// A query string with the value of every `token` parameter replaced by
+/// `[redacted]`. Names are compared decoded, as the upgrade reads them:
+/// `%74oken=` is the token parameter too.
 pub fn redact_query(q: &str) -> String {
     q.split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k == "token" || k.eq_ignore_ascii_case("token") => {
-                format!("{k}=[redacted]")
-            }
+            Some((k, _)) if is_token_name(k) => format!("{k}=[redacted]"),
             _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// True when the (still URL-encoded) parameter name `k` decodes to `token`
+/// in any letter case.
+fn is_token_name(k: &str) -> bool {
+    form_urlencoded::parse(k.as_bytes())
+        .next()
+        .is_some_and(|(name, _)| name.eq_ignore_ascii_case("token"))
 }
 
 #[cfg(test)]
@@ -42,6 +50,11 @@ mod tests {
             "a=1&token=[redacted]&b=2"
         );
         assert_eq!(redact_query("TOKEN=x"), "TOKEN=[redacted]");
+        // Percent-encoded names are the same parameter to the upgrade.
+        assert_eq!(
+            redact_query("%74oken=x&to%6Ben=y&tok%65n=z&tokens=w&t=v"),
+            "%74oken=[redacted]&to%6Ben=[redacted]&tok%65n=[redacted]&tokens=w&t=v"
+        );
         let uri: actix_web::http::Uri = "/ws/events?token=abc".parse().unwrap();
         assert_eq!(redact_uri(&uri), "/ws/events?token=[redacted]");
     }

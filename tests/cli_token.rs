@@ -275,6 +275,23 @@ fn a_configuration_of_ones_own_with_no_secret_refuses_to_start() {
     let (log, stdout) = server.stop();
     assert!(stdout.is_empty(), "{stdout:?}");
     assert!(log.iter().all(|l| !l.contains("DEVELOPMENT MODE")));
+    assert!(log.iter().all(|l| !l.contains("RFC 7518")), "{log:?}");
+
+    // A short secret works, with a warning that never shows it.
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .current_dir(temp_dir("shortsecret"))
+        .env("WSPLUS_JWT_SECRET", "hunter2")
+        .env("WSPLUS_ADMIN_TOKEN", "admin-0123456789")
+        .env("WSPLUS__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("WSPLUS__ADMIN__BIND", format!("127.0.0.1:{admin}"));
+    let mut server = Server::spawn(cmd);
+    server.wait_log("the short-secret warning", |l| {
+        l.contains("listeners[0].auth: the HS256 secret is 7 bytes") && l.contains("RFC 7518")
+    });
+    server.wait_log("listening", |l| l.contains("listening on"));
+    let (log, _) = server.stop();
+    assert!(log.iter().all(|l| !l.contains("hunter2")), "{log:?}");
 }
 
 #[tokio::test]

@@ -76,6 +76,10 @@ enum Verifier {
     },
 }
 
+/// Shortest HS256 secret that draws no warning: the hash's output size
+/// (RFC 7518 §3.2). Shorter ones still work, as other JWT tools accept them.
+const MIN_SECRET_BYTES: usize = 32;
+
 /// Lifetime of the development token printed when `serve` generated its secret.
 const DEV_TOKEN_TTL_S: u64 = 24 * 3600;
 
@@ -131,6 +135,14 @@ impl Authenticator {
                     }
                     Err(e) => return Err(SetupError::Secret { key, problem: e }),
                 };
+                if secret.len() < MIN_SECRET_BYTES {
+                    log::warn!(
+                        "{key}: the HS256 secret is {} bytes; RFC 7518 asks for at least \
+                         {MIN_SECRET_BYTES} (256 bits), and a short one can be guessed offline \
+                         from any token",
+                        secret.len()
+                    );
+                }
                 let decoding = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| {
                     SetupError::Secret {
                         key,

@@ -163,6 +163,12 @@ fn cases() -> Vec<Case> {
             "algorithm_not_allowed",
         ),
         case(
+            "crit header naming an extension the verifier does not implement",
+            e,
+            hs_header(json!({"alg": "HS256", "crit": ["exp"]}), &valid),
+            "malformed",
+        ),
+        case(
             "header is not base64",
             e,
             format!("!!!.{good_payload}.AAAA"),

@@ -54,6 +54,18 @@ pub(super) async fn join(
     (r, rx)
 }
 
+/// Returns once every room of listener 0 has handled what was sent to it
+/// before: a synchronous global publish queues behind it in each room.
+async fn rooms_caught_up(b: &Addr<Broker>) {
+    b.send(Publish {
+        listener: ListenerId(0),
+        target: Target::Global,
+        delivery: text("sync"),
+    })
+    .await
+    .unwrap();
+}
+
 pub(super) fn text(s: &str) -> Delivery {
     Delivery::Text(s.into())
 }
@@ -212,13 +224,7 @@ async fn global_publish_from_a_session_reaches_every_room_of_its_listener() {
     .await
     .unwrap();
     // Rooms process in order: a synchronous publish behind it proves delivery happened.
-    b.send(Publish {
-        listener: ListenerId(0),
-        target: Target::Global,
-        delivery: text("sync"),
-    })
-    .await
-    .unwrap();
+    rooms_caught_up(&b).await;
     assert_eq!(k1.data.try_recv(), Some(text("hi")));
     assert_eq!(k2.data.try_recv(), Some(text("hi")));
     assert_eq!(k3.data.try_recv(), None);
@@ -478,13 +484,7 @@ async fn fanout_beyond_room_queue_is_dropped_and_counted() {
         });
     }
     // Behind the burst in the rooms' order: everything before it was handled.
-    b.send(Publish {
-        listener: ListenerId(0),
-        target: Target::Global,
-        delivery: text("sync"),
-    })
-    .await
-    .unwrap();
+    rooms_caught_up(&b).await;
     let dropped = counters.dropped(DropReason::RoomBacklog);
     assert!((BURST - 20..BURST).contains(&dropped), "{dropped} dropped");
     let mut received = 0;

@@ -54,7 +54,7 @@ async fn a_trusted_https_endpoint_serves_keys() {
         ),
     )
     .unwrap();
-    let mut cmd = bin();
+    let mut cmd = wsplus_bin();
     cmd.args(["serve", "--config"])
         .arg(&cfg)
         .env("SSL_CERT_FILE", &ca)

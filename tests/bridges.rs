@@ -166,14 +166,10 @@ async fn both_directions_do_not_echo() {
 
 /// `wsplus check-config` on `text`: (exit code, stdout, stderr).
 fn check_config(text: &str) -> (Option<i32>, String, String) {
-    let dir = std::env::temp_dir().join(format!("wsplus-bridges-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("c{}.toml", text.len()));
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsplus"))
+    let path = temp_config(&format!("bridges-{}", text.len()), text);
+    let out = wsplus_bin()
         .args(["check-config", "--config"])
         .arg(&path)
-        .env_clear()
         .output()
         .unwrap();
     (
@@ -653,9 +649,7 @@ async fn from_in_message_mode_sends_the_local_session_upstream() {
 #[actix_rt::test]
 async fn a_token_file_authenticates_the_bridge() {
     let up = upstream(Mode::Payload);
-    let dir = std::env::temp_dir().join(format!("wsplus-bridge-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hq.jwt");
+    let file = temp_dir("bridge-token").join("hq.jwt");
     std::fs::write(
         &file,
         format!("{}\n", token(UP_TENANT, Some("bridge-hq"), 3600)),

@@ -4,30 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
-    c.env_remove("WSPLUS_JWT_SECRET").env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WSPLUS__") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn temp_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wsplus-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// Stdout of a run that must have succeeded (else fails showing stderr).
 fn succeeded(out: std::process::Output) -> String {
@@ -41,7 +21,7 @@ fn succeeded(out: std::process::Output) -> String {
 
 /// Runs `check-config --config path`.
 fn check_config(path: &std::path::Path) -> std::process::Output {
-    bin()
+    wsplus_bin()
         .args(["check-config", "--config"])
         .arg(path)
         .output()
@@ -59,7 +39,7 @@ fn check_config_refuses(name: &str, text: &str) -> String {
 
 #[test]
 fn check_config_prints_the_effective_default() {
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())
         .output()
@@ -219,7 +199,7 @@ backend = "redis"
 https_proxy = "http://alice:proxy-pass@proxy.example:3128"
 "#,
     );
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config", "--config"])
         .arg(&cfg)
         .env(
@@ -254,7 +234,7 @@ https_proxy = "http://alice:proxy-pass@proxy.example:3128"
 /// Array elements are addressed by index: `WSPLUS__LISTENERS__0__PATH`.
 #[test]
 fn env_overrides_reach_listener_keys_by_index() {
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())
         .env("WSPLUS__LISTENERS__0__PATH", "/ws/from-env")
@@ -276,7 +256,7 @@ fn env_overrides_reach_listener_keys_by_index() {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
     // A second listener can be added from the environment alone.
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())
         .env("WSPLUS__LISTENERS__1__PATH", "/debug/ws/nope")
@@ -291,14 +271,14 @@ fn env_overrides_reach_listener_keys_by_index() {
 
 #[test]
 fn env_overrides_apply_and_bad_ones_are_reported() {
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())
         .env("WSPLUS__SERVER__BIND", "127.0.0.1:18080")
         .output()
         .unwrap();
     assert!(succeeded(out).contains("bind = \"127.0.0.1:18080\""));
-    let out = bin()
+    let out = wsplus_bin()
         .args(["check-config"])
         .current_dir(std::env::temp_dir())
         .env("WSPLUS__SERVER__WORKERS", "lots")
@@ -310,7 +290,7 @@ fn env_overrides_apply_and_bad_ones_are_reported() {
 
 #[test]
 fn missing_config_file_is_an_error() {
-    let out = bin()
+    let out = wsplus_bin()
         .args(["serve", "--config", "/nonexistent/wsplus.toml"])
         .output()
         .unwrap();
@@ -324,7 +304,7 @@ fn serve_with_port_taken(name: &str, config: impl FnOnce(u16) -> String) -> Stri
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let cfg = temp_config(name, &config(port));
-    let out = bin()
+    let out = wsplus_bin()
         .args(["serve", "--config"])
         .arg(&cfg)
         .output()
@@ -357,14 +337,14 @@ fn config_without_a_subcommand_is_served() {
         "toplevel",
         "[[listeners]]\npath = \"/admin/x\"\n[[listeners]]\npath = \"nope\"\n",
     );
-    let out = bin().arg("--config").arg(&cfg).output().unwrap();
+    let out = wsplus_bin().arg("--config").arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "listeners[0].path: must not start with /admin\nlisteners[1].path: must start with /\n"
     );
     // A subcommand's flags stay its own.
-    let out = bin()
+    let out = wsplus_bin()
         .args(["--config", "x.toml", "check-config"])
         .output()
         .unwrap();
@@ -436,7 +416,7 @@ static_id = "public"
 "#
         ),
     );
-    let mut child = bin()
+    let mut child = wsplus_bin()
         .args(["serve", "--config"])
         .arg(&cfg)
         .env("WSPLUS_ADMIN_TOKEN", "x")

@@ -24,7 +24,7 @@ fn claims_of(token: &str) -> Value {
 
 /// Runs `wsplus token` with `args` and the secret variable `vars`.
 fn token_cmd(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    let mut c = bin();
+    let mut c = wsplus_bin();
     c.arg("token").args(args);
     for (k, v) in vars {
         c.env(k, v);
@@ -147,7 +147,7 @@ fn wsplus_token_refuses_bad_input_naming_it() {
 async fn dev_default_prints_one_working_url_and_logs_no_token() {
     let (port, admin) = (free_port(), free_port());
     // An empty working directory: no config/default.toml, so the embedded default.
-    let mut cmd = bin();
+    let mut cmd = wsplus_bin();
     cmd.arg("serve")
         .current_dir(temp_dir("dev"))
         .env("WSPLUS__SERVER__BIND", format!("127.0.0.1:{port}"))
@@ -250,7 +250,7 @@ fn a_configuration_of_ones_own_with_no_secret_refuses_to_start() {
             ),
         )
         .unwrap();
-        let out = bin()
+        let out = wsplus_bin()
             .args(["serve", "--config"])
             .arg(&cfg)
             .env("WSPLUS_TEST_EMPTY_SECRET", "")
@@ -263,7 +263,7 @@ fn a_configuration_of_ones_own_with_no_secret_refuses_to_start() {
     }
     // The default configuration with the secret set is not development mode.
     let out_dir = temp_dir("withsecret");
-    let mut cmd = bin();
+    let mut cmd = wsplus_bin();
     cmd.arg("serve")
         .current_dir(out_dir)
         .env("WSPLUS_JWT_SECRET", "a-real-secret-0123456789-0123456789")
@@ -278,7 +278,7 @@ fn a_configuration_of_ones_own_with_no_secret_refuses_to_start() {
     assert!(log.iter().all(|l| !l.contains("RFC 7518")), "{log:?}");
 
     // A short secret works, with a warning that never shows it.
-    let mut cmd = bin();
+    let mut cmd = wsplus_bin();
     cmd.arg("serve")
         .current_dir(temp_dir("shortsecret"))
         .env("WSPLUS_JWT_SECRET", "hunter2")

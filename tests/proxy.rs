@@ -171,9 +171,7 @@ async fn configured_proxy_wins_over_the_environment() {
     let app = TestApp::spawn(base_settings());
     let port = app.http.port();
     let proxy = Tinyproxy::start("configured", &[port], Some(("carol", "pw-from-env")));
-    let dir = std::env::temp_dir().join(format!("wsplus-proxy-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("proxy.toml");
+    let config = temp_dir("proxy-cfg").join("proxy.toml");
     std::fs::write(
         &config,
         format!(

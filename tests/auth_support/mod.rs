@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -340,24 +339,6 @@ fn serve_one(mut stream: impl Read + Write, answer: &Mutex<Answer>, requests: &A
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
     let _ = stream.flush();
-}
-
-/// The binary with a clean environment: no secrets, no overrides, info logs.
-pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WSPLUS") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "info");
-    c
-}
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wsplus-auth-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A child `wsplus serve` with its stdout and stderr read line by line.

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use wsplus::settings::{ClusterBackend, Settings};
 
-use crate::common::{base_settings, eventually, free_port, http_get, ADMIN_TOKEN, SECRET, WAIT};
+use crate::common::{
+    base_settings, eventually, free_port, http_get, wsplus_bin, ADMIN_TOKEN, SECRET, WAIT,
+};
 
 /// Node lease in the tests: short, so a crashed node is forgotten quickly.
 pub const LEASE_S: u64 = 2;
@@ -133,13 +135,7 @@ impl ChildNode {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("node.toml");
         std::fs::write(&config, toml::to_string(&settings).unwrap()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsplus"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WSPLUS") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
+        let child = wsplus_bin()
             .args(["serve", "--config"])
             .arg(&config)
             .env("TEST_JWT_SECRET", SECRET)

@@ -464,3 +464,30 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The real binary with a clean environment: no `WSPLUS*` variable (secrets,
+/// `WSPLUS__` overrides) leaks in from the test's environment; info logs.
+pub fn wsplus_bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WSPLUS") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// A directory of this test process named for `name`, created if missing.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wsplus-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `config.toml` in [`temp_dir`]`(name)` and returns its path.
+pub fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = temp_dir(name).join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -121,9 +121,11 @@ async fn tenants_and_sessions_list_exactly_the_connected_clients() {
         .expect_ok();
         assert_eq!(&one, s);
     }
-    get(&app, "/admin/v1/tenants/nobody/sessions")
+    // Tenants need no registration: one with nobody connected has no sessions.
+    let nobody = get(&app, "/admin/v1/tenants/nobody/sessions")
         .await
-        .expect_error(404);
+        .expect_ok();
+    assert_eq!(nobody, json!([]));
     get(&app, "/admin/v1/sessions/no-such-session")
         .await
         .expect_error(404);
@@ -184,14 +186,72 @@ async fn deleting_a_tenants_sessions_closes_them_all_or_one_listeners() {
         assert_eq!(ws.recv_close().await.0, 4003);
     }
     eventually("acme is gone", || async {
-        get(&app, "/admin/v1/tenants/acme/sessions").await.status == 404
+        session_ids(&app, "acme").await.is_empty()
     })
     .await;
-    delete(&app, "/admin/v1/tenants/acme/sessions")
+    // Nobody left to close is not an error.
+    let res = delete(&app, "/admin/v1/tenants/acme/sessions")
         .await
-        .expect_error(404);
+        .expect_ok();
+    assert_eq!(res, json!({"closed": 0}));
     bystander.send_text("unaffected").await;
     assert_eq!(bystander.recv_text().await, "unaffected");
+}
+
+/// Connects to `path` as user `sub` of `tenant`.
+async fn connect_as(app: &TestApp, path: &str, tenant: &str, sub: &str) -> Ws {
+    Ws::connect(&app.ws_url(path, Some(&token(tenant, Some(sub), 3600)))).await
+}
+
+#[actix_rt::test]
+async fn deleting_one_users_sessions_closes_only_theirs() {
+    let app = TestApp::spawn(admin_settings());
+    let mut alice = [
+        connect_as(&app, EVENTS, "acme", "alice").await,
+        connect_as(&app, MSG, "acme", "alice").await,
+    ];
+    let mut alice_msg2 = connect_as(&app, MSG, "acme", "alice").await;
+    let mut bob = connect_as(&app, EVENTS, "acme", "bob").await;
+    // The same subject in another tenant is another user.
+    let mut other_alice = connect_as(&app, EVENTS, "globex", "alice").await;
+
+    delete(&app, "/admin/v1/tenants/acme/sessions?subject=")
+        .await
+        .expect_error(400);
+    delete(
+        &app,
+        "/admin/v1/tenants/acme/sessions?subject=alice&listener=/ws/nope",
+    )
+    .await
+    .expect_error(404);
+    // One listener only.
+    let res = delete(
+        &app,
+        "/admin/v1/tenants/acme/sessions?subject=alice&listener=%2Fws%2Fevents",
+    )
+    .await
+    .expect_ok();
+    assert_eq!(res, json!({"closed": 1}));
+    assert_eq!(alice[0].recv_close().await.0, 4003);
+    // Then every listener.
+    let res = delete(&app, "/admin/v1/tenants/acme/sessions?subject=alice")
+        .await
+        .expect_ok();
+    assert_eq!(res, json!({"closed": 2}));
+    assert_eq!(alice[1].recv_close().await.0, 4003);
+    assert_eq!(alice_msg2.recv_close().await.0, 4003);
+    let res = delete(&app, "/admin/v1/tenants/acme/sessions?subject=carol")
+        .await
+        .expect_ok();
+    assert_eq!(res, json!({"closed": 0}));
+    for ws in [&mut bob, &mut other_alice] {
+        ws.send_text("unaffected").await;
+        assert_eq!(ws.recv_text().await, "unaffected");
+    }
+    eventually("only bob is left in acme", || async {
+        session_ids(&app, "acme").await.len() == 1
+    })
+    .await;
 }
 
 #[actix_rt::test]

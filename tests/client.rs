@@ -211,6 +211,7 @@ async fn server_close_1000_exits_zero_and_other_codes_exit_one() {
         .send(wsplus_actors::broker::KickTenant {
             tenant: wsplus_actors::TenantId::new("acme"),
             listener: None,
+            subject: None,
             code: wsplus_actors::CloseCode::Kicked,
         })
         .await

@@ -231,6 +231,7 @@ async fn admin_requests_through_any_node_see_and_act_on_the_whole_cluster() {
     let kick_tenant = KickTenant {
         tenant: TenantId::new("acme"),
         listener: None,
+        subject: None,
         code: CloseCode::Kicked,
     };
     eventually("b1 left the registry", || async {

@@ -211,6 +211,8 @@ pub enum NodeRequest {
         tenant: String,
         /// Only on this listener (path).
         listener: Option<String>,
+        /// Only this user's sessions (`sub`).
+        subject: Option<String>,
         /// Close code.
         code: u16,
     },
@@ -270,6 +272,7 @@ mod tests {
             NodeRequest::KickTenant {
                 tenant: "t".into(),
                 listener: Some("/ws".into()),
+                subject: Some("alice".into()),
                 code: 4003,
             },
             NodeRequest::Publish {

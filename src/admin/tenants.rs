@@ -1,6 +1,10 @@
 //! Tenant routes: `GET /admin/v1/tenants`, and a tenant's sessions
-//! (`GET`, and `DELETE` to close them all with 4003, optionally on one
-//! listener). A tenant exists while it has sessions; without any, 404.
+//! (`GET`, and `DELETE` to close them with 4003, optionally on one listener
+//! and optionally only one user's).
+//!
+//! Tenants need no registration, so any tenant name is a valid target: one
+//! with nobody connected has no sessions (`[]`) and nothing to close
+//! (`{"closed": 0}`), not a 404. An unknown `listener` is still a 404.
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -28,12 +32,14 @@ pub struct Closed {
     pub closed: usize,
 }
 
-/// `?listener=` of `DELETE /admin/v1/tenants/{tenant}/sessions`.
+/// `?listener=&subject=` of `DELETE /admin/v1/tenants/{tenant}/sessions`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KickQuery {
     /// Limit to the listener with this path.
     pub listener: Option<String>,
+    /// Limit to the sessions of this user (the token's `sub`).
+    pub subject: Option<String>,
 }
 
 async fn tenants(state: web::Data<AppState>) -> Result<web::Json<Vec<TenantView>>, ApiError> {
@@ -44,16 +50,12 @@ async fn sessions(
     state: web::Data<AppState>,
     tenant: web::Path<String>,
 ) -> Result<web::Json<Vec<SessionView>>, ApiError> {
-    let tenant = tenant.into_inner();
     let rows = state
         .broker
         .send(ListSessions {
-            tenant: TenantId::new(tenant.as_str()),
+            tenant: TenantId::new(tenant.into_inner()),
         })
         .await?;
-    if rows.is_empty() {
-        return Err(ApiError::unknown("tenant", &tenant));
-    }
     Ok(web::Json(rows))
 }
 
@@ -62,21 +64,22 @@ async fn kick(
     tenant: web::Path<String>,
     query: web::Query<KickQuery>,
 ) -> Result<web::Json<Closed>, ApiError> {
-    let tenant = tenant.into_inner();
+    let query = query.into_inner();
     let listener = match &query.listener {
         Some(path) => Some(listeners::find(&state, path)?.policy.id),
         None => None,
     };
+    if query.subject.as_deref() == Some("") {
+        return Err(ApiError::BadRequest("subject must not be empty".into()));
+    }
     let closed = state
         .broker
         .send(KickTenant {
-            tenant: TenantId::new(tenant.as_str()),
+            tenant: TenantId::new(tenant.into_inner()),
             listener,
+            subject: query.subject,
             code: CloseCode::Kicked,
         })
         .await?;
-    if closed == 0 {
-        return Err(ApiError::unknown("tenant", &tenant));
-    }
     Ok(web::Json(Closed { closed }))
 }

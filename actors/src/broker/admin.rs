@@ -98,11 +98,15 @@ impl Broker {
         &self,
         tenant: &TenantId,
         listener: Option<ListenerId>,
+        subject: Option<&str>,
         code: CloseCode,
     ) -> usize {
         let mut n = 0;
         for e in self.sessions.values() {
-            if &e.info.tenant == tenant && listener.is_none_or(|l| l == e.info.listener) {
+            if &e.info.tenant == tenant
+                && listener.is_none_or(|l| l == e.info.listener)
+                && subject.is_none_or(|s| e.info.subject.as_deref() == Some(s))
+            {
                 e.outbox.close(code);
                 n += 1;
             }
@@ -409,13 +413,15 @@ impl Handler<KickTenant> for Broker {
     type Result = ResponseFuture<usize>;
 
     fn handle(&mut self, msg: KickTenant, _ctx: &mut Self::Context) -> Self::Result {
-        let local = self.local_kick_tenant(&msg.tenant, msg.listener, msg.code);
+        let local =
+            self.local_kick_tenant(&msg.tenant, msg.listener, msg.subject.as_deref(), msg.code);
         let request = NodeRequest::KickTenant {
             tenant: msg.tenant.to_string(),
             listener: msg
                 .listener
                 .and_then(|l| self.policy(l))
                 .map(|p| p.path.to_string()),
+            subject: msg.subject,
             code: msg.code.code(),
         };
         self.cluster_wide(None, request, local, add_counts)

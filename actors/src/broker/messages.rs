@@ -193,8 +193,8 @@ pub struct Kick {
     pub code: CloseCode,
 }
 
-/// Closes every session of a tenant (optionally on one listener); replies with
-/// how many were asked to close.
+/// Closes every session of a tenant (optionally on one listener, optionally
+/// only one user's); replies with how many were asked to close.
 #[derive(Message, Debug)]
 #[rtype(result = "usize")]
 pub struct KickTenant {
@@ -202,6 +202,8 @@ pub struct KickTenant {
     pub tenant: TenantId,
     /// Limit to one listener.
     pub listener: Option<ListenerId>,
+    /// Limit to the sessions whose `sub` is this (one user's sessions).
+    pub subject: Option<String>,
     /// Close code.
     pub code: CloseCode,
 }

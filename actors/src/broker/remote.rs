@@ -84,6 +84,7 @@ impl Handler<NodeCall> for Broker {
             NodeRequest::KickTenant {
                 tenant,
                 listener,
+                subject,
                 code,
             } => {
                 let listener = match listener {
@@ -96,6 +97,7 @@ impl Handler<NodeCall> for Broker {
                 NodeReply::Count(self.local_kick_tenant(
                     &TenantId::new(tenant),
                     listener,
+                    subject.as_deref(),
                     close_code(code),
                 ))
             }

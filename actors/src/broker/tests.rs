@@ -262,6 +262,7 @@ async fn kicks_reach_the_session_control_channel() {
         .send(KickTenant {
             tenant: TenantId::new("t"),
             listener: Some(ListenerId(1)),
+            subject: None,
             code: CloseCode::Kicked,
         })
         .await

@@ -2,10 +2,7 @@
 //! needs `Authorization: Bearer <token>`; anything else, unknown paths
 //! included, gets a JSON 401, and the token never appears in a response.
 
-mod admin_support;
-mod common;
-
-use admin_support::*;
+use common::admin::*;
 use common::*;
 
 /// Authorization headers that must be refused.

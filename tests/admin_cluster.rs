@@ -1,12 +1,8 @@
 //! The admin API on a two-node cluster (Redis backend): requests to one node
 //! see, reach and close sessions on the other (DESIGN §4, §9).
 
-mod admin_support;
-mod cluster_support;
-mod common;
-
-use admin_support::*;
-use cluster_support::{node_settings, RedisServer};
+use common::admin::*;
+use common::cluster::{node_settings, RedisServer};
 use common::*;
 use serde_json::json;
 

@@ -3,10 +3,7 @@
 //! bad query parameters. Each gets a 4xx with `{"error": "..."}`, nothing is
 //! delivered, and the server keeps answering.
 
-mod admin_support;
-mod common;
-
-use admin_support::*;
+use common::admin::*;
 use common::*;
 use serde_json::{json, Value};
 

@@ -4,10 +4,7 @@
 //! documented status and match the documented schema (types, required keys,
 //! enums, no undocumented keys where the schema closes the object).
 
-mod admin_support;
-mod common;
-
-use admin_support::*;
+use common::admin::*;
 use common::*;
 use serde_json::{json, Value};
 use wsplus::settings::{BridgeEndpoint, BridgeSettings};

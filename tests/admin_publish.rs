@@ -2,12 +2,10 @@
 //! counts, only the targeted sessions receive, the admin `_session` in message
 //! mode, the payload alone in payload mode, 400/404 on bad targets.
 
-mod admin_support;
-mod common;
-
-use admin_support::*;
+use common::admin::*;
 use common::*;
 use serde_json::{json, Value};
+use wsplus_actors::protocol::admin_stamp;
 
 async fn publish(app: &TestApp, body: Value) -> Response {
     post_json(app, "/admin/v1/publish", &body).await
@@ -17,18 +15,6 @@ async fn publish(app: &TestApp, body: Value) -> Response {
 async fn publish_ok(app: &TestApp, body: Value, delivered: u64) {
     let res = publish(app, body).await.expect_ok();
     assert_eq!(res, json!({"delivered": delivered}));
-}
-
-/// The admin `_session` for `tenant` (or null) and `scope`.
-fn admin_stamp(tenant: Option<&str>, scope: &str) -> Value {
-    json!({
-        "type": "admin",
-        "id": null,
-        "tenantId": tenant,
-        "subject": "admin",
-        "authStatus": "admin",
-        "routingScope": scope,
-    })
 }
 
 /// A global message on `listener` used as a marker: a client whose next

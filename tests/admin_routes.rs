@@ -1,10 +1,7 @@
 //! Admin queries and kicks (DESIGN §9) against real connected clients: stats
 //! and listings exact, one session or a whole tenant closed with 4003.
 
-mod admin_support;
-mod common;
-
-use admin_support::*;
+use common::admin::*;
 use common::*;
 use serde_json::{json, Value};
 use wsplus::settings::{AuthMode, ListenerSettings};

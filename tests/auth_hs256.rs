@@ -2,13 +2,10 @@
 //! wrong is refused with 401 and the exact `reason`, before any WebSocket frame,
 //! and the body never echoes the token.
 
-mod auth_support;
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use auth_support::*;
+use common::auth::*;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
@@ -546,7 +543,7 @@ async fn raw_upgrade(
             return (first, None);
         }
         // A masked text frame "hi": a WebSocket peer would take it as data.
-        let _ = s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        let _ = s.write_all(&common::limits::client_frame(0x81, b"hi"));
         let next = read_response(&mut s);
         (first, next)
     })

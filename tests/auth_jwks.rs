@@ -3,12 +3,9 @@
 //! unknown kids and their refetch rate limit, the endpoint down at start
 //! (fail closed, not ready) and later (cached keys keep serving).
 
-mod auth_support;
-mod common;
-
 use std::time::Duration;
 
-use auth_support::*;
+use common::auth::*;
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};

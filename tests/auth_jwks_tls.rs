@@ -1,10 +1,7 @@
 //! JWKS over https: a certificate the system does not trust is refused (fail
 //! closed), one issued by a CA the system trusts (`SSL_CERT_FILE`) works.
 
-mod auth_support;
-mod common;
-
-use auth_support::*;
+use common::auth::*;
 use common::*;
 use wsplus::settings::AuthMode;
 

@@ -3,16 +3,10 @@
 //! `_session`), `from`, the no-echo rule with both directions on one tenant,
 //! reconnects, refused handshakes, heartbeats and the admin view.
 
-#[path = "bridge_support/mod.rs"]
-mod bridge_support;
-#[path = "client_support/mod.rs"]
-mod client_support;
-mod common;
-
 use std::collections::HashMap;
 
-use bridge_support::*;
-use client_support::{test_pki, FakeServer, Script, Tinyproxy};
+use common::bridge::*;
+use common::client::{test_pki, FakeServer, Script, Tinyproxy};
 use common::*;
 use serde_json::json;
 use wsplus::server::Sockets;

@@ -2,14 +2,8 @@
 //! node runs the same file): each node publishes what the upstream sends, and
 //! neither forwards the other's copy back up, so no loop forms between them.
 
-#[path = "bridge_support/mod.rs"]
-mod bridge_support;
-#[path = "cluster_support/mod.rs"]
-mod cluster_support;
-mod common;
-
-use bridge_support::*;
-use cluster_support::{node_settings, RedisServer};
+use common::bridge::*;
+use common::cluster::{node_settings, RedisServer};
 use common::*;
 use wsplus::settings::{Mode, Settings};
 

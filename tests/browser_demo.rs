@@ -3,8 +3,6 @@
 //! the chosen listener accepts, and answers JSON errors. (The page itself is
 //! driven in a real browser by `tests/browser_e2e.rs`.)
 
-mod common;
-
 use base64::Engine;
 use common::{base_settings, listener, open_listener, TestApp, Ws};
 use serde_json::Value;

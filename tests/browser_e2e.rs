@@ -10,8 +10,6 @@
 //! with `CI=true`, where that is a failure. Leaves a screenshot in
 //! `target/test-artifacts/browser.png`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;

@@ -1,8 +1,6 @@
 //! The real binary: check-config output and errors, serve refusing bad
 //! configuration, and SIGTERM shutdown with 1001 and exit code 0.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

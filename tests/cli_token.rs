@@ -4,11 +4,8 @@
 //! with its secret missing refuses to start; `secret_file` works; and neither
 //! the access log nor any other log line ever contains a token.
 
-mod auth_support;
-mod common;
-
-use auth_support::*;
 use base64::Engine;
+use common::auth::*;
 use common::*;
 use serde_json::{json, Value};
 use wsplus::settings::Mode;

@@ -3,12 +3,8 @@
 //! binary output, token encoding, `${VAR}` headers, subprotocols, refused
 //! handshakes, heartbeats and exit codes.
 
-#[path = "client_support/mod.rs"]
-mod client_support;
-mod common;
-
 use base64::Engine;
-use client_support::{wsplus, Cli, FakeServer, Script};
+use common::client::{wsplus, Cli, FakeServer, Script};
 use common::*;
 use tokio_tungstenite::tungstenite::Message;
 use wsplus_actors::broker::Snapshot;

@@ -2,12 +2,9 @@
 //! port): cross-node routing per scope, cluster-wide admin answers and kicks,
 //! the cluster-wide tenant cap, a Redis outage, and a node that crashes.
 
-mod cluster_support;
-mod common;
-
 use std::time::{Duration, Instant};
 
-use cluster_support::*;
+use common::cluster::*;
 use common::*;
 use wsplus::settings::{Mode, Scope};
 use wsplus_actors::broker::{

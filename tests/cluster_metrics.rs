@@ -1,14 +1,9 @@
 //! The cluster series of `GET /metrics` on two nodes sharing a real Redis:
 //! they move with cross-node traffic and with a Redis outage.
 
-mod admin_support;
-mod cluster_support;
-mod common;
-mod metrics_support;
-
-use cluster_support::*;
+use common::cluster::*;
+use common::metrics::*;
 use common::*;
-use metrics_support::*;
 
 #[tokio::test]
 async fn cross_node_counters_follow_traffic_and_an_outage() {

@@ -3,12 +3,9 @@
 //! `timeout_s` closes with 4002, the earlier deadline wins, and sessions that
 //! leave take their timers with them.
 
-mod auth_support;
-mod common;
-
 use std::time::{Duration, Instant};
 
-use auth_support::{claims, hmac, now, sign, with};
+use common::auth::{claims, hmac, now, sign, with};
 use common::*;
 use jsonwebtoken::Algorithm;
 use serde_json::json;

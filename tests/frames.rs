@@ -2,8 +2,6 @@
 //! protocol errors (1002), fragmentation — the broker closes the offender and
 //! keeps serving everyone else, leaking nothing.
 
-mod common;
-
 use common::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;

@@ -2,8 +2,6 @@
 //! refused by the first one, with that row's status and a JSON body of exactly
 //! `{"error", "reason"}`.
 
-mod common;
-
 use common::*;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};

@@ -1,8 +1,6 @@
 //! Connection life cycle: abrupt disconnects, silent clients, dead peers and
 //! graceful shutdown leave nothing behind.
 
-mod common;
-
 use common::*;
 use wsplus_actors::broker::Snapshot;
 

@@ -3,14 +3,11 @@
 //! burst of concurrent handshakes and its release on every kind of end,
 //! `allowed_origins`, and `limits.max_connections`.
 
-mod common;
-mod limits_support;
-
 use std::time::{Duration, Instant};
 
+use common::limits::*;
 use common::*;
 use futures_util::future::join_all;
-use limits_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsplus::settings::{OnRateLimit, Settings};

@@ -2,16 +2,13 @@
 //! closed with 4009 and counted, every other session keeps receiving every
 //! message, and the server's memory stays bounded.
 
-mod common;
-mod limits_support;
-
 use std::time::Duration;
 
 use common::*;
 use std::sync::Arc;
 
+use common::limits::*;
 use futures_util::{SinkExt, StreamExt};
-use limits_support::*;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use wsplus::settings::Settings;

@@ -1,12 +1,8 @@
 //! `GET /metrics` against a real server: the exposition parsed with a strict
 //! OpenMetrics reader and compared with what real WebSocket clients just did.
 
-mod admin_support;
-mod common;
-mod metrics_support;
-
+use common::metrics::*;
 use common::*;
-use metrics_support::*;
 use wsplus::settings::{OnRateLimit, Scope, Settings};
 use wsplus_actors::broker::{Kick, ListSessions};
 use wsplus_actors::{CloseCode, SessionId, TenantId};
@@ -317,7 +313,7 @@ async fn tenant_series_only_with_the_flag_capped_and_escaped() {
 
 /// `GET /metrics` with an `Accept` header: (content type, body).
 async fn scrape_accepting(admin: std::net::SocketAddr, accept: Option<&str>) -> (String, String) {
-    let r = admin_support::Req::new("GET", "/metrics")
+    let r = common::admin::Req::new("GET", "/metrics")
         .accept(accept)
         .send_to(admin)
         .await;

@@ -3,11 +3,7 @@
 //! proxy URL (407 without it), 403 for a refused destination, and an
 //! unreachable proxy.
 
-#[path = "client_support/mod.rs"]
-mod client_support;
-mod common;
-
-use client_support::{test_pki, wsplus, Cli, Tinyproxy};
+use common::client::{test_pki, wsplus, Cli, Tinyproxy};
 use common::*;
 
 /// `wsplus connect` to `url` with a token and the given environment.

@@ -5,15 +5,12 @@
 //! handshakes next to live sessions. (The slow consumer under a flood is in
 //! `limits_backpressure.rs`.)
 
-mod common;
-mod limits_support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::limits::*;
 use common::*;
 use futures_util::stream::{self, StreamExt};
-use limits_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsplus_actors::broker::Snapshot;

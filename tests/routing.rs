@@ -1,7 +1,5 @@
 //! Routing by scope, tenant isolation and listener isolation, over real sockets.
 
-mod common;
-
 use common::*;
 use wsplus::settings::{Mode, Scope};
 use wsplus_actors::broker::Snapshot;

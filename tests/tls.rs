@@ -3,13 +3,9 @@
 //! that CA with `--ca-file`, and the failures: unknown CA, plain ws:// against
 //! a TLS port, unusable certificate files.
 
-#[path = "client_support/mod.rs"]
-mod client_support;
-mod common;
-
 use std::path::Path;
 
-use client_support::{test_pki, wsplus, Cli, TestPki};
+use common::client::{test_pki, wsplus, Cli, TestPki};
 use common::*;
 
 fn tls_settings(pki: &TestPki) -> wsplus::settings::Settings {

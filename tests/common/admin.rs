@@ -1,7 +1,6 @@
 //! Admin API test client: raw HTTP/1.1 over a fresh TCP connection per request
 //! (`Connection: close`), so tests control every header and byte of the body,
 //! wrong content types and oversized bodies included.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 
@@ -9,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsplus::settings::{Mode, Scope, Settings};
 
-use crate::common::{base_settings, listener, TestApp, ADMIN_TOKEN, SECRET, WAIT};
+use crate::{base_settings, listener, TestApp, ADMIN_TOKEN, SECRET, WAIT};
 
 /// Payload mode, tenant scope (the base listener).
 pub const EVENTS: &str = "/ws/events";

@@ -2,14 +2,13 @@
 //! dials it, both real servers on port 0; the admin view of the bridges; and
 //! a poll-until helper for states that have no event to await (a reconnect
 //! counter, a connection flag).
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 use wsplus::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, Mode, Settings};
 
-use crate::common::{base_settings, poll_until, token, TestApp, ADMIN_TOKEN};
+use crate::{base_settings, poll_until, token, TestApp, ADMIN_TOKEN};
 
 /// The local listener bridges publish into and forward from.
 pub const PATH: &str = "/ws/events";

@@ -1,7 +1,6 @@
 //! Cluster test support: a real `redis-server` on a free loopback port that a
 //! test can kill and restart, nodes sharing it (in process, or the real binary as
 //! a child process that can be SIGKILLed), and a tiny HTTP GET for `/readyz`.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use wsplus::settings::{ClusterBackend, Settings};
 
-use crate::common::{
+use crate::{
     base_settings, eventually, free_port, http_get, wsplus_bin, ADMIN_TOKEN, SECRET, WAIT,
 };
 

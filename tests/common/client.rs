@@ -1,7 +1,6 @@
 //! Helpers for the outbound-client tests: the real `wsplus` binary with piped
 //! stdio and bounded waits, and a scriptable fake WebSocket server that
 //! records what the client sent in its upgrade request.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -19,14 +18,14 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-pub use crate::common::free_port;
+pub use crate::free_port;
 
 /// How long any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// `wsplus` with a clean environment (no proxy or WSPLUS variables leaking in).
 pub fn wsplus() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    let mut c = Command::new(crate::wsplus_exe());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn");

@@ -1,7 +1,6 @@
 //! Helpers for the authentication tests: hand-made tokens (any header, any
 //! claims), generated RSA and P-256 keys with their JWKs, a fake JWKS server
 //! with fault switches and a request counter, and a bare HTTP GET.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};

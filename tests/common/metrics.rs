@@ -2,13 +2,12 @@
 //! parser (the subset the server writes: counters and gauges), so a malformed
 //! line, a sample outside its family, a duplicate series or a missing `# EOF`
 //! fails the test instead of being skipped.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::admin_support::{Req, Response};
-use super::common::{poll_until, ADMIN_TOKEN};
+use crate::admin::{Req, Response};
+use crate::{poll_until, ADMIN_TOKEN};
 
 /// `GET /metrics` on `admin` with `Authorization: Bearer <token>`, or with no
 /// `Authorization` header at all.

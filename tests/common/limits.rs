@@ -1,7 +1,6 @@
 //! Helpers for the limits and resilience tests: WebSocket clients on sockets the
 //! test owns (so it can reset them, stop reading, or write raw bytes), bounded
 //! polling, the process's resident memory and its open-file limit.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 
@@ -12,7 +11,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::common::{token, TestApp, WAIT};
+use crate::{token, TestApp, WAIT};
 
 /// A client WebSocket over a plain TCP stream the test can reach.
 pub type Sock = WebSocketStream<TcpStream>;
@@ -166,22 +165,23 @@ pub async fn write_raw(ws: &mut Sock, bytes: &[u8]) {
     ws.get_mut().write_all(bytes).await.expect("raw write");
 }
 
-/// A masked client frame (RFC 6455 §5.2) with the given first byte (FIN, RSV, opcode).
+/// A masked client frame (RFC 6455 §5.2) with the given first byte (FIN, RSV,
+/// opcode), whatever it says: tungstenite's encoder writes it without checking
+/// that the opcode exists or that a control frame is short enough.
 pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    use tungstenite::protocol::frame::{Frame, FrameHeader};
+    let bit = |n: u8| first & (1 << n) != 0;
+    let header = FrameHeader {
+        is_final: bit(7),
+        rsv1: bit(6),
+        rsv2: bit(5),
+        rsv3: bit(4),
+        opcode: (first & 0x0f).into(),
+        mask: Some([0x37, 0xfa, 0x21, 0x3d]),
+    };
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    Frame::from_payload(header, tungstenite::Bytes::copy_from_slice(payload))
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
     out
 }

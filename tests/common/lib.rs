@@ -1,6 +1,19 @@
 //! Shared integration-test harness: a real server on port 0 in its own actix
-//! system thread, a token minter, and a WebSocket client with timeouts.
-#![allow(dead_code)] // each test binary uses a different subset
+//! system thread, a token minter, and a WebSocket client with timeouts; the
+//! modules below hold what one family of tests needs.
+//!
+//! A library crate (`wsplus-test-common`, a dev-dependency named `common`):
+//! a test file writes `use common::*;` and `use common::auth::*;` (no `mod`
+//! line), uses any subset without dead-code allowances, and the harness is
+//! compiled once for all test binaries.
+
+pub mod admin;
+pub mod auth;
+pub mod bridge;
+pub mod client;
+pub mod cluster;
+pub mod limits;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -465,10 +478,26 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The `wsplus` binary cargo builds for the integration tests. This crate is
+/// a library, where `env!("CARGO_BIN_EXE_wsplus")` is not set: take it from
+/// the runtime environment (nextest sets it), else beside the running test
+/// binary (`target/<profile>/deps/<test>` -> `target/<profile>/wsplus`).
+pub fn wsplus_exe() -> std::path::PathBuf {
+    ["CARGO_BIN_EXE_wsplus", "NEXTEST_BIN_EXE_wsplus"]
+        .into_iter()
+        .find_map(std::env::var_os)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let test = std::env::current_exe().expect("test binary path");
+            let profile = test.parent().and_then(|deps| deps.parent());
+            profile.expect("target/<profile>/deps").join("wsplus")
+        })
+}
+
 /// The real binary with a clean environment: no `WSPLUS*` variable (secrets,
 /// `WSPLUS__` overrides) leaks in from the test's environment; info logs.
 pub fn wsplus_bin() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wsplus"));
+    let mut c = std::process::Command::new(wsplus_exe());
     for (k, _) in std::env::vars() {
         if k.starts_with("WSPLUS") || k == "RUST_LOG" {
             c.env_remove(k);

@@ -64,21 +64,42 @@ impl HandshakeError {
         }
     }
 
-    /// Every counted reason label, in counter order.
-    pub fn all_reasons() -> impl Iterator<Item = &'static str> {
-        AuthError::ALL.iter().map(|e| e.reason()).chain([
-            "origin",
-            "tenant_limit",
-            "not_found",
-            "server_full",
-            "shutting_down",
-            "not_websocket",
-        ])
+    /// The refusals that are not a token's, in counter order (after
+    /// [`AuthError::ALL`]).
+    const OTHERS: [HandshakeError; 6] = [
+        HandshakeError::Origin,
+        HandshakeError::TenantLimit,
+        HandshakeError::NotFound,
+        HandshakeError::ServerFull,
+        HandshakeError::ShuttingDown,
+        HandshakeError::NotWebSocket,
+    ];
+
+    /// Every counted refusal, in counter order.
+    pub fn all() -> impl Iterator<Item = HandshakeError> {
+        AuthError::ALL
+            .into_iter()
+            .map(HandshakeError::Auth)
+            .chain(Self::OTHERS)
     }
 
+    /// Every counted reason label, in counter order.
+    pub fn all_reasons() -> impl Iterator<Item = &'static str> {
+        Self::all().map(Self::reason)
+    }
+
+    /// Position in [`HandshakeError::all`] (counter index).
     fn index(self) -> usize {
-        let reason = self.reason();
-        Self::all_reasons().position(|r| r == reason).unwrap_or(0)
+        let auth = AuthError::ALL.len();
+        match self {
+            HandshakeError::Auth(e) => e.index(),
+            HandshakeError::Origin => auth,
+            HandshakeError::TenantLimit => auth + 1,
+            HandshakeError::NotFound => auth + 2,
+            HandshakeError::ServerFull => auth + 3,
+            HandshakeError::ShuttingDown => auth + 4,
+            HandshakeError::NotWebSocket => auth + 5,
+        }
     }
 
     /// The JSON response `{"error": "...", "reason": "..."}`. Never echoes input.
@@ -113,6 +134,9 @@ impl From<JoinError> for HandshakeError {
             JoinError::ShuttingDown => HandshakeError::ShuttingDown,
             // A 128-bit id collision: refuse this one attempt; the client retries.
             JoinError::DuplicateId => HandshakeError::ServerFull,
+            // The listener table and the Broker disagree (a bug): the server
+            // cannot serve this listener now.
+            JoinError::UnknownListener(_) => HandshakeError::ServerFull,
         }
     }
 }
@@ -159,6 +183,9 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(all.len(), dedup.len());
+        for (i, e) in HandshakeError::all().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
         let r = Rejections::default();
         r.add(HandshakeError::Auth(AuthError::Expired));
         r.add(HandshakeError::TenantLimit);

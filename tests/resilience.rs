@@ -76,7 +76,7 @@ async fn a_thousand_connections_across_fifty_tenants_get_exactly_their_tenants_m
         .counters
         .listener(wsplus_actors::ListenerId(0))
         .deliveries
-        .load(std::sync::atomic::Ordering::Relaxed);
+        .get();
     assert_eq!(deliveries, total * (PER_TENANT * SENDS) as u64);
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
     for ws in done {

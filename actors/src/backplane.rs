@@ -11,9 +11,11 @@
 //! awaits *outside* its message handling (`ActorResponse`), bounded by the
 //! implementation's timeout.
 //!
-//! Inbound, an implementation hands the Broker [`RemoteDeliver`] (a message from
-//! another node, delivered to local sessions only) and [`NodeCall`] (an admin
-//! request from another node, answered from local state only).
+//! Inbound, an implementation hands the Broker `RemoteDeliver` (a message from
+//! another node, delivered to local sessions only) and `NodeCall` (an admin
+//! request from another node, answered from local state only); both are
+//! declared with the Broker's other messages (`broker::messages`). This module
+//! sits below the Broker and rooms and knows neither.
 //!
 //! [`LocalBackplane`] is the single-node implementation: every call is a no-op,
 //! so a node without a cluster behaves exactly as if the seam were not there.
@@ -21,14 +23,13 @@
 
 use std::fmt;
 
-use actix::prelude::*;
 use futures_core::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{SessionView, TenantView};
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::info::SessionInfo;
+use crate::views::{SessionView, TenantView};
 
 /// What a cluster-wide tenant slot request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,28 +117,6 @@ pub trait Backplane: Send + Sync + fmt::Debug {
 pub struct LocalBackplane;
 
 impl Backplane for LocalBackplane {}
-
-/// Whom a remote delivery is for on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteTarget {
-    /// This node's sessions of one tenant of the listener.
-    Tenant(TenantId),
-    /// Every session of the listener on this node.
-    Global,
-}
-
-/// A message published on another node, for this node's sessions only (it is
-/// never handed back to the backplane).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct RemoteDeliver {
-    /// The listener.
-    pub listener: ListenerId,
-    /// Recipients.
-    pub target: RemoteTarget,
-    /// The message, as serialized by the origin node.
-    pub delivery: Delivery,
-}
 
 /// A message body on the wire between nodes (admin publishes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,12 +233,22 @@ pub enum NodeReply {
     Sessions(Vec<SessionView>),
     /// To `Kick`, `KickTenant` and `Publish`: how many sessions it applied to.
     Count(usize),
+    /// The node could not apply the request (it names something this node does
+    /// not know); counts as nothing in merged answers.
+    Refused(NodeError),
 }
 
-/// An admin request from another node, for the Broker to answer locally.
-#[derive(Message, Debug)]
-#[rtype(result = "NodeReply")]
-pub struct NodeCall(pub NodeRequest);
+/// Why a node refused another node's admin request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", content = "value", rename_all = "snake_case")]
+pub enum NodeError {
+    /// No listener at this path here (nodes' listener tables differ).
+    #[error("unknown listener {0:?}")]
+    UnknownListener(String),
+    /// A close code this node does not send (nodes run different versions).
+    #[error("unknown close code {0}")]
+    UnknownCloseCode(u16),
+}
 
 #[cfg(test)]
 mod tests {
@@ -290,6 +279,9 @@ mod tests {
             tenants: vec!["a".into()],
             ..Default::default()
         });
+        let s = serde_json::to_string(&rep).unwrap();
+        assert_eq!(serde_json::from_str::<NodeReply>(&s).unwrap(), rep);
+        let rep = NodeReply::Refused(NodeError::UnknownListener("/x".into()));
         let s = serde_json::to_string(&rep).unwrap();
         assert_eq!(serde_json::from_str::<NodeReply>(&s).unwrap(), rep);
     }

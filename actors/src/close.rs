@@ -82,7 +82,19 @@ impl CloseCode {
 
     /// Position in [`CloseCode::ALL`] (counter index).
     pub fn index(self) -> usize {
-        Self::ALL.iter().position(|c| *c == self).unwrap_or(0)
+        match self {
+            CloseCode::Normal => 0,
+            CloseCode::GoingAway => 1,
+            CloseCode::ProtocolError => 2,
+            CloseCode::InvalidPayload => 3,
+            CloseCode::Policy => 4,
+            CloseCode::TooBig => 5,
+            CloseCode::TokenExpired => 6,
+            CloseCode::SessionTimeout => 7,
+            CloseCode::Kicked => 8,
+            CloseCode::RateLimited => 9,
+            CloseCode::SlowConsumer => 10,
+        }
     }
 
     /// Whether a well-behaved client should reconnect after this close.
@@ -103,6 +115,22 @@ impl CloseCode {
     }
 }
 
+/// A numeric close code that is not in the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown close code {0}")]
+pub struct UnknownCloseCode(pub u16);
+
+impl TryFrom<u16> for CloseCode {
+    type Error = UnknownCloseCode;
+
+    fn try_from(code: u16) -> Result<Self, Self::Error> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+            .ok_or(UnknownCloseCode(code))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +139,16 @@ mod tests {
     fn index_round_trips() {
         for (i, c) in CloseCode::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
+        }
+    }
+
+    #[test]
+    fn numeric_codes_round_trip_and_unknown_ones_are_refused() {
+        for c in CloseCode::ALL {
+            assert_eq!(CloseCode::try_from(c.code()), Ok(c));
+        }
+        for n in [0, 999, 1003, 1011, 4000, 4004, 4010, u16::MAX] {
+            assert_eq!(CloseCode::try_from(n), Err(UnknownCloseCode(n)));
         }
     }
 }

@@ -62,21 +62,21 @@ struct Stripe(AtomicU64);
 
 /// A counter that sessions on every worker thread increment per message: each
 /// thread adds to its own cache line and readers sum them, so sessions on
-/// different cores do not bounce one line between them per delivery. Same
-/// `fetch_add`/`load` calls as an `AtomicU64` (the ordering is always relaxed).
+/// different cores do not bounce one line between them per delivery. Relaxed
+/// throughout: a total read while others add is a snapshot, never a fence.
 #[derive(Debug, Default)]
 pub struct StripedCounter([Stripe; STRIPES]);
 
 impl StripedCounter {
-    /// Adds `n` (relaxed, whatever `_order` says); returns nothing useful.
-    pub fn fetch_add(&self, n: u64, _order: Ordering) {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
         self.0[this_thread_stripe()]
             .0
             .fetch_add(n, Ordering::Relaxed);
     }
 
     /// The total so far.
-    pub fn load(&self, _order: Ordering) -> u64 {
+    pub fn get(&self) -> u64 {
         self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }
@@ -145,20 +145,17 @@ impl Counters {
 
     /// Counts `n` frames written to sockets.
     pub fn add_messages_out(&self, n: u64) {
-        self.messages_out.fetch_add(n, Ordering::Relaxed);
+        self.messages_out.add(n);
     }
 
     /// Frames written to sockets.
     pub fn messages_out(&self) -> u64 {
-        self.messages_out.load(Ordering::Relaxed)
+        self.messages_out.get()
     }
 
     /// Messages accepted from clients, all listeners.
     pub fn messages_in(&self) -> u64 {
-        self.listeners
-            .iter()
-            .map(|l| l.messages_in.load(Ordering::Relaxed))
-            .sum()
+        self.listeners.iter().map(|l| l.messages_in.get()).sum()
     }
 
     /// Counts one dropped message.

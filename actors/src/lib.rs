@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod rate;
 pub mod room;
 pub mod session;
+pub mod views;
 
 pub use backplane::{Backplane, LocalBackplane};
 pub use broker::Broker;

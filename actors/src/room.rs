@@ -247,7 +247,7 @@ impl TenantRoom {
         self.counters
             .listener(self.listener)
             .deliveries
-            .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
+            .add(delivered as u64);
         delivered
     }
 }

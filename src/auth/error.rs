@@ -51,6 +51,22 @@ impl AuthError {
         AuthError::InvalidTenant,
     ];
 
+    /// Position in [`AuthError::ALL`] (counter index).
+    pub fn index(self) -> usize {
+        match self {
+            AuthError::MissingToken => 0,
+            AuthError::Malformed => 1,
+            AuthError::AlgorithmNotAllowed => 2,
+            AuthError::UnknownKey => 3,
+            AuthError::InvalidSignature => 4,
+            AuthError::Expired => 5,
+            AuthError::NotYetValid => 6,
+            AuthError::InvalidIssuer => 7,
+            AuthError::InvalidAudience => 8,
+            AuthError::InvalidTenant => 9,
+        }
+    }
+
     /// The machine-readable reason of DESIGN §5.
     pub fn reason(self) -> &'static str {
         match self {

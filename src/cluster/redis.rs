@@ -37,9 +37,8 @@ use rand::Rng;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
-use wsplus_actors::backplane::{
-    Backplane, NodeCall, NodeReply, NodeRequest, RemoteDeliver, RemoteTarget, SlotDecision,
-};
+use wsplus_actors::backplane::{Backplane, NodeReply, NodeRequest, SlotDecision};
+use wsplus_actors::broker::{NodeCall, RemoteDeliver, RemoteTarget};
 use wsplus_actors::counters::DropReason;
 use wsplus_actors::{
     Broker, Counters, Delivery, ListenerId, Scope, SessionId, SessionInfo, TenantId,
@@ -947,7 +946,7 @@ async fn rpc_server(
 ) {
     while let Some((origin, id, request)) = rx.recv().await {
         let timeout = shared.timing.timeout;
-        let Ok(Ok(reply)) = tokio::time::timeout(timeout, broker.send(NodeCall(request))).await
+        let Ok(Ok(reply)) = tokio::time::timeout(timeout, broker.send(NodeCall { request })).await
         else {
             continue;
         };

@@ -1,6 +1,5 @@
 //! Exposition unit tests: collectors fed known values, output read back as text.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use wsplus_actors::broker::{ListenerLoad, Load, TenantView};
@@ -50,10 +49,7 @@ fn lines(body: &str) -> Vec<&str> {
 #[test]
 fn traffic_and_rejections_are_prefixed_counters_with_every_label() {
     let counters = Arc::new(Counters::new(2));
-    counters
-        .listener(ListenerId(1))
-        .messages_in
-        .fetch_add(4, Ordering::Relaxed);
+    counters.listener(ListenerId(1)).messages_in.add(4);
     counters.add_messages_out(7);
     counters.add_dropped(DropReason::RateLimit);
     counters.add_dropped(DropReason::RateLimit);

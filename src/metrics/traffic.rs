@@ -1,7 +1,6 @@
 //! Message traffic, drops, close codes and uptime, read from the actors'
 //! lock-free [`Counters`] at scrape time (the hot path only ever adds to them).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
@@ -37,18 +36,13 @@ impl Traffic {
 impl Collector for Traffic {
     fn encode(&self, mut out: DescriptorEncoder) -> std::fmt::Result {
         let c = &self.counters;
-        Family::counter("messages_in", "Messages accepted from clients.").labelled(
-            &mut out,
-            self.per_listener(|l| l.messages_in.load(Ordering::Relaxed)),
-        )?;
+        Family::counter("messages_in", "Messages accepted from clients.")
+            .labelled(&mut out, self.per_listener(|l| l.messages_in.get()))?;
         Family::counter(
             "deliveries",
             "Messages queued to recipients (one per recipient).",
         )
-        .labelled(
-            &mut out,
-            self.per_listener(|l| l.deliveries.load(Ordering::Relaxed)),
-        )?;
+        .labelled(&mut out, self.per_listener(|l| l.deliveries.get()))?;
         Family::counter(
             "messages_out",
             "Frames written to client sockets, all listeners.",

@@ -19,6 +19,7 @@ use crate::room::LocalFanout;
 
 use super::messages::*;
 use super::{Broker, SessionEntry};
+use crate::views::unix_secs;
 
 impl SessionEntry {
     fn view(&self) -> SessionView {
@@ -130,10 +131,7 @@ impl Broker {
         }
         match e.outbox.push(delivery) {
             Ok(()) => {
-                self.counters
-                    .listener(listener)
-                    .deliveries
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.listener(listener).deliveries.add(1);
                 1
             }
             Err(PushError::Full) => {

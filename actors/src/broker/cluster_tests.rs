@@ -8,7 +8,7 @@ use actix::prelude::*;
 use super::tests::{self, join, text};
 use super::*;
 use crate::backplane::probe::Probe;
-use crate::backplane::{NodeCall, NodeReply, NodeRequest, NodeStats, RemoteDeliver, RemoteTarget};
+use crate::backplane::{NodeError, NodeReply, NodeRequest, NodeStats};
 use crate::ids::{Mode, Scope, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::outbox;
@@ -225,37 +225,64 @@ async fn requests_from_other_nodes_are_answered_locally() {
     let me = info("a");
     let (_, mut rx) = join(&b, me.clone()).await;
     let r = b
-        .send(NodeCall(NodeRequest::Publish {
-            listener: "/ws".into(),
-            target: crate::backplane::WireTarget::Tenant("a".into()),
-            delivery: crate::backplane::WireDelivery::Text("hi".into()),
-        }))
+        .send(NodeCall {
+            request: NodeRequest::Publish {
+                listener: "/ws".into(),
+                target: crate::backplane::WireTarget::Tenant("a".into()),
+                delivery: crate::backplane::WireDelivery::Text("hi".into()),
+            },
+        })
         .await
         .unwrap();
     assert_eq!(r, NodeReply::Count(1));
     assert_eq!(rx.data.try_recv(), Some(text("hi")));
     let r = b
-        .send(NodeCall(NodeRequest::Publish {
-            listener: "/nope".into(),
-            target: crate::backplane::WireTarget::Global,
-            delivery: crate::backplane::WireDelivery::Text("x".into()),
-        }))
+        .send(NodeCall {
+            request: NodeRequest::Publish {
+                listener: "/nope".into(),
+                target: crate::backplane::WireTarget::Global,
+                delivery: crate::backplane::WireDelivery::Text("x".into()),
+            },
+        })
         .await
         .unwrap();
-    assert_eq!(r, NodeReply::Count(0));
+    assert_eq!(
+        r,
+        NodeReply::Refused(NodeError::UnknownListener("/nope".into())),
+        "an unknown listener is an explicit refusal"
+    );
     let r = b
-        .send(NodeCall(NodeRequest::GetSession {
-            id: me.id.to_string(),
-        }))
+        .send(NodeCall {
+            request: NodeRequest::Kick {
+                id: me.id.to_string(),
+                code: 4777,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, NodeReply::Refused(NodeError::UnknownCloseCode(4777)));
+    assert_eq!(
+        rx.control.try_recv(),
+        None,
+        "an unknown code is not replaced by another one"
+    );
+    let r = b
+        .send(NodeCall {
+            request: NodeRequest::GetSession {
+                id: me.id.to_string(),
+            },
+        })
         .await
         .unwrap();
     let NodeReply::Sessions(v) = r else { panic!() };
     assert_eq!(v[0].tenant, "a");
     let r = b
-        .send(NodeCall(NodeRequest::Kick {
-            id: me.id.to_string(),
-            code: 4003,
-        }))
+        .send(NodeCall {
+            request: NodeRequest::Kick {
+                id: me.id.to_string(),
+                code: 4003,
+            },
+        })
         .await
         .unwrap();
     assert_eq!(r, NodeReply::Count(1));

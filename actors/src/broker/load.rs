@@ -7,41 +7,9 @@ use std::cmp::Ordering;
 
 use actix::prelude::*;
 
-use super::messages::TenantView;
+use super::messages::{GetLoad, ListenerLoad, Load, TenantView};
 use super::Broker;
 use crate::ids::{ListenerId, TenantId};
-
-/// Asks the Broker for this node's [`Load`].
-#[derive(Message, Debug, Clone, Copy, Default)]
-#[rtype(result = "Load")]
-pub struct GetLoad {
-    /// `Some(n)`: also the `n` (listener, tenant) pairs with the most
-    /// connections (ties by listener, then tenant, so the choice is stable).
-    pub top_tenants: Option<usize>,
-}
-
-/// One listener's live figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerLoad {
-    /// Listener path.
-    pub path: String,
-    /// Open connections.
-    pub connections: usize,
-    /// Live rooms (tenants with at least one connection).
-    pub rooms: usize,
-    /// Connections of the tenants left out of [`Load::tenants`] (0 unless
-    /// tenants were asked for).
-    pub other_tenants: usize,
-}
-
-/// Reply to [`GetLoad`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Load {
-    /// Every listener, by id.
-    pub listeners: Vec<ListenerLoad>,
-    /// The busiest (listener, tenant) pairs, busiest first; empty unless asked.
-    pub tenants: Vec<TenantView>,
-}
 
 type Row<'a> = (&'a (ListenerId, TenantId), usize);
 

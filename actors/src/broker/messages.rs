@@ -1,12 +1,17 @@
-//! Messages the Broker accepts, and their replies.
+//! Every message the Broker accepts, and their replies, in one place: from
+//! the server (joins, leaves, shutdown), from sessions (global publishes), from
+//! bridges and operators (publishes, queries, kicks), from metrics scrapes
+//! (load) and from other nodes through the backplane (remote deliveries and
+//! admin requests). The handlers live beside the Broker (`mod.rs`, `admin.rs`,
+//! `origin.rs`, `load.rs`, `remote.rs`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::backplane::{NodeReply, NodeRequest};
 use crate::close::CloseCode;
 use crate::counters::SessionStats;
 use crate::delivery::Delivery;
@@ -14,6 +19,8 @@ use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::Outbox;
 use crate::room::TenantRoom;
+
+pub use crate::views::{SessionView, StatsView, TenantView};
 
 use super::Broker;
 
@@ -63,6 +70,10 @@ pub enum JoinError {
     /// The id is already registered (never expected with 128-bit random ids).
     #[error("duplicate session id")]
     DuplicateId,
+    /// The session names a listener the Broker was not built with (the server
+    /// builds both from one table, so this is a bug, refused rather than guessed).
+    #[error("unknown listener {0:?}")]
+    UnknownListener(ListenerId),
 }
 
 /// A session ended (its actor dropped); frees its slot, room membership and timer.
@@ -111,38 +122,10 @@ pub struct Publish {
 #[rtype(result = "StatsView")]
 pub struct GetStats;
 
-/// Reply to [`GetStats`].
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StatsView {
-    /// Open connections.
-    pub connections: usize,
-    /// Distinct tenants with at least one connection.
-    pub tenants: usize,
-    /// Messages accepted from clients.
-    pub messages_in: u64,
-    /// Messages written to clients.
-    pub messages_out: u64,
-    /// Messages dropped, all reasons.
-    pub dropped: u64,
-    /// Seconds since start.
-    pub uptime_s: u64,
-}
-
 /// Tenants with connections.
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<TenantView>")]
 pub struct ListTenants;
-
-/// One (listener, tenant) row.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TenantView {
-    /// Listener path.
-    pub listener: String,
-    /// Tenant id.
-    pub tenant: String,
-    /// Open connections.
-    pub connections: usize,
-}
 
 /// Sessions of one tenant (all listeners).
 #[derive(Message, Debug)]
@@ -158,29 +141,6 @@ pub struct ListSessions {
 pub struct GetSession {
     /// The session.
     pub id: SessionId,
-}
-
-/// What the admin API shows of a session.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionView {
-    /// Connection id.
-    pub id: String,
-    /// Listener path.
-    pub listener: String,
-    /// Tenant.
-    pub tenant: String,
-    /// JWT `sub`.
-    pub subject: Option<String>,
-    /// Peer address.
-    pub remote: Option<String>,
-    /// Unix seconds.
-    pub connected_at: u64,
-    /// Unix seconds of the token's `exp`.
-    pub expires_at: Option<u64>,
-    /// Messages received from the client.
-    pub messages_in: u64,
-    /// Messages written to the client.
-    pub messages_out: u64,
 }
 
 /// Closes one session with `code`; replies whether it existed.
@@ -230,8 +190,82 @@ pub struct Snapshot {
 #[rtype(result = "oneshot::Receiver<()>")]
 pub struct Shutdown;
 
-pub(super) fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// A tenant message from `origin` (e.g. a bridge): delivered to every local
+/// session of the tenant except `origin`, and handed to the other nodes.
+/// Replies with the number of local queues that took it.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct PublishFrom {
+    /// The listener.
+    pub listener: ListenerId,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The serialized message.
+    pub delivery: Delivery,
+    /// Who published it (skipped in the fan-out).
+    pub origin: SessionId,
+}
+
+/// Asks the Broker for this node's [`Load`].
+#[derive(Message, Debug, Clone, Copy, Default)]
+#[rtype(result = "Load")]
+pub struct GetLoad {
+    /// `Some(n)`: also the `n` (listener, tenant) pairs with the most
+    /// connections (ties by listener, then tenant, so the choice is stable).
+    pub top_tenants: Option<usize>,
+}
+
+/// One listener's live figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerLoad {
+    /// Listener path.
+    pub path: String,
+    /// Open connections.
+    pub connections: usize,
+    /// Live rooms (tenants with at least one connection).
+    pub rooms: usize,
+    /// Connections of the tenants left out of [`Load::tenants`] (0 unless
+    /// tenants were asked for).
+    pub other_tenants: usize,
+}
+
+/// Reply to [`GetLoad`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Every listener, by id.
+    pub listeners: Vec<ListenerLoad>,
+    /// The busiest (listener, tenant) pairs, busiest first; empty unless asked.
+    pub tenants: Vec<TenantView>,
+}
+
+/// Whom a remote delivery is for on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteTarget {
+    /// This node's sessions of one tenant of the listener.
+    Tenant(TenantId),
+    /// Every session of the listener on this node.
+    Global,
+}
+
+/// A message published on another node, for this node's sessions only (it is
+/// never handed back to the backplane).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RemoteDeliver {
+    /// The listener.
+    pub listener: ListenerId,
+    /// Recipients.
+    pub target: RemoteTarget,
+    /// The message, as serialized by the origin node.
+    pub delivery: Delivery,
+}
+
+/// An admin request from another node, for the Broker to answer from local
+/// state. A request this node cannot apply (unknown listener or close code) is
+/// answered with [`NodeReply::Refused`].
+#[derive(Message, Debug)]
+#[rtype(result = "NodeReply")]
+pub struct NodeCall {
+    /// What the other node asks.
+    pub request: NodeRequest,
 }

@@ -33,9 +33,7 @@ use crate::policy::{ListenerPolicy, OnTokenExpiry};
 use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
-pub use load::{GetLoad, ListenerLoad, Load};
 pub use messages::*;
-pub use origin::PublishFrom;
 
 /// Broker-wide settings (per-listener ones are in each [`ListenerPolicy`]).
 #[derive(Debug, Clone)]
@@ -245,11 +243,10 @@ impl Broker {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
-        // The server builds policies and broker from the same table.
         let policy = self
             .policy(info.listener)
             .cloned()
-            .ok_or(JoinError::ShuttingDown)?;
+            .ok_or(JoinError::UnknownListener(info.listener))?;
         if self.sessions.contains_key(&info.id) {
             return Err(JoinError::DuplicateId);
         }

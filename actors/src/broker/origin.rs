@@ -1,30 +1,13 @@
 //! Publishing into a tenant on behalf of a registered member that must not get
-//! the message back (a bridge forwarding both ways): [`PublishFrom`].
+//! the message back (a bridge forwarding both ways): the [`PublishFrom`] handler.
 
 use actix::prelude::*;
 use futures_core::future::BoxFuture;
 
-use crate::delivery::Delivery;
-use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::room::FanoutFrom;
 
+use super::messages::PublishFrom;
 use super::Broker;
-
-/// A tenant message from `origin` (e.g. a bridge): delivered to every local
-/// session of the tenant except `origin`, and handed to the other nodes.
-/// Replies with the number of local queues that took it.
-#[derive(Message, Debug)]
-#[rtype(result = "usize")]
-pub struct PublishFrom {
-    /// The listener.
-    pub listener: ListenerId,
-    /// The tenant.
-    pub tenant: TenantId,
-    /// The serialized message.
-    pub delivery: Delivery,
-    /// Who published it (skipped in the fan-out).
-    pub origin: SessionId,
-}
 
 impl Handler<PublishFrom> for Broker {
     type Result = ResponseFuture<usize>;

@@ -3,14 +3,14 @@
 
 use actix::prelude::*;
 
-use crate::backplane::{NodeCall, NodeReply, NodeRequest, RemoteDeliver, RemoteTarget, WireTarget};
+use crate::backplane::{NodeError, NodeReply, NodeRequest, WireTarget};
 use crate::close::CloseCode;
 use crate::counters::DropReason;
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::room::LocalFanout;
 
-use super::messages::Target;
+use super::messages::{NodeCall, RemoteDeliver, RemoteTarget, Target};
 use super::Broker;
 
 impl Broker {
@@ -56,18 +56,19 @@ impl Handler<RemoteDeliver> for Broker {
     }
 }
 
-fn close_code(code: u16) -> CloseCode {
-    CloseCode::ALL
-        .into_iter()
-        .find(|c| c.code() == code)
-        .unwrap_or(CloseCode::Kicked)
+fn close_code(code: u16) -> Result<CloseCode, NodeError> {
+    CloseCode::try_from(code).map_err(|e| NodeError::UnknownCloseCode(e.0))
 }
 
-impl Handler<NodeCall> for Broker {
-    type Result = ResponseFuture<NodeReply>;
+impl Broker {
+    fn listener_named(&self, path: String) -> Result<ListenerId, NodeError> {
+        self.listener_by_path(&path)
+            .ok_or(NodeError::UnknownListener(path))
+    }
 
-    fn handle(&mut self, msg: NodeCall, _ctx: &mut Self::Context) -> Self::Result {
-        let reply = match msg.0 {
+    /// Answers one request from local state; what it names must exist here.
+    fn answer(&self, request: NodeRequest) -> Result<ResponseFuture<NodeReply>, NodeError> {
+        let reply = match request {
             NodeRequest::Stats => NodeReply::Stats(self.local_stats()),
             NodeRequest::ListTenants => NodeReply::Tenants(self.local_tenants()),
             NodeRequest::ListSessions { tenant } => {
@@ -79,7 +80,7 @@ impl Handler<NodeCall> for Broker {
                     .collect(),
             ),
             NodeRequest::Kick { id, code } => NodeReply::Count(usize::from(
-                self.local_kick(&SessionId::from_string(id), close_code(code)),
+                self.local_kick(&SessionId::from_string(id), close_code(code)?),
             )),
             NodeRequest::KickTenant {
                 tenant,
@@ -87,18 +88,12 @@ impl Handler<NodeCall> for Broker {
                 subject,
                 code,
             } => {
-                let listener = match listener {
-                    Some(path) => match self.listener_by_path(&path) {
-                        Some(l) => Some(l),
-                        None => return Box::pin(async { NodeReply::Count(0) }),
-                    },
-                    None => None,
-                };
+                let listener = listener.map(|p| self.listener_named(p)).transpose()?;
                 NodeReply::Count(self.local_kick_tenant(
                     &TenantId::new(tenant),
                     listener,
                     subject.as_deref(),
-                    close_code(code),
+                    close_code(code)?,
                 ))
             }
             NodeRequest::Publish {
@@ -106,18 +101,27 @@ impl Handler<NodeCall> for Broker {
                 target,
                 delivery,
             } => {
-                let Some(listener) = self.listener_by_path(&listener) else {
-                    return Box::pin(async { NodeReply::Count(0) });
-                };
+                let listener = self.listener_named(listener)?;
                 let target = match target {
                     WireTarget::Session(id) => Target::Session(SessionId::from_string(id)),
                     WireTarget::Tenant(t) => Target::Tenant(TenantId::new(t)),
                     WireTarget::Global => Target::Global,
                 };
                 let n = self.local_publish(listener, &target, delivery.into());
-                return Box::pin(async move { NodeReply::Count(n.await) });
+                return Ok(Box::pin(async move { NodeReply::Count(n.await) }));
             }
         };
-        Box::pin(async move { reply })
+        Ok(Box::pin(async move { reply }))
+    }
+}
+
+impl Handler<NodeCall> for Broker {
+    type Result = ResponseFuture<NodeReply>;
+
+    fn handle(&mut self, msg: NodeCall, _ctx: &mut Self::Context) -> Self::Result {
+        self.answer(msg.request).unwrap_or_else(|e| {
+            log::warn!("cluster: refused another node's admin request: {e}");
+            Box::pin(async move { NodeReply::Refused(e) })
+        })
     }
 }

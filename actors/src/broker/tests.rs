@@ -111,6 +111,19 @@ async fn rooms_are_created_per_tenant_and_torn_down_when_empty() {
 }
 
 #[actix::test]
+async fn a_join_on_an_unknown_listener_is_refused_as_such() {
+    let b = broker_with(vec![ListenerPolicy::for_tests(
+        0,
+        "/ws",
+        Mode::Payload,
+        Scope::Tenant,
+    )]);
+    let (r, _rx) = join(&b, info(7, "a", Scope::Tenant)).await;
+    assert_eq!(r.unwrap_err(), JoinError::UnknownListener(ListenerId(7)));
+    assert_eq!(b.send(GetSnapshot).await.unwrap(), Snapshot::default());
+}
+
+#[actix::test]
 async fn tenant_cap_is_enforced_and_released() {
     let mut p = ListenerPolicy::for_tests(0, "/ws", Mode::Payload, Scope::Tenant);
     p.max_connections_per_tenant = 2;
@@ -478,9 +491,9 @@ async fn fanout_beyond_room_queue_is_dropped_and_counted() {
     .unwrap()
     .unwrap();
     for i in 0..BURST {
-        b.do_send(crate::backplane::RemoteDeliver {
+        b.do_send(RemoteDeliver {
             listener: ListenerId(0),
-            target: crate::backplane::RemoteTarget::Global,
+            target: RemoteTarget::Global,
             delivery: text(&i.to_string()),
         });
     }

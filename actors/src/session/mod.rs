@@ -187,17 +187,11 @@ impl Session {
             }
         }
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .listener(self.policy.id)
-            .messages_in
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.listener(self.policy.id).messages_in.add(1);
         let delivery = protocol::encode(self.policy.mode, frame, &self.stamp);
         match &self.route {
             Route::Own => {
-                self.counters
-                    .listener(self.policy.id)
-                    .deliveries
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.listener(self.policy.id).deliveries.add(1);
                 self.write(delivery, ctx);
             }
             Route::Room(room) => match room.try_send(Fanout { delivery }) {

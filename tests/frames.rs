@@ -2,7 +2,10 @@
 //! protocol errors (1002), fragmentation — the broker closes the offender and
 //! keeps serving everyone else, leaking nothing.
 
+use std::time::{Duration, Instant};
+
 use common::*;
+use common::limits::{client_frame, open, recv_close, write_raw};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -99,6 +102,40 @@ async fn reserved_opcode_and_stray_continuation_close_1002() {
     b.send(raw(b"orphan".to_vec(), Data::Continue, true)).await;
     assert_eq!(b.recv_close().await.0, 1002);
     still_serving(&app, &mut by).await;
+}
+
+/// A control frame may carry 125 bytes (RFC 6455 §5.5). One that declares
+/// 200 MB is refused with 1002 at its header: the server does not wait for
+/// (nor buffer) a byte of its payload, whatever `max_message_bytes` is.
+#[tokio::test]
+async fn a_control_frame_declaring_more_than_125_bytes_closes_1002_at_its_header() {
+    let mut s = base_settings();
+    s.listeners[0].max_message_bytes = 16 << 20;
+    s.listeners[0].heartbeat_s = 0;
+    let app = TestApp::spawn(s);
+    for first in [0x89u8, 0x8a, 0x88] {
+        let mut ws = open(&app, "/ws/events", "acme").await;
+        // The header of a ping/pong/close declaring 200 MB, and 1 KiB of it.
+        let mut bytes = client_frame(first, &[]);
+        bytes[1] = 0x80 | 127;
+        bytes.splice(2..2, 200_000_000u64.to_be_bytes());
+        bytes.extend_from_slice(&[0u8; 1024]);
+        let t0 = Instant::now();
+        write_raw(&mut ws, &bytes).await;
+        assert_eq!(recv_close(&mut ws).await, 1002, "opcode {first:#x}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }
+    // 126 bytes, all sent: refused the same way.
+    let mut ws = open(&app, "/ws/events", "acme").await;
+    write_raw(&mut ws, &client_frame(0x89, &[7; 126])).await;
+    assert_eq!(recv_close(&mut ws).await, 1002);
+    let mut ok = app.connect("/ws/events", "acme").await;
+    ok.send(tokio_tungstenite::tungstenite::Message::Ping(
+        vec![1; 125].into(),
+    ))
+    .await;
+    ok.send_text("after a 125-byte ping").await;
+    assert_eq!(ok.recv_text().await, "after a 125-byte ping");
 }
 
 #[tokio::test]

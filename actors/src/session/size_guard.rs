@@ -1,24 +1,55 @@
-//! Refuses an oversized frame at its header, before its payload is buffered.
+//! Refuses an oversized frame at its header, before its payload is buffered,
+//! and keeps the session from reading ahead of what it has decoded.
 //!
 //! actix-http's frame parser compares a frame's declared length with
 //! `max_size` only once the whole frame has arrived; until then it keeps every
-//! byte. A client could declare a 1 TiB frame and stream into the session's
-//! buffer without bound. [`FrameSizeGuard`] sits on the inbound byte stream,
-//! follows the frame boundaries, and replaces the header of the first data
-//! frame longer than `max_message_bytes` with one whose 64-bit length has its
-//! most significant bit set — which the parser refuses at once with
-//! `Overflow`, i.e. close 1009 — and drops everything after it. Frames before
-//! it reach the parser unchanged and in order.
+//! byte. A client could declare a 1 TiB frame (or a 200 MB ping) and stream
+//! into the session's buffer without bound. [`FrameSizeGuard`] sits on the
+//! inbound byte stream, follows the frame boundaries, and replaces the header
+//! of the first frame it refuses with one the parser refuses at once, then
+//! drops everything after it:
+//! - a data frame longer than `max_message_bytes` gets a 64-bit length with
+//!   its most significant bit set (`Overflow`, close 1009);
+//! - a control frame (ping, pong, close) declaring more than 125 bytes
+//!   (RFC 6455 §5.5) gets its reserved bits set (a protocol error, close 1002).
+//!
+//! Frames before it reach the parser unchanged and in order.
+//!
+//! actix-web-actors' decoder drains its byte stream completely each time it is
+//! polled and decodes one frame per poll: a client sending faster than the
+//! session handles messages would be buffered without bound. [`GuardedPayload`]
+//! therefore hands over at most one message of `max_message_bytes` plus a
+//! frame header (and a few small frames) beyond what the decoder has taken;
+//! the rest stays in the kernel, so TCP slows the client down.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_http::error::PayloadError;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 
 /// Longest frame header: 2 bytes, a 64-bit length, a 4-byte mask.
-const MAX_HEADER: usize = 14;
+pub const MAX_HEADER: usize = 14;
+
+/// Longest control-frame payload (RFC 6455 §5.5).
+const MAX_CONTROL: u64 = 125;
+
+/// Most complete frames handed to the decoder and not yet decoded: bounds the
+/// bookkeeping for floods of tiny frames.
+const MAX_FRAMES_AHEAD: usize = 32;
+
+/// What [`FrameSizeGuard::step`] did with its input.
+#[derive(Debug)]
+pub struct Step {
+    /// Input bytes consumed.
+    pub used: usize,
+    /// Bytes to hand to the frame parser.
+    pub out: Bytes,
+    /// True when `out` ends a frame.
+    pub frame_done: bool,
+}
 
 /// Frame-boundary tracker of one connection's inbound bytes.
 #[derive(Debug)]
@@ -42,54 +73,126 @@ impl FrameSizeGuard {
         }
     }
 
-    /// True once an oversized frame was seen; nothing more is let through.
+    /// True once a frame was refused; nothing more is let through.
     pub fn tripped(&self) -> bool {
         self.tripped
+    }
+
+    /// True between frames or inside a header (what comes next is header bytes).
+    pub fn at_header(&self) -> bool {
+        self.skip == 0
     }
 
     /// The bytes of `chunk` to hand to the frame parser. A header split over
     /// chunks is held back until it is complete.
     pub fn filter(&mut self, chunk: &[u8]) -> Bytes {
-        if self.tripped {
-            return Bytes::new();
-        }
-        let mut out = BytesMut::with_capacity(chunk.len() + self.have);
-        let mut pos = 0;
-        while pos < chunk.len() {
-            if self.skip > 0 {
-                let take = self.skip.min((chunk.len() - pos) as u64) as usize;
-                out.extend_from_slice(&chunk[pos..pos + take]);
-                pos += take;
-                self.skip -= take as u64;
-                continue;
-            }
-            self.header[self.have] = chunk[pos];
-            self.have += 1;
-            pos += 1;
-            let head = &self.header[..self.have];
-            let Some(need) = header_len(head) else {
-                continue;
-            };
-            if self.have < need {
-                continue;
-            }
-            let len = payload_len(head);
-            let is_data = head[0] & 0x08 == 0;
-            if is_data && len > self.max {
-                // Same FIN/RSV/opcode and mask bit, so the parser's earlier
-                // checks still apply in their order; then a length it refuses.
-                out.extend_from_slice(&[head[0], (head[1] & 0x80) | 127]);
-                out.extend_from_slice(&[0xff; 8]);
-                self.tripped = true;
-                self.have = 0;
-                return out.freeze();
-            }
-            out.extend_from_slice(head);
-            self.have = 0;
-            self.skip = len;
+        let mut input = Bytes::copy_from_slice(chunk);
+        let mut out = BytesMut::new();
+        while !input.is_empty() {
+            let step = self.step(&input);
+            out.extend_from_slice(&step.out);
+            input.advance(step.used);
         }
         out.freeze()
     }
+
+    /// Processes `input` up to the end of the frame in progress at most.
+    /// Bytes of one frame come back as a slice of `input` (no copy) unless
+    /// its header was split over inputs.
+    pub fn step(&mut self, input: &Bytes) -> Step {
+        if self.tripped {
+            return Step {
+                used: input.len(),
+                out: Bytes::new(),
+                frame_done: false,
+            };
+        }
+        let mut pos = 0;
+        let mut start = 0;
+        let mut carried: Option<Bytes> = None;
+        if self.skip == 0 {
+            let held = self.have;
+            let need = loop {
+                if let Some(need) = header_len(&self.header[..self.have]) {
+                    if self.have == need {
+                        break need;
+                    }
+                }
+                let Some(&b) = input.get(pos) else {
+                    // Incomplete header: kept here until the rest arrives.
+                    return Step {
+                        used: pos,
+                        out: Bytes::new(),
+                        frame_done: false,
+                    };
+                };
+                self.header[self.have] = b;
+                self.have += 1;
+                pos += 1;
+            };
+            let head = &self.header[..need];
+            let len = payload_len(head);
+            if let Some(refusal) = refusal(head, len, self.max) {
+                self.tripped = true;
+                self.have = 0;
+                return Step {
+                    used: input.len(),
+                    out: refusal,
+                    frame_done: false,
+                };
+            }
+            if held > 0 {
+                carried = Some(Bytes::copy_from_slice(head));
+                start = pos;
+            }
+            self.have = 0;
+            self.skip = len;
+            if len == 0 {
+                let out = carried.unwrap_or_else(|| input.slice(start..pos));
+                return Step {
+                    used: pos,
+                    out,
+                    frame_done: true,
+                };
+            }
+        }
+        let take = self.skip.min((input.len() - pos) as u64) as usize;
+        self.skip -= take as u64;
+        let end = pos + take;
+        let out = match carried {
+            None => input.slice(start..end),
+            Some(head) => {
+                let mut joined = BytesMut::with_capacity(head.len() + take);
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&input[start..end]);
+                joined.freeze()
+            }
+        };
+        Step {
+            used: end,
+            out,
+            frame_done: self.skip == 0,
+        }
+    }
+}
+
+/// The header that makes the parser refuse the frame `head` at once, if it
+/// must be refused. FIN, opcode and mask bit are kept, so the parser's
+/// earlier checks still apply in their order.
+fn refusal(head: &[u8], len: u64, max: u64) -> Option<Bytes> {
+    let is_control = head[0] & 0x08 != 0;
+    if is_control && len > MAX_CONTROL {
+        // Reserved bits set: refused before anything else is looked at, in
+        // client and server mode alike.
+        return Some(Bytes::copy_from_slice(&[head[0] | 0x70, head[1]]));
+    }
+    if !is_control && len > max {
+        let mut out = BytesMut::with_capacity(10);
+        out.extend_from_slice(&[head[0], (head[1] & 0x80) | 127]);
+        out.extend_from_slice(&[0xff; 8]);
+        return Some(out.freeze());
+    }
+    None
 }
 
 /// Header length once the first two bytes are known.
@@ -117,10 +220,63 @@ fn payload_len(head: &[u8]) -> u64 {
     }
 }
 
-/// The request payload seen through a [`FrameSizeGuard`].
+/// What the decoder holds, as far as the bytes handed to it tell.
+///
+/// The decoder (actix-web-actors' `WsStream`) polls this stream until it is
+/// `Pending`, then decodes at most one frame. So each poll that follows a
+/// `Pending` means one complete frame, if there was one, has left its buffer.
+#[derive(Debug, Default)]
+struct DecoderModel {
+    /// Sizes of the complete frames handed over and not yet decoded.
+    complete: VecDeque<usize>,
+    /// Bytes handed over of the frame not yet complete.
+    partial: usize,
+    /// Sum of `complete`.
+    complete_bytes: usize,
+}
+
+impl DecoderModel {
+    fn handed(&mut self, bytes: usize, frame_done: bool) {
+        self.partial += bytes;
+        if frame_done {
+            self.complete.push_back(self.partial);
+            self.complete_bytes += self.partial;
+            self.partial = 0;
+        }
+    }
+
+    fn decoded_one(&mut self) {
+        if let Some(n) = self.complete.pop_front() {
+            self.complete_bytes -= n;
+        }
+    }
+
+    /// How many more bytes may be handed over with `limit` in the decoder:
+    /// any amount while no complete frame waits (the guard ends a piece at its
+    /// frame's end, and a frame is at most `limit`), else what fits.
+    fn room(&self, limit: usize) -> usize {
+        if self.complete.is_empty() {
+            usize::MAX
+        } else if self.complete.len() >= MAX_FRAMES_AHEAD {
+            0
+        } else {
+            limit.saturating_sub(self.complete_bytes + self.partial)
+        }
+    }
+}
+
+/// The request payload seen through a [`FrameSizeGuard`], handed to the
+/// decoder no further ahead than one message plus a frame header.
 pub struct GuardedPayload<S> {
     inner: S,
     guard: FrameSizeGuard,
+    /// The rest of the last chunk read from `inner`.
+    held: Bytes,
+    decoder: DecoderModel,
+    /// The most the decoder may hold: `max_message_bytes` + [`MAX_HEADER`].
+    limit: usize,
+    /// The last poll returned `Pending`: the decoder has decoded since.
+    parked: bool,
 }
 
 impl<S> GuardedPayload<S> {
@@ -129,6 +285,10 @@ impl<S> GuardedPayload<S> {
         Self {
             inner,
             guard: FrameSizeGuard::new(max_bytes),
+            held: Bytes::new(),
+            decoder: DecoderModel::default(),
+            limit: max_bytes.saturating_add(MAX_HEADER),
+            parked: false,
         }
     }
 }
@@ -141,13 +301,54 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.guard.tripped() {
-            // The refusing header is out; the session closes with 1009.
-            return Poll::Ready(None);
+        if std::mem::take(&mut this.parked) {
+            this.decoder.decoded_one();
         }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(this.guard.filter(&chunk)))),
-            other => other,
+        loop {
+            if this.guard.tripped() {
+                // The refusing header is out; the session closes.
+                return Poll::Ready(None);
+            }
+            if this.held.is_empty() {
+                match Pin::new(&mut this.inner).poll_next(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        this.held = chunk;
+                        continue;
+                    }
+                    Poll::Pending => {
+                        this.parked = true;
+                        return Poll::Pending;
+                    }
+                    other => return other,
+                }
+            }
+            let room = this.decoder.room(this.limit);
+            // A header is handed whole, so it needs room for the longest one.
+            let need = if this.guard.at_header() {
+                MAX_HEADER
+            } else {
+                1
+            };
+            if room < need {
+                // The decoder has a complete frame to decode: it will, and
+                // poll again. The bytes wait here and in the kernel.
+                this.parked = true;
+                return Poll::Pending;
+            }
+            let step = if room < this.held.len() {
+                this.guard.step(&this.held.slice(..room))
+            } else {
+                this.guard.step(&this.held)
+            };
+            this.held.advance(step.used);
+            if this.held.is_empty() {
+                // Let go of the chunk's allocation as soon as it is drained.
+                this.held = Bytes::new();
+            }
+            this.decoder.handed(step.out.len(), step.frame_done);
+            if !step.out.is_empty() {
+                return Poll::Ready(Some(Ok(step.out)));
+            }
         }
     }
 }
@@ -157,11 +358,21 @@ mod tests {
     use super::*;
     use actix_codec::Decoder;
     use actix_http::ws::{Codec, Frame, ProtocolError};
+    use std::task::Waker;
 
     /// A masked client frame.
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = header(first, payload.len() as u64);
+        let mask = [1, 2, 3, 4];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// The first bytes of a masked header declaring `len` (mask key not included).
+    fn header(first: u8, len: u64) -> Vec<u8> {
         let mut out = vec![first];
-        match payload.len() {
+        match len {
             n if n < 126 => out.push(0x80 | n as u8),
             n if n <= 0xffff => {
                 out.push(0x80 | 126);
@@ -169,32 +380,73 @@ mod tests {
             }
             n => {
                 out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
+                out.extend_from_slice(&n.to_be_bytes());
             }
         }
-        let mask = [1, 2, 3, 4];
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         out
+    }
+
+    /// The inbound byte stream in fixed-size chunks, counting what was taken.
+    struct Chunks {
+        data: Bytes,
+        step: usize,
+        taken: usize,
+    }
+
+    impl Stream for Chunks {
+        type Item = Result<Bytes, PayloadError>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let n = self.step.min(self.data.len());
+            if n == 0 {
+                return Poll::Ready(None);
+            }
+            self.taken += n;
+            Poll::Ready(Some(Ok(self.data.split_to(n))))
+        }
+    }
+
+    /// Drives `payload` the way actix-web-actors' `WsStream` does: drain the
+    /// stream until `Pending` or its end, then decode one frame. Returns the
+    /// frames, the error if any, and the most bytes the decoder ever held.
+    fn run_decoder(
+        payload: &mut GuardedPayload<Chunks>,
+        max: usize,
+    ) -> (Vec<Frame>, Option<ProtocolError>, usize) {
+        let mut codec = Codec::new().max_size(max);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        let mut high = 0;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut closed = false;
+        loop {
+            while !closed {
+                match Pin::new(&mut *payload).poll_next(&mut cx) {
+                    Poll::Ready(Some(Ok(b))) => buf.extend_from_slice(&b),
+                    Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                    Poll::Ready(None) => closed = true,
+                    Poll::Pending => break,
+                }
+            }
+            high = high.max(buf.len());
+            match codec.decode(&mut buf) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) if closed => return (frames, None, high),
+                Ok(None) => panic!("stalled: nothing to decode and the stream is pending"),
+                Err(e) => return (frames, Some(e), high),
+            }
+        }
     }
 
     /// Decodes what the guard lets through when `input` arrives in `step`-byte chunks.
     fn decode_all(input: &[u8], step: usize, max: usize) -> (Vec<Frame>, Option<ProtocolError>) {
-        let mut guard = FrameSizeGuard::new(max);
-        let mut codec = Codec::new().max_size(max);
-        let mut buf = BytesMut::new();
-        let mut frames = Vec::new();
-        for chunk in input.chunks(step.max(1)) {
-            buf.extend_from_slice(&guard.filter(chunk));
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(f)) => frames.push(f),
-                    Ok(None) => break,
-                    Err(e) => return (frames, Some(e)),
-                }
-            }
-        }
-        (frames, None)
+        let chunks = Chunks {
+            data: Bytes::copy_from_slice(input),
+            step: step.max(1),
+            taken: 0,
+        };
+        let mut payload = GuardedPayload::new(chunks, max);
+        let (frames, err, _) = run_decoder(&mut payload, max);
+        (frames, err)
     }
 
     fn texts(frames: &[Frame]) -> Vec<String> {
@@ -212,12 +464,19 @@ mod tests {
         let mut input = frame(0x81, b"hello");
         input.extend(frame(0x82, &[7u8; 300]));
         input.extend(frame(0x89, b"ping"));
+        input.extend(frame(0x8a, &[0; 125]));
         input.extend(frame(0x81, &[b'x'; 1000]));
+        input.extend(frame(0x8a, b""));
         for step in [1, 2, 3, 7, 13, 64, 4096] {
             let (frames, err) = decode_all(&input, step, 1000);
             assert!(err.is_none(), "step {step}: {err:?}");
-            assert_eq!(frames.len(), 4, "step {step}");
+            assert_eq!(frames.len(), 6, "step {step}");
             assert_eq!(texts(&frames)[0], "hello");
+            assert_eq!(texts(&frames)[4], "x".repeat(1000));
+            // The same bytes through `filter`, chunk by chunk.
+            let mut g = FrameSizeGuard::new(1000);
+            let passed: Vec<u8> = input.chunks(step).flat_map(|c| g.filter(c)).collect();
+            assert_eq!(passed, input, "step {step}");
         }
     }
 
@@ -225,8 +484,7 @@ mod tests {
     fn an_oversized_header_is_refused_before_its_payload_arrives() {
         let mut input = frame(0x81, b"before");
         // Declares 2^40 bytes and sends none of them.
-        input.extend_from_slice(&[0x82, 0x80 | 127]);
-        input.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        input.extend(header(0x82, 1 << 40));
         input.extend_from_slice(&[9, 9, 9, 9]);
         for step in [1, 5, 4096] {
             let (frames, err) = decode_all(&input, step, 1000);
@@ -241,28 +499,44 @@ mod tests {
     }
 
     #[test]
-    fn nothing_passes_after_the_trip_and_control_frames_are_not_its_business() {
+    fn a_control_frame_over_125_bytes_is_refused_at_its_header_as_a_protocol_error() {
+        // A ping declaring 200 MB, a close and a pong declaring 126: refused
+        // with a protocol error (1002), not a size error, whatever the data
+        // limit, and without waiting for a byte of payload.
+        for (first, len) in [(0x89u8, 200_000_000u64), (0x88, 126), (0x8a, 126)] {
+            let mut input = frame(0x81, b"before");
+            input.extend(header(first, len));
+            input.extend_from_slice(&[9, 9, 9, 9]);
+            for max in [10, 1 << 30] {
+                let (frames, err) = decode_all(&input, 3, max);
+                assert_eq!(texts(&frames), ["before"]);
+                let err = err.expect("refused");
+                assert!(!matches!(err, ProtocolError::Overflow), "{err:?}");
+                assert_eq!(
+                    crate::session::close_code_for(&err),
+                    crate::close::CloseCode::ProtocolError
+                );
+            }
+        }
+        // Unmasked server frames (the outbound client's side) are refused too.
+        let mut g = FrameSizeGuard::new(1 << 20);
+        let out = g.filter(&[0x89, 127, 0, 0, 0, 0, 0x0b, 0xeb, 0xc2, 0]);
+        assert!(g.tripped());
+        let mut codec = Codec::new().client_mode();
+        let err = codec.decode(&mut BytesMut::from(&out[..])).unwrap_err();
+        assert!(!matches!(err, ProtocolError::Overflow), "{err:?}");
+    }
+
+    #[test]
+    fn nothing_passes_after_the_trip() {
         let mut g = FrameSizeGuard::new(10);
         let out = g.filter(&frame(0x82, &[0; 11]));
-        assert_eq!(
-            &out[..],
-            &[
-                0x82,
-                0x80 | 127,
-                0xff,
-                0xff,
-                0xff,
-                0xff,
-                0xff,
-                0xff,
-                0xff,
-                0xff
-            ]
-        );
+        let mut want = vec![0x82, 0x80 | 127];
+        want.extend_from_slice(&[0xff; 8]);
+        assert_eq!(&out[..], &want[..]);
         assert!(g.tripped());
         assert!(g.filter(b"more").is_empty());
-        // A 100-byte ping with a 10-byte data limit is the parser's call (it
-        // allows up to 125), not the guard's.
+        // A 100-byte ping with a 10-byte data limit is within RFC 6455's 125.
         let mut g = FrameSizeGuard::new(10);
         let ping = frame(0x89, &[0; 100]);
         assert_eq!(&g.filter(&ping)[..], &ping[..]);
@@ -270,5 +544,59 @@ mod tests {
         let mut g = FrameSizeGuard::new(10);
         let out = g.filter(&[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]);
         assert_eq!(out[1] & 0x80, 0);
+    }
+
+    #[test]
+    fn the_decoder_is_never_handed_more_than_one_message_plus_a_header_ahead() {
+        const MAX: usize = 1000;
+        // 8 MiB of empty pongs, then large messages, all available at once.
+        let mut input = Vec::new();
+        while input.len() < 8 << 20 {
+            input.extend(frame(0x8a, b""));
+        }
+        for _ in 0..50 {
+            input.extend(frame(0x82, &[1; MAX]));
+        }
+        let total = input.len();
+        let frames_sent = (8 << 20) / 6 + 50;
+        let mut payload = GuardedPayload::new(
+            Chunks {
+                data: Bytes::from(input),
+                step: 64 << 10,
+                taken: 0,
+            },
+            MAX,
+        );
+        let (frames, err, high) = run_decoder(&mut payload, MAX);
+        assert!(err.is_none(), "{err:?}");
+        assert!(frames.len() >= frames_sent, "{}", frames.len());
+        assert_eq!(payload.inner.taken, total);
+        assert!(high <= MAX + MAX_HEADER, "decoder held {high} bytes");
+        assert!(payload.held.is_empty());
+    }
+
+    #[test]
+    fn reading_waits_for_the_decoder() {
+        let mut input = Vec::new();
+        for _ in 0..100 {
+            input.extend(frame(0x82, &[1; 100]));
+        }
+        let mut payload = GuardedPayload::new(
+            Chunks {
+                data: Bytes::from(input),
+                step: 1 << 20,
+                taken: 0,
+            },
+            1000,
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut handed = 0;
+        while let Poll::Ready(Some(Ok(b))) = Pin::new(&mut payload).poll_next(&mut cx) {
+            handed += b.len();
+        }
+        // A decoder that never decodes gets no more than the limit plus the
+        // frame in progress.
+        assert!(handed <= 1000 + MAX_HEADER, "{handed}");
+        assert!(handed > 0);
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use common::limits::{client_frame, open, recv_close, write_raw};
+use common::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;

@@ -103,15 +103,21 @@ impl HandshakeError {
     }
 
     /// The JSON response `{"error": "...", "reason": "..."}`. Never echoes input.
-    pub fn response(self) -> HttpResponse {
+    /// `tenant_claim` is the listener's tenant claim (claim mode): an
+    /// `invalid_tenant` body names it, since the configuration is no secret
+    /// and "invalid tenant" alone leaves the token's issuer guessing.
+    pub fn response(self, tenant_claim: Option<&str>) -> HttpResponse {
         #[derive(Serialize)]
         struct Body {
             error: String,
             reason: &'static str,
         }
-        let error = match self {
-            HandshakeError::Auth(e) => e.to_string(),
-            other => other.to_string(),
+        let error = match (self, tenant_claim) {
+            (HandshakeError::Auth(AuthError::InvalidTenant), Some(claim)) => {
+                format!("invalid tenant: the token needs claim {claim:?} (a non-empty string)")
+            }
+            (HandshakeError::Auth(e), _) => e.to_string(),
+            (other, _) => other.to_string(),
         };
         HttpResponse::build(self.status()).json(Body {
             error,

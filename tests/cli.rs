@@ -372,15 +372,6 @@ fn serve_refuses_a_missing_secret_before_binding() {
     );
 }
 
-#[test]
-fn serve_reports_a_port_in_use() {
-    let stderr = serve_with_port_taken("serve-inuse", |port| one_listener(port, "mode = \"none\""));
-    assert!(
-        stderr.contains("server.bind / admin.bind: cannot bind"),
-        "{stderr}"
-    );
-}
-
 #[tokio::test]
 async fn sigterm_closes_sessions_with_1001_and_exits_0() {
     signal_closes_sessions_with_1001_and_exits_0("TERM").await;

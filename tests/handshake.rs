@@ -125,3 +125,22 @@ async fn each_row_refuses_in_the_design_order_with_its_status_and_reason() {
     }
     held.close().await;
 }
+
+/// An `invalid_tenant` body names the claim the listener reads the tenant
+/// from, and nothing of the token.
+#[tokio::test]
+async fn invalid_tenant_names_the_expected_claim() {
+    let mut s = base_settings();
+    s.listeners[0].tenant.claim = "org_id".into();
+    let app = TestApp::spawn(s);
+    let wrong_claim = signed(&json!({"exp": now() + 600, "tenant_id": "acme"}), SECRET);
+    let (status, body) = refusal(&app, &format!("/ws/events?token={wrong_claim}"), ORIGIN).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({
+            "error": "invalid tenant: the token needs claim \"org_id\" (a non-empty string)",
+            "reason": "invalid_tenant",
+        })
+    );
+}

@@ -23,12 +23,7 @@ pub fn run(config: Option<&Path>) -> ExitCode {
         let signals = Signals::install();
         // Secrets, TLS files and bridges are checked before anything is bound.
         let plan = server::Plan::new(settings.clone(), source, crate::env::Env::process())?;
-        let sockets = Sockets::bind(&settings).map_err(|e| {
-            server::StartError::Bind(format!(
-                "server.bind / admin.bind: cannot bind ({} / {}): {e}",
-                settings.server.bind, settings.admin.bind
-            ))
-        })?;
+        let sockets = Sockets::bind(&settings)?;
         let running = plan.start(sockets).await?;
         announce(&running);
         let handle = running.shutdown_handle();

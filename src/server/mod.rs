@@ -40,13 +40,35 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    /// Binds `server.bind` and `admin.bind`.
-    pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+    /// Binds `server.bind` and `admin.bind`; an error names the one that failed.
+    pub fn bind(settings: &Settings) -> Result<Self, BindError> {
+        let bind = |key: &'static str, port: &'static str, addr: &str| {
+            TcpListener::bind(addr).map_err(|source| BindError {
+                key,
+                port,
+                addr: addr.to_owned(),
+                source,
+            })
+        };
         Ok(Self {
-            http: TcpListener::bind(&settings.server.bind)?,
-            admin: TcpListener::bind(&settings.admin.bind)?,
+            http: bind("server.bind", "client", &settings.server.bind)?,
+            admin: bind("admin.bind", "admin", &settings.admin.bind)?,
         })
     }
+}
+
+/// A port that could not be bound: which key, which port, which address.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: cannot bind {addr} (the {port} port): {source}")]
+pub struct BindError {
+    /// `server.bind` or `admin.bind`.
+    pub key: &'static str,
+    /// "client" or "admin".
+    pub port: &'static str,
+    /// The address as configured.
+    pub addr: String,
+    /// What the operating system said.
+    pub source: std::io::Error,
 }
 
 /// Why the server could not start.
@@ -68,8 +90,8 @@ pub enum StartError {
     #[error(transparent)]
     Bridge(#[from] BridgeError),
     /// `server.bind` or `admin.bind` could not be bound.
-    #[error("{0}")]
-    Bind(String),
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// A running broker.

@@ -45,6 +45,16 @@ pub struct AppState {
     pub bridges: Arc<crate::bridge::BridgeRegistry>,
 }
 
+impl Listener {
+    /// The claim the tenant is read from, when it is read from a claim (named
+    /// in an `invalid_tenant` refusal so a token issuer sees what is expected).
+    pub fn tenant_claim(&self) -> Option<&str> {
+        let claim_mode = self.settings.tenant.from == settings::TenantFrom::Claim
+            && self.settings.auth.mode != settings::AuthMode::None;
+        claim_mode.then_some(self.settings.tenant.claim.as_str())
+    }
+}
+
 impl AppState {
     /// The listener at `path`, if any.
     pub fn listener(&self, path: &str) -> Option<&Listener> {

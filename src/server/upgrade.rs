@@ -26,13 +26,18 @@ pub async fn upgrade(
         Ok(resp) => resp,
         Err(e) => {
             state.rejections.add(e);
-            log::debug!(
-                "handshake refused path={} status={} reason={}",
-                req.path(),
+            // Info, so an operator sees why a client was turned away; the
+            // query (which holds the token) is never part of the line.
+            log::info!(
+                "handshake refused: {} {} path={} remote={}",
                 e.status().as_u16(),
-                e.reason()
+                e.reason(),
+                req.path(),
+                req.peer_addr()
+                    .map_or_else(|| "-".to_owned(), |a| a.to_string()),
             );
-            e.response()
+            let claim = state.listener(req.path()).and_then(Listener::tenant_claim);
+            e.response(claim)
         }
     }
 }
@@ -113,16 +118,19 @@ async fn accept(
         .map_err(|_| HandshakeError::NotWebSocket)
 }
 
+/// `allowed_origins` protects browsers from cross-site pages: a browser always
+/// sends `Origin`, so a request without one is not a browser's and passes (a
+/// non-browser client could send any value anyway). A present `Origin` that
+/// is not listed (or not text) is refused.
 fn check_origin(req: &HttpRequest, listener: &Listener) -> Result<(), HandshakeError> {
     if listener.allowed_origins.is_empty() {
         return Ok(());
     }
-    let origin = req
-        .headers()
-        .get(actix_web::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    match origin {
-        Some(o) if listener.allowed_origins.contains(o) => Ok(()),
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    match origin.to_str() {
+        Ok(o) if listener.allowed_origins.contains(o) => Ok(()),
         _ => Err(HandshakeError::Origin),
     }
 }

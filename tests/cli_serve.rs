@@ -2,10 +2,7 @@
 //! handshake was refused (at info, never with the token) and which port could
 //! not be bound.
 
-mod auth_support;
-mod common;
-
-use auth_support::*;
+use common::auth::*;
 use common::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -31,7 +31,9 @@ async fn metrics_need_the_admin_token_and_never_show_secrets() {
     }
     let m = parse(&m.body).unwrap();
     assert!(
-        m.families.keys().all(|f| f.starts_with("wsplus_")),
+        m.families
+            .keys()
+            .all(|f| f.starts_with("wsplus_") || f.starts_with("process_")),
         "{:?}",
         m.families.keys()
     );
@@ -372,4 +374,62 @@ async fn clients_not_asking_for_openmetrics_get_the_prometheus_text_format() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     parse(&body).unwrap();
+}
+
+/// The standard process families, under their standard names, with values
+/// that describe this process (the test server runs inside the test process).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn process_metrics_have_their_standard_names_and_live_values() {
+    let app = TestApp::spawn(base_settings());
+    // Use some CPU time (the clock ticks in 10 ms steps) so it cannot be 0.
+    let spin = std::time::Instant::now();
+    let mut x = 0u64;
+    while spin.elapsed() < std::time::Duration::from_millis(50) {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+    let m = scrape(app.admin).await;
+    for (family, kind, unit) in [
+        ("process_resident_memory_bytes", "gauge", Some("bytes")),
+        ("process_virtual_memory_bytes", "gauge", Some("bytes")),
+        ("process_open_fds", "gauge", None),
+        ("process_max_fds", "gauge", None),
+        ("process_cpu_seconds", "counter", Some("seconds")),
+        ("process_start_time_seconds", "gauge", Some("seconds")),
+    ] {
+        let f = m
+            .families
+            .get(family)
+            .unwrap_or_else(|| panic!("{family} missing: {:?}", m.families.keys()));
+        assert_eq!(
+            (f.kind.as_str(), f.unit.as_deref()),
+            (kind, unit),
+            "{family}"
+        );
+    }
+    let v = |name: &str| m.value(name, &[]).unwrap_or_else(|| panic!("{name}"));
+    let rss = v("process_resident_memory_bytes");
+    assert!(rss > 1e6, "{rss}");
+    assert!(v("process_virtual_memory_bytes") >= rss);
+    // This test holds sockets open: the admin connection at least.
+    let fds = v("process_open_fds");
+    assert!(fds >= 4.0 && v("process_max_fds") >= fds, "{fds}");
+    assert!(v("process_cpu_seconds_total") > 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = v("process_start_time_seconds");
+    assert!(
+        start <= now + 1.0 && start > now - 600.0,
+        "{start} vs {now}"
+    );
+    // The Prometheus text format names them the same way.
+    let (_, text) = scrape_accepting(app.admin, None).await;
+    for line in [
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
 }

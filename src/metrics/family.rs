@@ -116,6 +116,17 @@ impl Family {
         self.value(m, v)
     }
 
+    /// Writes the family with one unlabelled fractional sample (seconds of
+    /// CPU time, a start time).
+    pub fn single_f64(&self, out: &mut DescriptorEncoder, v: f64) -> std::fmt::Result {
+        let m =
+            out.encode_descriptor(self.name, self.help, self.unit.as_ref(), self.metric_type())?;
+        match self.kind {
+            Kind::Counter => ConstCounter::new(v).encode(m),
+            Kind::Gauge => ConstGauge::new(v).encode(m),
+        }
+    }
+
     /// Writes the family with one sample per label set. The descriptor is
     /// written even when `samples` is empty, so the family is always declared.
     pub fn labelled<L: EncodeLabelSet>(

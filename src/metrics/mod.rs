@@ -1,5 +1,6 @@
 //! `GET /metrics` on the admin port (DESIGN §9): the Prometheus exposition of
-//! this node, every name prefixed `wsplus_`. See docs/metrics.md for the list.
+//! this node, every name prefixed `wsplus_` but the standard `process_*`
+//! ones. See docs/metrics.md for the list.
 //!
 //! Served as OpenMetrics text (`application/openmetrics-text; version=1.0.0`),
 //! the format prometheus-client writes and Prometheus (2.5+) prefers when it
@@ -14,7 +15,9 @@
 //! * `traffic.rs` — messages, deliveries, drops, close codes, uptime;
 //! * `handshake.rs` — refused upgrades by reason;
 //! * `cluster.rs` — the Redis backplane's counters.
-//! * `bridges.rs` — each bridge's connection state and counters.
+//! * `bridges.rs` — each bridge's connection state and counters;
+//! * `process.rs` — the standard `process_*` figures from `/proc` (memory,
+//!   file descriptors, CPU, start time), under their standard names.
 //!
 //! A new source adds its own file with a
 //! `Collector` writing through [`family::Family`], and one line in
@@ -27,6 +30,7 @@ pub mod family;
 pub mod format;
 mod handshake;
 mod load;
+mod process;
 mod traffic;
 
 use actix_web::http::header::ACCEPT;
@@ -80,9 +84,26 @@ pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
     ]
 }
 
-/// The OpenMetrics text of `collectors`, names prefixed `wsplus_`, ending `# EOF`.
+/// The OpenMetrics text of a scrape, ending `# EOF`: the standard `process_*`
+/// families of this process, then `collectors` with names prefixed `wsplus_`.
 pub fn render(collectors: Vec<Box<dyn Collector>>) -> String {
-    let mut registry = Registry::with_prefix("wsplus");
+    let process = encode(
+        "process",
+        vec![Box::new(process::ProcessMetrics(
+            process::ProcessStats::read(),
+        ))],
+    );
+    let own = encode("wsplus", collectors);
+    // One exposition: the first part loses its `# EOF`.
+    format!(
+        "{}{own}",
+        process.strip_suffix("# EOF\n").unwrap_or(&process)
+    )
+}
+
+/// The OpenMetrics text of `collectors`, names prefixed `prefix_`.
+fn encode(prefix: &str, collectors: Vec<Box<dyn Collector>>) -> String {
+    let mut registry = Registry::with_prefix(prefix);
     for c in collectors {
         registry.register_collector(c);
     }

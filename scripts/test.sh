@@ -31,11 +31,21 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-# Formatting is part of the suite where the toolchain has rustfmt.
+# Formatting and lints are part of the suite where the toolchain has rustfmt
+# and clippy; under CI a missing one is a failure.
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
+elif [ "${CI:-}" = "true" ]; then
+  echo "test.sh: rustfmt is required under CI" >&2; exit 1
 else
   echo "test.sh: rustfmt not installed, formatting not checked" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+elif [ "${CI:-}" = "true" ]; then
+  echo "test.sh: clippy is required under CI" >&2; exit 1
+else
+  echo "test.sh: clippy not installed, lints not checked" >&2
 fi
 # Benchmarks are built, not judged.
 cargo build --workspace --all-targets --locked

@@ -120,7 +120,7 @@ async fn both_directions_do_not_echo() {
         .await;
         let text_of = |raw: String| match mode {
             Mode::Payload => raw,
-            Mode::Message => {
+            Mode::Message | Mode::Channels => {
                 let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
                 v["payload"].as_str().unwrap().to_owned()
             }

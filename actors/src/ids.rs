@@ -105,6 +105,8 @@ pub enum Mode {
     Payload,
     /// Frames are JSON objects stamped with the verified `_session`.
     Message,
+    /// The `wsplus.v1` protocol: commands, replies and channel pushes.
+    Channels,
 }
 
 impl Mode {
@@ -113,6 +115,7 @@ impl Mode {
         match self {
             Mode::Payload => "payload",
             Mode::Message => "message",
+            Mode::Channels => "channels",
         }
     }
 }

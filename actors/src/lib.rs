@@ -19,6 +19,7 @@
 
 pub mod backplane;
 pub mod broker;
+pub mod channels;
 pub mod close;
 pub mod counters;
 pub mod delivery;

@@ -35,7 +35,9 @@ pub fn encode(mode: Mode, frame: Frame, stamp: &Value) -> Delivery {
             Frame::Text(s) => Delivery::Text(s),
             Frame::Binary(b) => Delivery::Binary(b),
         },
-        Mode::Message => {
+        // Channels sessions parse their frames with `channels::codec`; a frame
+        // reaching this point is treated as a message-mode one.
+        Mode::Message | Mode::Channels => {
             let object = match frame {
                 Frame::Text(s) => match serde_json::from_str::<Value>(&s) {
                     Ok(Value::Object(map)) => map,
@@ -58,7 +60,7 @@ pub fn encode_value(mode: Mode, payload: Value, stamp: &Value) -> Delivery {
             Value::String(s) => Delivery::Text(ByteString::from(s)),
             other => Delivery::Text(ByteString::from(other.to_string())),
         },
-        Mode::Message => {
+        Mode::Message | Mode::Channels => {
             let object = match payload {
                 Value::Object(map) => map,
                 other => wrap(other),

@@ -169,7 +169,8 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
                     Some(d) => {
                         let d = match f.mode {
                             Mode::Payload => unstamp(d),
-                            Mode::Message => d,
+                            // A bridge in channels mode is refused by validation.
+                            Mode::Message | Mode::Channels => d,
                         };
                         if f.upstream.try_send(d).is_err() {
                             f.state.bump(Counter::Dropped);

@@ -3,6 +3,7 @@
 //! whole before anything binds. Secrets never live here: only the names of the
 //! environment variables or files that hold them.
 
+mod channels;
 mod env_overrides;
 mod load;
 mod metrics;
@@ -12,6 +13,7 @@ mod validate_outbound;
 
 use serde::{Deserialize, Serialize};
 
+pub use channels::{ChannelAccess, ChannelsSettings};
 pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
 pub use metrics::{MetricsSettings, MAX_TENANT_SERIES};
 pub use outbound::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings};
@@ -120,7 +122,7 @@ pub type Scope = wsplus_actors::Scope;
 pub struct ListenerSettings {
     /// URL path, unique, starting with `/`.
     pub path: String,
-    /// payload | message.
+    /// payload | message | channels.
     pub mode: Mode,
     /// session | tenant | global.
     pub scope: Scope,
@@ -136,6 +138,9 @@ pub struct ListenerSettings {
     pub tenant: TenantSettings,
     /// Session lifetime, rate and connection limits.
     pub session: SessionSettings,
+    /// `[listeners.channels]` (mode = "channels" only; defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<ChannelsSettings>,
 }
 
 impl Default for ListenerSettings {
@@ -150,6 +155,7 @@ impl Default for ListenerSettings {
             auth: AuthSettings::default(),
             tenant: TenantSettings::default(),
             session: SessionSettings::default(),
+            channels: None,
         }
     }
 }

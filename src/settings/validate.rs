@@ -179,6 +179,8 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
         MAX_MESSAGE_BYTES_LIMIT as u64,
     );
     p.range(&key("heartbeat_s"), l.heartbeat_s, 0, 3600);
+    super::channels::validate_scope(p, at, l);
+    super::channels::validate(p, at, l);
     for (j, o) in l.allowed_origins.iter().enumerate() {
         if !valid_origin(o) {
             p.push(

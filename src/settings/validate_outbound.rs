@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use awc::http::header::HeaderName;
 
 use super::validate::Problems;
-use super::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings, Settings};
+use super::{BridgeAuth, BridgeEndpoint, BridgeSettings, Mode, ProxySettings, Settings};
 use crate::client::proxy::ProxyUrl;
 use crate::client::target::Target;
 use crate::client::{is_token, template};
@@ -89,6 +89,9 @@ fn bridge(p: &mut Problems, at: &str, b: &BridgeSettings, s: &Settings) {
         ),
         Ok(_) => {}
     }
+    if b.mode == Mode::Channels {
+        p.push(&key("mode"), "must be \"payload\" or \"message\"");
+    }
     if !b.subprotocol.is_empty() && !is_token(&b.subprotocol) {
         p.push(
             &key("subprotocol"),
@@ -155,11 +158,21 @@ fn bridge(p: &mut Problems, at: &str, b: &BridgeSettings, s: &Settings) {
 }
 
 fn endpoint(p: &mut Problems, at: &str, e: &BridgeEndpoint, s: &Settings) {
-    if !s.listeners.iter().any(|l| l.path == e.listener) {
-        p.push(
+    match s.listeners.iter().find(|l| l.path == e.listener) {
+        None => p.push(
             &format!("{at}.listener"),
             &format!("no listener has path {:?}", e.listener),
-        );
+        ),
+        // A bridge forwards whole tenant streams; a channels listener has no
+        // tenant stream, only channels.
+        Some(l) if l.mode == Mode::Channels => p.push(
+            &format!("{at}.listener"),
+            &format!(
+                "{:?} is a channels-mode listener; bridges join payload or message listeners",
+                e.listener
+            ),
+        ),
+        Some(_) => {}
     }
     if e.tenant.trim().is_empty() {
         p.push(&format!("{at}.tenant"), "must not be empty");

@@ -118,7 +118,7 @@ impl Session {
             .then(|| TokenBucket::new(parts.policy.rate_limit_per_s));
         Self {
             stamp: match parts.policy.mode {
-                Mode::Message => parts.guard.info.stamp(),
+                Mode::Message | Mode::Channels => parts.guard.info.stamp(),
                 Mode::Payload => serde_json::Value::Null,
             },
             policy: parts.policy,

@@ -8,7 +8,6 @@
 
 mod keys;
 mod redis;
-mod scripts;
 mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,7 +53,10 @@ pub struct NodeListener {
 pub enum ClusterError {
     /// `cluster.redis_url` is not a usable Redis URL.
     #[error("cluster.redis_url: {0}")]
-    Url(String),
+    Url(#[source] ::redis::RedisError),
+    /// The backplane's thread stopped before the backend was built.
+    #[error("the cluster backplane thread stopped")]
+    Stopped,
 }
 
 /// What `/readyz` reports about the cluster.
@@ -143,11 +145,9 @@ impl Cluster {
         arbiter.spawn(async move {
             let started =
                 redis::RedisBackplane::start(&url, node, listeners, timing, counters, st, handle);
-            let _ = tx.send(started.map_err(|e| ClusterError::Url(e.to_string())));
+            let _ = tx.send(started.map_err(ClusterError::Url));
         });
-        let rb = rx
-            .await
-            .map_err(|_| ClusterError::Url("backplane thread stopped".into()))??;
+        let rb = rx.await.map_err(|_| ClusterError::Stopped)??;
         if rb.connected().await {
             log::info!("cluster: node {node_id} joined through Redis");
         } else {

@@ -1,0 +1,416 @@
+//! The Redis backplane: nodes sharing one Redis deliver each other's tenant and
+//! global messages, answer each other's admin requests, and share tenant slots.
+//!
+//! Everything runs on one dedicated arbiter thread, never on an actor's:
+//!
+//! * [`link`] — the two connections (commands; subscriptions, RESP3 with
+//!   automatic resubscription), the node's health (a watch channel), and every
+//!   round trip (heartbeat, resync, slots, registry look-ups, admin calls);
+//! * [`dispatch`] — what arrives on the subscription connection and where it
+//!   goes (Broker, rpc task, waiting calls);
+//! * [`tasks`] — writer, subscriber, ticker and rpc server;
+//! * [`mirror`] — this node's truth (sessions, held slots, wanted channels),
+//!   updated synchronously by the Broker's calls; Redis is only ever a copy of
+//!   it, rewritten after any doubt;
+//! * [`scripts`] — the Lua scripts (slots, leases), timed by Redis' clock.
+//!
+//! This file is the Broker-facing handle: the [`Backplane`] implementation,
+//! which never blocks (it queues, bounded, and drops with a count when full).
+
+mod dispatch;
+mod error;
+mod link;
+mod mirror;
+mod scripts;
+mod tasks;
+#[cfg(test)]
+mod test_redis;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Addr, ArbiterHandle};
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::PushInfo;
+use tokio::sync::{mpsc, oneshot};
+use wsplus_actors::backplane::{Backplane, NodeReply, NodeRequest, SlotDecision};
+use wsplus_actors::{
+    Broker, Counters, Delivery, ListenerId, Scope, SessionId, SessionInfo, TenantId,
+};
+
+use self::dispatch::{Dispatch, Incoming};
+use self::link::{Health, Link};
+use self::mirror::Mirror;
+use self::scripts::Scripts;
+use self::tasks::{Op, SubOp, MIN_BACKOFF};
+use super::{keys, wire, ClusterStats, NodeListener};
+
+/// Admin requests from other nodes waiting for the Broker.
+const RPC_QUEUE: usize = 64;
+
+/// Timings, from `[cluster]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Node lease: a node that stops renewing is forgotten after this.
+    pub lease: Duration,
+    /// Longest wait for Redis or for other nodes' answers.
+    pub timeout: Duration,
+    /// Capacity of the queue to the writer task.
+    pub queue: usize,
+}
+
+impl Timing {
+    fn lease_ms(&self) -> u64 {
+        self.lease.as_millis() as u64
+    }
+
+    fn tick(&self) -> Duration {
+        self.lease / 3
+    }
+
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(MIN_BACKOFF)
+            .set_max_delay(self.tick())
+    }
+}
+
+/// The Broker-facing half of the Redis backplane.
+pub struct RedisBackplane {
+    link: Arc<Link>,
+    ops: mpsc::Sender<Op>,
+    subs: mpsc::Sender<SubOp>,
+    arbiter: ArbiterHandle,
+    /// Other nodes' requests, until [`RedisBackplane::attach`] hands them to the Broker.
+    rpc: Mutex<Option<mpsc::Receiver<Incoming>>>,
+}
+
+impl std::fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackplane")
+            .field("node", &self.link.node)
+            .field("up", &self.link.up())
+            .finish()
+    }
+}
+
+impl RedisBackplane {
+    /// Connects lazily to `url` (the node starts degraded when Redis is not up,
+    /// and connects as soon as it is) and starts the tasks on `arbiter`. Must
+    /// run on `arbiter`.
+    pub(super) fn start(
+        url: &str,
+        node: String,
+        listeners: Vec<NodeListener>,
+        timing: Timing,
+        counters: Arc<Counters>,
+        stats: Arc<ClusterStats>,
+        arbiter: ArbiterHandle,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        use redis::IntoConnectionInfo;
+        let info = url.into_connection_info()?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let sub_info = info.clone().set_redis_settings(resp3);
+        let conn = ConnectionManager::new_lazy_with_config(
+            redis::Client::open(info)?,
+            timing.manager_config(),
+        )?;
+
+        let health = Arc::new(Health::default());
+        let (rpc_tx, rpc_rx) = mpsc::channel(RPC_QUEUE);
+        let by_path = listeners.iter().map(|l| (l.path.clone(), l.id)).collect();
+        let dispatch = Arc::new(Dispatch::new(
+            node.clone(),
+            by_path,
+            rpc_tx,
+            health.clone(),
+            counters,
+            stats,
+        ));
+        let push = dispatch.clone();
+        let pubsub = ConnectionManager::new_lazy_with_config(
+            redis::Client::open(sub_info)?,
+            timing
+                .manager_config()
+                .set_push_sender(move |p: PushInfo| {
+                    push.on_push(p);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .set_automatic_resubscription(),
+        )?;
+        let link = Arc::new(Link {
+            registry: keys::registry_key(&node),
+            node,
+            listeners,
+            timing,
+            scripts: Scripts::default(),
+            conn,
+            pubsub,
+            mirror: Mutex::new(Mirror::default()),
+            dispatch,
+            health,
+            next_call: AtomicU64::new(1),
+            left: AtomicBool::new(false),
+        });
+        let (ops_tx, ops_rx) = mpsc::channel(timing.queue);
+        let (subs_tx, subs_rx) = mpsc::channel(timing.queue);
+        actix_rt::spawn(tasks::writer(link.clone(), ops_rx));
+        actix_rt::spawn(tasks::subscriber(link.clone(), subs_rx));
+        actix_rt::spawn(tasks::ticker(Arc::downgrade(&link)));
+        Ok(Arc::new(Self {
+            link,
+            ops: ops_tx,
+            subs: subs_tx,
+            arbiter,
+            rpc: Mutex::new(Some(rpc_rx)),
+        }))
+    }
+
+    /// Waits (at most the cluster timeout) until Redis answered once, so a node
+    /// that starts next to a running Redis is connected when it starts serving.
+    pub(super) async fn connected(&self) -> bool {
+        self.link.health.wait_up(self.link.timing.timeout).await
+    }
+
+    /// Connects the inbound side to the Broker and starts answering requests.
+    pub(super) fn attach(&self, broker: &Addr<Broker>) {
+        let _ = self.link.dispatch.remote.set(broker.clone().recipient());
+        let rx = self.rpc.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rx) = rx {
+            let server = tasks::rpc_server(
+                self.link.clone(),
+                self.ops.clone(),
+                broker.clone().recipient(),
+                rx,
+            );
+            self.arbiter.spawn(server);
+        }
+    }
+
+    /// True while Redis answers and this node's state there is current.
+    pub fn is_up(&self) -> bool {
+        self.link.up()
+    }
+
+    /// Leaves the cluster cleanly: forgets this node's lease and registry now
+    /// rather than at lease expiry.
+    pub(super) async fn leave(&self) {
+        self.link.left.store(true, Ordering::Relaxed);
+        let link = self.link.clone();
+        let _ = self
+            .on_arbiter(async move {
+                let mut p = redis::pipe();
+                p.zrem(keys::NODES, &link.node)
+                    .ignore()
+                    .del(&link.registry)
+                    .ignore();
+                for key in link.mirror().slot_keys() {
+                    p.hdel(key, &link.node).ignore();
+                }
+                let _ = link.pipe(&p).await;
+            })
+            .await;
+    }
+
+    /// Runs `fut` on the backplane's thread; `None` if the thread is gone.
+    fn on_arbiter<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<'static, Option<T>> {
+        let (tx, rx) = oneshot::channel();
+        let spawned = self.arbiter.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        Box::pin(async move {
+            if !spawned {
+                return None;
+            }
+            rx.await.ok()
+        })
+    }
+
+    fn send_op(&self, op: Op) {
+        let is_publish = matches!(op, Op::Publish { .. });
+        if is_publish && !self.link.up() {
+            self.link.lose(1);
+            return;
+        }
+        if self.ops.try_send(op).is_err() {
+            if is_publish {
+                self.link.lose(1);
+            } else {
+                self.link.health.want_resync();
+            }
+        }
+    }
+
+    fn listener(&self, id: ListenerId) -> Option<&NodeListener> {
+        self.link.listeners.get(usize::from(id.0))
+    }
+
+    /// The tenant channel of `(listener, tenant)` if the listener is tenant-scoped
+    /// (only tenant-scope sessions publish on tenant channels).
+    fn tenant_channel(&self, listener: ListenerId, tenant: &TenantId) -> Option<String> {
+        let l = self
+            .listener(listener)
+            .filter(|l| l.scope == Scope::Tenant)?;
+        Some(keys::tenant_channel(&l.path, tenant.as_str()))
+    }
+
+    fn slots_key(&self, listener: ListenerId, tenant: &TenantId) -> Option<String> {
+        let l = self.listener(listener)?;
+        Some(keys::slots_key(&l.path, tenant.as_str()))
+    }
+
+    fn publish(&self, channel: String, delivery: &Delivery) {
+        let payload = wire::delivery(&self.link.node, delivery);
+        self.send_op(Op::Publish { channel, payload });
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn is_clustered(&self) -> bool {
+        true
+    }
+
+    fn node_id(&self) -> &str {
+        &self.link.node
+    }
+
+    fn publish_tenant(&self, listener: ListenerId, tenant: &TenantId, delivery: &Delivery) {
+        if let Some(l) = self.listener(listener) {
+            self.publish(keys::tenant_channel(&l.path, tenant.as_str()), delivery);
+        }
+    }
+
+    fn publish_global(&self, listener: ListenerId, delivery: &Delivery) {
+        if let Some(l) = self.listener(listener) {
+            self.publish(keys::global_channel(&l.path), delivery);
+        }
+    }
+
+    fn room_opened(&self, listener: ListenerId, tenant: &TenantId) -> BoxFuture<'static, ()> {
+        let Some(channel) = self.tenant_channel(listener, tenant) else {
+            return Box::pin(std::future::ready(()));
+        };
+        self.link.mirror().want(&channel);
+        let (tx, rx) = oneshot::channel();
+        if !self.link.up() || self.subs.try_send(SubOp::Subscribe(channel, tx)).is_err() {
+            // The ticker subscribes every wanted channel once Redis is back.
+            self.link.health.want_resync();
+            return Box::pin(std::future::ready(()));
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+
+    fn room_closed(&self, listener: ListenerId, tenant: &TenantId) {
+        let Some(channel) = self.tenant_channel(listener, tenant) else {
+            return;
+        };
+        self.link.mirror().unwant(&channel);
+        if !self.link.up()
+            || self
+                .subs
+                .try_send(SubOp::Unsubscribe(channel.clone()))
+                .is_err()
+        {
+            self.link.mirror().mark_stale(channel);
+            self.link.health.want_resync();
+        }
+    }
+
+    fn session_joined(&self, info: &SessionInfo) {
+        let value = format!(
+            "{}:{}",
+            keys::escape(&info.listener_path),
+            keys::escape(info.tenant.as_str())
+        );
+        let session = info.id.to_string();
+        self.link.mirror().join(session.clone(), value.clone());
+        self.send_op(Op::Register { session, value });
+    }
+
+    fn session_left(&self, info: &SessionInfo) {
+        self.link.mirror().leave(info.id.as_str());
+        self.send_op(Op::Unregister {
+            session: info.id.to_string(),
+        });
+    }
+
+    fn acquire_slot(
+        &self,
+        listener: ListenerId,
+        tenant: &TenantId,
+        cap: usize,
+    ) -> BoxFuture<'static, SlotDecision> {
+        let Some(key) = self.slots_key(listener, tenant) else {
+            return Box::pin(std::future::ready(SlotDecision::Unavailable));
+        };
+        self.link.mirror().take_slot(&key);
+        let link = self.link.clone();
+        let decided = if link.up() {
+            let (l, k) = (link.clone(), key.clone());
+            self.on_arbiter(async move { l.acquire(&k, cap).await })
+        } else {
+            Box::pin(std::future::ready(Some(SlotDecision::Unavailable)))
+        };
+        Box::pin(async move {
+            let d = decided.await.unwrap_or(SlotDecision::Unavailable);
+            if d == SlotDecision::Full {
+                link.mirror().give_slot(&key);
+            }
+            d
+        })
+    }
+
+    fn release_slot(&self, listener: ListenerId, tenant: &TenantId) {
+        let Some(key) = self.slots_key(listener, tenant) else {
+            return;
+        };
+        self.link.mirror().give_slot(&key);
+        self.send_op(Op::Release { key });
+    }
+
+    fn locate(&self, session: &SessionId) -> BoxFuture<'static, Option<String>> {
+        if !self.link.up() {
+            return Box::pin(std::future::ready(None));
+        }
+        let link = self.link.clone();
+        let id = session.to_string();
+        let found = self.on_arbiter(async move {
+            link.locate(&id).await.unwrap_or_else(|e| {
+                link.mark_down("registry", &e);
+                None
+            })
+        });
+        Box::pin(async move { found.await.flatten() })
+    }
+
+    fn call(
+        &self,
+        node: Option<String>,
+        request: NodeRequest,
+    ) -> BoxFuture<'static, Vec<NodeReply>> {
+        if !self.link.up() {
+            return Box::pin(std::future::ready(Vec::new()));
+        }
+        let link = self.link.clone();
+        let replies = self.on_arbiter(async move {
+            link.call(node, request).await.unwrap_or_else(|e| {
+                link.mark_down("admin call", &e);
+                Vec::new()
+            })
+        });
+        Box::pin(async move { replies.await.unwrap_or_default() })
+    }
+}

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bridge;
+pub mod channels;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -97,6 +97,8 @@ pub struct ListenerCounters {
     pub messages_in: StripedCounter,
     /// Messages pushed to recipients' queues (or written back in session scope).
     pub deliveries: StripedCounter,
+    /// Channels and subscriptions (channels-mode listeners).
+    pub channels: crate::channels::counters::ChannelGauges,
 }
 
 /// Process-wide counters.
@@ -108,6 +110,8 @@ pub struct Counters {
     dropped: [AtomicU64; DropReason::ALL.len()],
     closes: [AtomicU64; CloseCode::ALL.len()],
     heartbeat_timeouts: AtomicU64,
+    /// In-band token refreshes by result (channels mode).
+    pub refreshes: crate::channels::counters::RefreshCounters,
 }
 
 impl Counters {
@@ -122,6 +126,7 @@ impl Counters {
             dropped: Default::default(),
             closes: Default::default(),
             heartbeat_timeouts: AtomicU64::new(0),
+            refreshes: Default::default(),
         }
     }
 

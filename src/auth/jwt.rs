@@ -100,6 +100,7 @@ impl ClaimRules {
             subject,
             expires_at,
             verified: true,
+            claims,
         })
     }
 

@@ -33,6 +33,9 @@ pub struct Identity {
     pub expires_at: Option<SystemTime>,
     /// True when a token was verified (false for `auth.mode = none`).
     pub verified: bool,
+    /// Every claim of the verified token (empty for `auth.mode = none`): what
+    /// channels mode reads its permission patterns from.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why an authenticator could not be built (bad or missing secret...). Printed
@@ -202,6 +205,7 @@ impl Authenticator {
                 subject: None,
                 expires_at: None,
                 verified: false,
+                claims: serde_json::Map::new(),
             }),
             Verifier::Hs256 { key, rules, .. } => {
                 let token = token.ok_or(AuthError::MissingToken)?;

@@ -8,9 +8,13 @@
 //! so a channel key never leaves the space it belongs to.
 
 pub mod codec;
+pub mod counters;
 pub mod error;
+pub mod hub;
 pub mod name;
 pub mod permissions;
+pub mod refresh;
+pub mod space;
 pub mod table;
 
 use std::time::Duration;

@@ -210,6 +210,11 @@ impl ChannelTable {
         self.subscriptions
     }
 
+    /// Sessions with at least one subscription.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionId> {
+        self.sessions.keys()
+    }
+
     /// The queue of a session that has at least one subscription.
     pub fn outbox_of(&self, session: &SessionId) -> Option<&Outbox> {
         self.sessions.get(session).and_then(|s| s.outbox.as_ref())

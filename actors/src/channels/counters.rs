@@ -1,0 +1,87 @@
+//! Channel gauges and refresh counters, read by metrics
+//! (`wsplus_channels`, `wsplus_subscriptions`, `wsplus_refreshes_total`).
+//! Relaxed atomics, like every other counter.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Gauges of one listener's channels on this node.
+#[derive(Debug, Default)]
+pub struct ChannelGauges {
+    channels: AtomicI64,
+    subscriptions: AtomicI64,
+}
+
+impl ChannelGauges {
+    /// Channels with at least one local subscriber: `+1` / `-1`.
+    pub fn add_channels(&self, delta: i64) {
+        self.channels.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Subscriptions: `+1` / `-1`.
+    pub fn add_subscriptions(&self, delta: i64) {
+        self.subscriptions.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Channels with at least one local subscriber.
+    pub fn channels(&self) -> u64 {
+        self.channels.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Local subscriptions.
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
+/// How a `refresh` ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RefreshResult {
+    /// The token was accepted.
+    Ok,
+    /// The token did not verify (any handshake reason).
+    InvalidToken,
+    /// The token verified but named another tenant or subject.
+    IdentityChanged,
+}
+
+impl RefreshResult {
+    /// Every result, in counter order.
+    pub const ALL: [RefreshResult; 3] = [
+        RefreshResult::Ok,
+        RefreshResult::InvalidToken,
+        RefreshResult::IdentityChanged,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Ok => "ok",
+            RefreshResult::InvalidToken => "invalid_token",
+            RefreshResult::IdentityChanged => "identity_changed",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            RefreshResult::Ok => 0,
+            RefreshResult::InvalidToken => 1,
+            RefreshResult::IdentityChanged => 2,
+        }
+    }
+}
+
+/// Refreshes by result, process-wide.
+#[derive(Debug, Default)]
+pub struct RefreshCounters([AtomicU64; 3]);
+
+impl RefreshCounters {
+    /// Counts one refresh.
+    pub fn add(&self, r: RefreshResult) {
+        self.0[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refreshes that ended with `r`.
+    pub fn get(&self, r: RefreshResult) -> u64 {
+        self.0[r.index()].load(Ordering::Relaxed)
+    }
+}

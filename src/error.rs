@@ -9,6 +9,7 @@ use serde::Serialize;
 use wsplus_actors::broker::JoinError;
 
 use crate::auth::AuthError;
+use crate::tenants::Refusal;
 
 /// Why an upgrade request was refused before any frame was exchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +23,13 @@ pub enum HandshakeError {
     /// Token missing or refused.
     #[error("unauthorized")]
     Auth(AuthError),
+    /// `tenants.policy = "registered"` and the tenant has no record.
+    #[error("tenant not registered")]
+    UnknownTenant,
+    /// The tenant's record says `enabled = false`.
+    #[error("tenant disabled")]
+    TenantDisabled,
+    /// The tenant's `max_connections` or the listener's
     /// `max_connections_per_tenant` reached.
     #[error("too many connections for this tenant")]
     TenantLimit,
@@ -41,7 +49,9 @@ impl HandshakeError {
     pub fn status(self) -> StatusCode {
         match self {
             HandshakeError::NotFound => StatusCode::NOT_FOUND,
-            HandshakeError::Origin => StatusCode::FORBIDDEN,
+            HandshakeError::Origin
+            | HandshakeError::UnknownTenant
+            | HandshakeError::TenantDisabled => StatusCode::FORBIDDEN,
             HandshakeError::Auth(_) => StatusCode::UNAUTHORIZED,
             HandshakeError::TenantLimit => StatusCode::TOO_MANY_REQUESTS,
             HandshakeError::ServerFull | HandshakeError::ShuttingDown => {
@@ -57,6 +67,8 @@ impl HandshakeError {
             HandshakeError::NotFound => "not_found",
             HandshakeError::Origin => "origin",
             HandshakeError::Auth(e) => e.reason(),
+            HandshakeError::UnknownTenant => "unknown_tenant",
+            HandshakeError::TenantDisabled => "tenant_disabled",
             HandshakeError::TenantLimit => "tenant_limit",
             HandshakeError::ServerFull => "server_full",
             HandshakeError::ShuttingDown => "shutting_down",
@@ -66,8 +78,10 @@ impl HandshakeError {
 
     /// The refusals that are not a token's, in counter order (after
     /// [`AuthError::ALL`]).
-    const OTHERS: [HandshakeError; 6] = [
+    const OTHERS: [HandshakeError; 8] = [
         HandshakeError::Origin,
+        HandshakeError::UnknownTenant,
+        HandshakeError::TenantDisabled,
         HandshakeError::TenantLimit,
         HandshakeError::NotFound,
         HandshakeError::ServerFull,
@@ -94,11 +108,13 @@ impl HandshakeError {
         match self {
             HandshakeError::Auth(e) => e.index(),
             HandshakeError::Origin => auth,
-            HandshakeError::TenantLimit => auth + 1,
-            HandshakeError::NotFound => auth + 2,
-            HandshakeError::ServerFull => auth + 3,
-            HandshakeError::ShuttingDown => auth + 4,
-            HandshakeError::NotWebSocket => auth + 5,
+            HandshakeError::UnknownTenant => auth + 1,
+            HandshakeError::TenantDisabled => auth + 2,
+            HandshakeError::TenantLimit => auth + 3,
+            HandshakeError::NotFound => auth + 4,
+            HandshakeError::ServerFull => auth + 5,
+            HandshakeError::ShuttingDown => auth + 6,
+            HandshakeError::NotWebSocket => auth + 7,
         }
     }
 
@@ -129,6 +145,15 @@ impl HandshakeError {
 impl From<AuthError> for HandshakeError {
     fn from(e: AuthError) -> Self {
         HandshakeError::Auth(e)
+    }
+}
+
+impl From<Refusal> for HandshakeError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Unknown => HandshakeError::UnknownTenant,
+            Refusal::Disabled => HandshakeError::TenantDisabled,
+        }
     }
 }
 

@@ -18,3 +18,4 @@ pub mod error;
 pub mod metrics;
 pub mod server;
 pub mod settings;
+pub mod tenants;

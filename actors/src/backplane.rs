@@ -95,6 +95,19 @@ pub trait Backplane: Send + Sync + fmt::Debug {
     /// decision was, except `Full`).
     fn release_slot(&self, _listener: ListenerId, _tenant: &TenantId) {}
 
+    /// Takes one of the tenant's `cap` connection slots on every listener,
+    /// cluster-wide (a tenant record's `max_connections`).
+    fn acquire_tenant_slot(
+        &self,
+        _tenant: &TenantId,
+        _cap: usize,
+    ) -> BoxFuture<'static, SlotDecision> {
+        Box::pin(std::future::ready(SlotDecision::Granted))
+    }
+
+    /// Gives back a slot taken with [`Backplane::acquire_tenant_slot`].
+    fn release_tenant_slot(&self, _tenant: &TenantId) {}
+
     /// The node holding a session that is not on this node, if any.
     fn locate(&self, _session: &SessionId) -> BoxFuture<'static, Option<String>> {
         Box::pin(std::future::ready(None))

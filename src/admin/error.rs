@@ -32,6 +32,13 @@ pub enum ApiError {
     /// The broker did not answer (shutting down or overloaded).
     #[error("broker unavailable")]
     Unavailable,
+    /// The request conflicts with the current state (e.g. an issuer another
+    /// tenant has).
+    #[error("{0}")]
+    Conflict(String),
+    /// A change could not be persisted; nothing changed (details in the log).
+    #[error("tenant store unavailable; nothing was changed")]
+    StoreUnavailable,
 }
 
 impl ApiError {
@@ -49,7 +56,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable | ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

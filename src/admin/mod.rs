@@ -12,6 +12,7 @@ pub mod listeners;
 pub mod publish;
 pub mod sessions;
 pub mod stats;
+pub mod tenant_settings;
 pub mod tenants;
 
 use actix_web::web;
@@ -40,6 +41,7 @@ pub fn protected(cfg: &mut web::ServiceConfig) {
     cfg.configure(stats::configure)
         .configure(listeners::configure)
         .configure(tenants::configure)
+        .configure(tenant_settings::configure)
         .configure(sessions::configure)
         .configure(publish::configure)
         .configure(crate::metrics::routes)

@@ -142,6 +142,8 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
             info,
             outbox: queue,
             stats: Arc::new(SessionStats::default()),
+            // A bridge is the operator's own link: the listener's cap applies.
+            tenant_cap: None,
         };
         match f.broker.send(join).await {
             Ok(Ok(_)) => {}

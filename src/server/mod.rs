@@ -27,6 +27,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
 use crate::error::Rejections;
 use crate::settings::{Settings, Source};
+use crate::tenants::TenantRegistry;
 use state::{AppState, Listener};
 
 /// The two sockets the server listens on, bound before start so tests can use
@@ -92,6 +93,9 @@ pub enum StartError {
     /// `server.bind` or `admin.bind` could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The tenant store cannot be read or written.
+    #[error(transparent)]
+    Tenants(#[from] crate::tenants::StoreError),
 }
 
 /// A running broker.
@@ -145,6 +149,7 @@ pub struct Plan {
     by_path: HashMap<String, wsplus_actors::ListenerId>,
     dev_tokens: Vec<(String, String)>,
     bridges: bridge::Prepared,
+    tenants: Arc<TenantRegistry>,
 }
 
 impl Plan {
@@ -157,6 +162,7 @@ impl Plan {
             n => n,
         };
         let tls = tls::server_config(&settings.server)?;
+        let tenants = Arc::new(TenantRegistry::open(&settings.tenants)?);
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
         let mut dev_tokens = Vec::new();
@@ -186,6 +192,7 @@ impl Plan {
             by_path,
             dev_tokens,
             bridges,
+            tenants,
         })
     }
 
@@ -200,6 +207,7 @@ impl Plan {
             by_path,
             dev_tokens,
             bridges,
+            tenants,
         } = self;
         let secure = tls.is_some();
         let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
@@ -220,6 +228,7 @@ impl Plan {
         )
         .start();
         cluster.attach(&broker);
+        tenants.attach(broker.clone().recipient());
         let bridge_registry = bridges.registry();
         let bridge_tasks = bridges.start(&broker);
 
@@ -232,6 +241,7 @@ impl Plan {
             by_path,
             metrics: settings.metrics.clone(),
             bridges: bridge_registry.clone(),
+            tenants,
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_s);
         let http_addr = sockets.http.local_addr()?;

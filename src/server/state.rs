@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: settings::MetricsSettings,
     /// Every bridge's live state (admin API, metrics).
     pub bridges: Arc<crate::bridge::BridgeRegistry>,
+    /// Tenant records: admission at the handshake, the admin API's changes.
+    pub tenants: Arc<crate::tenants::TenantRegistry>,
 }
 
 impl Listener {

@@ -1,6 +1,7 @@
 //! The WebSocket upgrade: every check of DESIGN §5, in order, before any frame.
 //!
-//! path → Origin → token → signature/alg → claims → tenant → tenant cap.
+//! path → Origin → token → signature/alg → claims → tenant → registered →
+//! enabled → tenant cap.
 //! A session is registered with the Broker and joined to its room before the
 //! 101 is returned, so anything published after the client sees 101 reaches it.
 
@@ -54,8 +55,10 @@ async fn accept(
     if actix_web_actors::ws::handshake(req).is_err() {
         return Err(HandshakeError::NotWebSocket);
     }
+    // Registered, then enabled (src/tenants); the cap is the Broker's, at Join.
+    let admission = state.tenants.admit(&identity.tenant)?;
 
-    let policy = listener.policy.clone();
+    let policy = admission.policy(&listener.policy);
     let info = Arc::new(SessionInfo {
         id: SessionId::random(),
         listener: policy.id,
@@ -83,6 +86,7 @@ async fn accept(
             info: info.clone(),
             outbox: tx,
             stats: stats.clone(),
+            tenant_cap: admission.max_connections,
         })
         .await;
     let joined = match joined {
@@ -93,6 +97,9 @@ async fn accept(
         }
         Err(_) => return Err(HandshakeError::ShuttingDown),
     };
+    // A tenant disabled while the join was on its way: its kick may have
+    // reached the Broker before this join did. Dropping the guard leaves.
+    state.tenants.admit(info.tenant.as_str())?;
     // Debug, not info: at thousands of handshakes per second a line per accept
     // costs more than the rest of the handshake's logging; the access log still
     // records every connection when it ends.

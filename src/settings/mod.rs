@@ -8,6 +8,7 @@ mod env_overrides;
 mod load;
 mod metrics;
 mod outbound;
+mod tenants;
 mod validate;
 mod validate_outbound;
 
@@ -17,6 +18,7 @@ pub use channels::{ChannelAccess, ChannelsSettings};
 pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
 pub use metrics::{MetricsSettings, MAX_TENANT_SERIES};
 pub use outbound::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings};
+pub use tenants::{TenantPolicy, TenantStore, TenantsSettings};
 pub use validate::validate;
 
 /// The whole configuration.
@@ -39,6 +41,8 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// Outbound connections joined to local tenants (DESIGN §7).
     pub bridges: Vec<BridgeSettings>,
+    /// Tenant policy, records and where API changes persist.
+    pub tenants: TenantsSettings,
 }
 
 impl Default for Settings {
@@ -52,6 +56,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             proxy: ProxySettings::default(),
             bridges: Vec::new(),
+            tenants: TenantsSettings::default(),
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn validate(s: &Settings) -> Vec<String> {
     );
     super::validate_outbound::proxy(&mut p, &s.proxy);
     super::validate_outbound::bridges(&mut p, s);
+    super::tenants::validate(&mut p, s);
     p.0
 }
 

@@ -30,6 +30,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/v1/publish"),
     ("GET", "/metrics"),
     ("GET", "/admin/v1/bridges"),
+    ("GET", "/admin/v1/tenant-settings"),
+    ("GET", "/admin/v1/tenants/acme/settings"),
+    ("PUT", "/admin/v1/tenants/acme/settings"),
+    ("PATCH", "/admin/v1/tenants/acme/settings"),
+    ("DELETE", "/admin/v1/tenants/acme/settings"),
 ];
 
 /// Base settings plus a message-mode tenant listener ([`MSG`]) and a

@@ -73,6 +73,11 @@ pub fn base_settings() -> Settings {
     s.admin.bind = "127.0.0.1:0".into();
     s.admin.token_env = "TEST_ADMIN_TOKEN".into();
     s.listeners = vec![listener("/ws/events")];
+    // Tenant changes through the admin API land in a file of this test only.
+    s.tenants.path = temp_dir("tenants")
+        .join(format!("{}.db", rand::random::<u64>()))
+        .to_string_lossy()
+        .into_owned();
     s
 }
 

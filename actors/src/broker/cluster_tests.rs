@@ -148,6 +148,7 @@ async fn a_join_abandoned_while_the_cluster_answers_gives_its_slot_back() {
             info: info("a"),
             outbox: tx,
             stats: Default::default(),
+            tenant_cap: None,
         })
         .await
         .unwrap();

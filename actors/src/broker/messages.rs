@@ -35,6 +35,10 @@ pub struct Join {
     pub outbox: Outbox,
     /// Counters the session updates and admin queries read.
     pub stats: Arc<SessionStats>,
+    /// The tenant record's `max_connections`: `None` = the listener's
+    /// `max_connections_per_tenant` applies; `Some(n)` replaces it and counts
+    /// the tenant's sessions on every listener (and node); `Some(0)` = no cap.
+    pub tenant_cap: Option<usize>,
 }
 
 /// Where a joined session sends its messages.

@@ -75,8 +75,17 @@ struct SessionEntry {
     stats: Arc<SessionStats>,
     /// Its deadline in the Broker's queue, if it has one.
     timer: Option<DeadlineKey>,
-    /// Holds a cluster tenant slot (released on leave).
-    slot: bool,
+    /// The cluster tenant slot it holds (released on leave).
+    slot: Option<Slot>,
+}
+
+/// Which cluster-wide connection slot a session holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// One of `(listener, tenant)`'s `max_connections_per_tenant`.
+    Listener,
+    /// One of the tenant's `max_connections` (all listeners).
+    Tenant,
 }
 
 /// The process-wide registry and router.
@@ -217,9 +226,7 @@ impl Broker {
         }
         let backplane = self.backplane();
         backplane.session_left(&entry.info);
-        if entry.slot {
-            backplane.release_slot(listener, &entry.info.tenant);
-        }
+        release(backplane.as_ref(), entry.slot, listener, &entry.info.tenant);
         log::debug!("session left tenant={} session={}", entry.info.tenant, id);
         if self.sessions.is_empty() {
             for w in self.empty_waiters.drain(..) {
@@ -238,8 +245,21 @@ impl Broker {
         }
     }
 
+    /// Sessions of `tenant` on this node, every listener, joins in progress included.
+    fn tenant_members(&self, tenant: &TenantId) -> usize {
+        self.policies
+            .iter()
+            .map(|p| {
+                let key = (p.id, tenant.clone());
+                self.rooms.get(&key).map_or(0, |r| r.members)
+                    + self.pending.get(&key).copied().unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Checks that do not need the cluster; returns the listener's policy.
-    fn admit(&self, info: &SessionInfo) -> Result<Arc<ListenerPolicy>, JoinError> {
+    fn admit(&self, msg: &Join) -> Result<Arc<ListenerPolicy>, JoinError> {
+        let info = &msg.info;
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
@@ -255,10 +275,17 @@ impl Broker {
         {
             return Err(JoinError::ServerFull);
         }
-        let key = (info.listener, info.tenant.clone());
-        let members = self.rooms.get(&key).map_or(0, |r| r.members)
-            + self.pending.get(&key).copied().unwrap_or(0);
-        if policy.max_connections_per_tenant > 0 && members >= policy.max_connections_per_tenant {
+        let full = match msg.tenant_cap {
+            Some(cap) => cap > 0 && self.tenant_members(&info.tenant) >= cap,
+            None => {
+                let key = (info.listener, info.tenant.clone());
+                let members = self.rooms.get(&key).map_or(0, |r| r.members)
+                    + self.pending.get(&key).copied().unwrap_or(0);
+                let cap = policy.max_connections_per_tenant;
+                cap > 0 && members >= cap
+            }
+        };
+        if full {
             return Err(JoinError::TenantLimit);
         }
         Ok(policy)
@@ -269,7 +296,7 @@ impl Broker {
         &mut self,
         msg: Join,
         policy: &ListenerPolicy,
-        slot: bool,
+        slot: Option<Slot>,
         ctx: &mut Context<Self>,
     ) -> Joined {
         let info = msg.info;
@@ -338,8 +365,19 @@ impl Broker {
         let backplane = self.backplane().clone();
         let subscribed =
             (!self.rooms.contains_key(&key)).then(|| backplane.room_opened(key.0, &key.1));
-        let cap = policy.max_connections_per_tenant;
-        let slot = (cap > 0).then(|| backplane.acquire_slot(key.0, &key.1, cap));
+        let (kind, slot) = match msg.tenant_cap {
+            Some(cap) => (
+                Slot::Tenant,
+                (cap > 0).then(|| backplane.acquire_tenant_slot(&key.1, cap)),
+            ),
+            None => {
+                let cap = policy.max_connections_per_tenant;
+                (
+                    Slot::Listener,
+                    (cap > 0).then(|| backplane.acquire_slot(key.0, &key.1, cap)),
+                )
+            }
+        };
         *self.pending.entry(key.clone()).or_default() += 1;
         let wait = async move {
             if let Some(s) = subscribed {
@@ -357,10 +395,11 @@ impl Broker {
                     act.pending.remove(&key);
                 }
             }
-            let holds_slot = matches!(
+            let held = matches!(
                 slot,
                 Some(SlotDecision::Granted | SlotDecision::Unavailable)
-            );
+            )
+            .then_some(kind);
             let refused = if slot == Some(SlotDecision::Full) {
                 Some(JoinError::TenantLimit)
             } else if act.shutting_down {
@@ -374,14 +413,21 @@ impl Broker {
                 None
             };
             if let Some(e) = refused {
-                if holds_slot {
-                    act.backplane().release_slot(key.0, &key.1);
-                }
+                release(act.backplane().as_ref(), held, key.0, &key.1);
                 act.close_subscription(&key);
                 return Err(e);
             }
-            Ok(act.complete_join(msg, &policy, holds_slot, ctx))
+            Ok(act.complete_join(msg, &policy, held, ctx))
         }))
+    }
+}
+
+/// Gives back the cluster slot a session held, if any.
+fn release(backplane: &dyn Backplane, slot: Option<Slot>, listener: ListenerId, tenant: &TenantId) {
+    match slot {
+        Some(Slot::Listener) => backplane.release_slot(listener, tenant),
+        Some(Slot::Tenant) => backplane.release_tenant_slot(tenant),
+        None => {}
     }
 }
 
@@ -397,14 +443,14 @@ impl Handler<Join> for Broker {
     type Result = ActorResponse<Self, Result<Joined, JoinError>>;
 
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
-        let policy = match self.admit(&msg.info) {
+        let policy = match self.admit(&msg) {
             Ok(p) => p,
             Err(e) => return ActorResponse::reply(Err(e)),
         };
         if self.backplane().is_clustered() {
             return self.join_via_cluster(msg, policy);
         }
-        ActorResponse::reply(Ok(self.complete_join(msg, &policy, false, ctx)))
+        ActorResponse::reply(Ok(self.complete_join(msg, &policy, None, ctx)))
     }
 }
 

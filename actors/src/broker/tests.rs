@@ -42,12 +42,22 @@ pub(super) async fn join(
     b: &Addr<Broker>,
     info: Arc<SessionInfo>,
 ) -> (Result<Joined, JoinError>, OutboxReceiver) {
+    join_capped(b, info, None).await
+}
+
+/// A join carrying a tenant record's `max_connections`.
+async fn join_capped(
+    b: &Addr<Broker>,
+    info: Arc<SessionInfo>,
+    tenant_cap: Option<usize>,
+) -> (Result<Joined, JoinError>, OutboxReceiver) {
     let (tx, rx) = outbox(16, 1 << 20);
     let r = b
         .send(Join {
             info,
             outbox: tx,
             stats: Default::default(),
+            tenant_cap,
         })
         .await
         .unwrap();
@@ -142,6 +152,35 @@ async fn tenant_cap_is_enforced_and_released() {
     .unwrap();
     let (r5, _k5) = join(&b, info(0, "a", Scope::Tenant)).await;
     assert!(r5.is_ok(), "slot released on leave");
+}
+
+#[actix::test]
+async fn a_tenant_cap_replaces_the_listener_cap_and_counts_every_listener() {
+    let mut l0 = ListenerPolicy::for_tests(0, "/a", Mode::Payload, Scope::Tenant);
+    l0.max_connections_per_tenant = 1;
+    let l1 = ListenerPolicy::for_tests(1, "/b", Mode::Payload, Scope::Tenant);
+    let b = broker_with(vec![l0, l1]);
+    // Cap 3 over both listeners: beyond the listener's 1 on /a.
+    let first = info(0, "t", Scope::Tenant);
+    let (r1, _k1) = join_capped(&b, first.clone(), Some(3)).await;
+    let (r2, _k2) = join_capped(&b, info(0, "t", Scope::Tenant), Some(3)).await;
+    let (r3, _k3) = join_capped(&b, info(1, "t", Scope::Tenant), Some(3)).await;
+    assert!(r1.is_ok() && r2.is_ok() && r3.is_ok());
+    let (r4, _k4) = join_capped(&b, info(1, "t", Scope::Tenant), Some(3)).await;
+    assert_eq!(r4.unwrap_err(), JoinError::TenantLimit);
+    b.send(SessionClosed {
+        id: first.id.clone(),
+    })
+    .await
+    .unwrap();
+    let (r5, _k5) = join_capped(&b, info(1, "t", Scope::Tenant), Some(3)).await;
+    assert!(r5.is_ok(), "a slot is freed on leave");
+    // 0 = no cap at all, even on the listener capped at 1.
+    let (r6, _k6) = join_capped(&b, info(0, "t", Scope::Tenant), Some(0)).await;
+    assert!(r6.is_ok());
+    // Without a record the listener's cap applies (two on /a already).
+    let (r7, _k7) = join(&b, info(0, "t", Scope::Tenant)).await;
+    assert_eq!(r7.unwrap_err(), JoinError::TenantLimit);
 }
 
 #[actix::test]
@@ -486,6 +525,7 @@ async fn fanout_beyond_room_queue_is_dropped_and_counted() {
         info: info(0, "a", Scope::Global),
         outbox: tx,
         stats: Default::default(),
+        tenant_cap: None,
     })
     .await
     .unwrap()

@@ -297,6 +297,7 @@ impl TenantRegistry {
                 kicks.do_send(KickTenant {
                     tenant: TenantId::new(changed.to_owned()),
                     listener: None,
+                    subject: None,
                     code: CloseCode::Kicked,
                 });
             }

@@ -240,6 +240,7 @@ async fn disabling_or_unregistering_closes_the_sessions() {
         .send(KickTenant {
             tenant: TenantId::new("end".to_owned()),
             listener: None,
+            subject: None,
             code: CloseCode::Kicked,
         })
         .await;

@@ -1,8 +1,6 @@
-//! Secrets and the development conveniences, through the real binary:
-//! `wsplus token` output verifies with the server; the embedded default with
-//! no secret prints one working URL for tenant `demo`; any other configuration
-//! with its secret missing refuses to start; `secret_file` works; and neither
-//! the access log nor any other log line ever contains a token.
+//! Secrets through the real binary: `wsplus token` output verifies with the
+//! server; a configuration of one's own with its secret missing refuses to
+//! start; `secret_file` works. (The development default is in cli_serve.rs.)
 
 use base64::Engine;
 use common::auth::*;
@@ -138,85 +136,6 @@ fn wsplus_token_refuses_bad_input_naming_it() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
-}
-
-#[tokio::test]
-async fn dev_default_prints_one_working_url_and_logs_no_token() {
-    let (port, admin) = (free_port(), free_port());
-    // An empty working directory: no config/default.toml, so the embedded default.
-    let mut cmd = wsplus_bin();
-    cmd.arg("serve")
-        .current_dir(temp_dir("dev"))
-        .env("WSPLUS__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("WSPLUS__ADMIN__BIND", format!("127.0.0.1:{admin}"));
-    let mut server = Server::spawn(cmd);
-
-    let first = server.stdout_line();
-    let prefix = format!("connect: ws://127.0.0.1:{port}/ws/events?token=");
-    let token = first
-        .strip_prefix(&prefix)
-        .unwrap_or_else(|| panic!("{first:?} does not start with {prefix:?}"))
-        .to_owned();
-    let c = claims_of(&token);
-    assert_eq!(c["tenant_id"], "demo");
-    assert!(c["exp"].as_i64().unwrap() > now() + 3600);
-    server.wait_log("announcing development mode", |l| {
-        l.contains("DEVELOPMENT MODE") && l.contains("WSPLUS_JWT_SECRET")
-    });
-
-    let url = first.strip_prefix("connect: ").unwrap();
-    let mut ws = Ws::connect(url).await;
-    ws.send_text("hello demo").await;
-    assert_eq!(ws.recv_text().await, "hello demo");
-    ws.close().await;
-
-    // Refused requests carrying the token (wrong path, tampered signature) are
-    // logged at once; the log shows the parameter redacted.
-    let wrong_path = Ws::try_connect(&format!("ws://127.0.0.1:{port}/nowhere?token={token}"))
-        .await
-        .err()
-        .expect("404");
-    assert_eq!(wrong_path.status, 404);
-    let tampered = format!("{}x", &token[..token.len() - 1]);
-    let r = Ws::try_connect(&format!(
-        "ws://127.0.0.1:{port}/ws/events?a=1&token={tampered}"
-    ))
-    .await
-    .err()
-    .expect("401");
-    assert_eq!(r.status, 401);
-    // A percent-encoded name is still the token parameter (and still redacted).
-    let encoded = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/events?%74oken={token}")).await;
-    encoded.close().await;
-    server.wait_log("for the 404 with the token redacted", |l| {
-        l.contains("/nowhere?token=[redacted]")
-    });
-    server.wait_log("for the 401 with the token redacted", |l| {
-        l.contains("/ws/events?a=1&token=[redacted]") && l.contains(" 401 ")
-    });
-    // Logged once the connection has ended.
-    server.wait_log("for the encoded name with the token redacted", |l| {
-        l.contains("/ws/events?%74oken=[redacted]")
-    });
-
-    let (log, rest_of_stdout) = server.stop();
-    let signature = token.rsplit('.').next().unwrap();
-    for line in &log {
-        assert!(
-            !line.contains(&token) && !line.contains(signature) && !line.contains(&tampered),
-            "a log line contains the token: {line}"
-        );
-    }
-    // Exactly one connect URL; the admin token (generated too) is on stdout only.
-    assert!(
-        rest_of_stdout.iter().all(|l| !l.starts_with("connect:")),
-        "{rest_of_stdout:?}"
-    );
-    let admin_token = rest_of_stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("admin token: "))
-        .expect("a generated admin token");
-    assert!(log.iter().all(|l| !l.contains(admin_token)));
 }
 
 #[test]

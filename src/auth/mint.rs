@@ -5,6 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{Map, Value};
 
+use crate::settings::ListenerSettings;
+
 /// The claims of a minted token.
 #[derive(Debug, Clone)]
 pub struct Claims(Map<String, Value>);
@@ -24,6 +26,24 @@ impl Claims {
         m.insert("iat".into(), Value::from(now));
         m.insert("exp".into(), Value::from(now + ttl_s));
         Self(m)
+    }
+
+    /// The claims `listener` accepts for `tenant`: its tenant claim name, and
+    /// its `issuer` and `audience` when configured.
+    pub fn for_listener(
+        listener: &ListenerSettings,
+        tenant: &str,
+        sub: Option<&str>,
+        ttl_s: u64,
+    ) -> Self {
+        let mut claims = Self::new(tenant, sub, ttl_s, &listener.tenant.claim);
+        if let Some(iss) = &listener.auth.issuer {
+            claims = claims.issuer(iss);
+        }
+        if let Some(aud) = &listener.auth.audience {
+            claims = claims.audience(aud);
+        }
+        claims
     }
 
     /// Adds `iss`.

@@ -83,15 +83,13 @@ enum Verifier {
 /// (RFC 7518 §3.2). Shorter ones still work, as other JWT tools accept them.
 const MIN_SECRET_BYTES: usize = 32;
 
-/// Lifetime of the development token printed when `serve` generated its secret.
-const DEV_TOKEN_TTL_S: u64 = 24 * 3600;
-
 /// Verifies handshake tokens for one listener.
 pub struct Authenticator {
     mode: AuthMode,
     static_tenant: Option<String>,
     verifier: Verifier,
-    dev_token: Option<String>,
+    /// True when the secret was generated for this run (development default).
+    generated: bool,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -103,8 +101,9 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the authenticator of `listeners[index]`. `dev_default` is true when
-    /// the configuration is the embedded default (development conveniences).
+    /// Builds the authenticator of `listeners[index]`. `dev_default` is true in
+    /// the development default (see `server::dev`): a missing HS256 secret is
+    /// then generated for this run instead of being an error.
     /// A jwks listener starts its fetcher task here, so this must run inside
     /// the actix `System`.
     pub fn new(
@@ -118,7 +117,7 @@ impl Authenticator {
             TenantFrom::Claim => None,
         };
         let auth = &listener.auth;
-        let mut dev_token = None;
+        let mut generated = false;
         let verifier = match auth.mode {
             AuthMode::None => Verifier::None,
             AuthMode::Hs256 => {
@@ -126,15 +125,8 @@ impl Authenticator {
                 let secret = match secret::hs256_secret(auth, env) {
                     Ok(s) => s,
                     Err(_) if dev_default => {
-                        let s = secret::generate();
-                        let claims = mint::Claims::new(
-                            "demo",
-                            Some("demo-user"),
-                            DEV_TOKEN_TTL_S,
-                            &listener.tenant.claim,
-                        );
-                        dev_token = mint::hs256(&s, &claims).ok();
-                        s
+                        generated = true;
+                        secret::generate()
                     }
                     Err(e) => return Err(SetupError::Secret { key, problem: e }),
                 };
@@ -179,7 +171,7 @@ impl Authenticator {
             mode: auth.mode,
             static_tenant,
             verifier,
-            dev_token,
+            generated,
         })
     }
 
@@ -234,9 +226,10 @@ impl Authenticator {
         }
     }
 
-    /// A ready-to-use development token for tenant `demo`, when this run
-    /// generated its own secret (embedded default with the secret unset).
-    pub fn dev_token(&self) -> Option<String> {
-        self.dev_token.clone()
+    /// True when this run generated the HS256 secret (development default
+    /// with the secret unset): tokens minted with it work until the process
+    /// stops.
+    pub fn generated_secret(&self) -> bool {
+        self.generated
     }
 }

@@ -190,18 +190,7 @@ fn mint(req: &HttpRequest, state: &AppState, demo: &Demo) -> Result<serde_json::
         .and_then(|i| state.listeners.get(i))
         .ok_or(TokenError::NoListener)?;
     let l = &listener.settings;
-    let mut claims = Claims::new(
-        &asked.tenant,
-        asked.sub.as_deref(),
-        asked.ttl_s,
-        &l.tenant.claim,
-    );
-    if let Some(iss) = &l.auth.issuer {
-        claims = claims.issuer(iss);
-    }
-    if let Some(aud) = &l.auth.audience {
-        claims = claims.audience(aud);
-    }
+    let claims = Claims::for_listener(l, &asked.tenant, asked.sub.as_deref(), asked.ttl_s);
     let token = listener.auth.mint(&claims).ok_or(TokenError::Sign)?;
     log::info!(
         "demo token issued listener={} tenant={} subject={} ttl_s={}",

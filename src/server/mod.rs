@@ -4,6 +4,7 @@
 pub mod access_log;
 mod assets;
 mod demo;
+pub mod dev;
 pub mod socket;
 pub mod state;
 pub mod tls;
@@ -90,6 +91,18 @@ pub enum StartError {
     /// A bridge (or the proxy) is unusable.
     #[error(transparent)]
     Bridge(#[from] BridgeError),
+    /// The default configuration without its secret, served beyond loopback:
+    /// the development default (which would generate one) does not apply.
+    #[error(
+        "{source} (the default configuration generates a development secret only when \
+         server.bind is a loopback address; it is {bind})"
+    )]
+    NotLoopback {
+        /// The missing secret.
+        source: SetupError,
+        /// `server.bind`.
+        bind: String,
+    },
     /// `server.bind` or `admin.bind` could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -110,8 +123,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where the admin API is served.
     pub admin_addr: SocketAddr,
-    /// Development tokens to print (listener path, token), when secrets were generated.
-    pub dev_tokens: Vec<(String, String)>,
+    /// What to print on stdout in the development default (URLs with
+    /// tokens, the demo page, the admin `curl` line); see [`dev`].
+    pub dev_announcement: Option<String>,
     /// The admin token generated for this run, when none was configured.
     pub generated_admin_token: Option<String>,
     /// True when the client port speaks TLS (wss://).
@@ -147,7 +161,8 @@ pub struct Plan {
     tls: Option<rustls::ServerConfig>,
     listeners: Vec<Listener>,
     by_path: HashMap<String, wsplus_actors::ListenerId>,
-    dev_tokens: Vec<(String, String)>,
+    /// True when this run generated a secret (the development default).
+    dev: bool,
     bridges: bridge::Prepared,
     tenants: Arc<TenantRegistry>,
 }
@@ -155,8 +170,8 @@ pub struct Plan {
 impl Plan {
     /// Checks and builds what `settings` describe. Must run inside an actix
     /// `System` (a jwks listener starts fetching its keys here).
-    pub fn new(settings: Settings, source: Source, env: Env) -> Result<Self, StartError> {
-        let dev_default = source == Source::Default;
+    pub fn new(mut settings: Settings, source: Source, env: Env) -> Result<Self, StartError> {
+        let dev_default = dev::allowed(&settings, &source);
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -165,12 +180,15 @@ impl Plan {
         let tenants = Arc::new(TenantRegistry::open(&settings.tenants)?);
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
-        let mut dev_tokens = Vec::new();
         for (i, l) in settings.listeners.iter().enumerate() {
-            let auth = Arc::new(Authenticator::new(i, l, &env, dev_default)?);
-            if let Some(t) = auth.dev_token() {
-                dev_tokens.push((l.path.clone(), t));
-            }
+            let auth = Authenticator::new(i, l, &env, dev_default).map_err(|e| match e {
+                SetupError::Secret { .. } if source == Source::Default => StartError::NotLoopback {
+                    source: e,
+                    bind: settings.server.bind.clone(),
+                },
+                e => StartError::Auth(e),
+            })?;
+            let auth = Arc::new(auth);
             let policy = Arc::new(state::policy(i, l, &settings));
             by_path.insert(l.path.clone(), policy.id);
             listeners.push(Listener {
@@ -181,6 +199,11 @@ impl Plan {
             });
         }
 
+        // The demo page is on in the development default only.
+        let dev = listeners.iter().any(|l| l.auth.generated_secret());
+        if dev {
+            settings.server.demo = true;
+        }
         let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
         let bridges = bridge::prepare(&settings, &env, &policies)?;
         Ok(Self {
@@ -190,7 +213,7 @@ impl Plan {
             tls,
             listeners,
             by_path,
-            dev_tokens,
+            dev,
             bridges,
             tenants,
         })
@@ -205,11 +228,26 @@ impl Plan {
             tls,
             listeners,
             by_path,
-            dev_tokens,
+            dev,
             bridges,
             tenants,
         } = self;
         let secure = tls.is_some();
+        let http_addr = sockets.http.local_addr()?;
+        let admin_addr = sockets.admin.local_addr()?;
+        let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
+        let dev_announcement = dev.then(|| {
+            let admin_token = match &generated_admin_token {
+                Some(t) => dev::AdminToken::Generated(t),
+                None => dev::AdminToken::FromEnv(&settings.admin.token_env),
+            };
+            let at = dev::Addresses {
+                http: http_addr,
+                admin: admin_addr,
+                secure,
+            };
+            dev::announcement(&listeners, at, admin_token)
+        });
         let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
         let counters = Arc::new(Counters::new(listeners.len()));
         let rejections = Arc::new(Rejections::default());
@@ -244,8 +282,6 @@ impl Plan {
             tenants,
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_s);
-        let http_addr = sockets.http.local_addr()?;
-        let admin_addr = sockets.admin.local_addr()?;
 
         let client_state = app_state.clone();
         let demo = demo::Demo::from_settings(&settings);
@@ -270,7 +306,6 @@ impl Plan {
         }
         .run();
 
-        let (admin_cfg, generated_admin_token) = admin::AdminConfig::from_settings(&settings, &env);
         let admin_cfg = web::Data::new(admin_cfg);
         let admin_state = app_state.clone();
         let admin_settings = settings.admin.clone();
@@ -294,7 +329,7 @@ impl Plan {
             rejections,
             http_addr,
             admin_addr,
-            dev_tokens,
+            dev_announcement,
             generated_admin_token,
             secure,
             cluster,

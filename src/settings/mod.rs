@@ -50,7 +50,15 @@ impl Default for Settings {
         Self {
             server: ServerSettings::default(),
             admin: AdminSettings::default(),
-            listeners: vec![ListenerSettings::default()],
+            // The embedded default's two listeners (config/default.toml).
+            listeners: vec![
+                ListenerSettings::default(),
+                ListenerSettings {
+                    path: "/ws/chat".into(),
+                    mode: Mode::Message,
+                    ..ListenerSettings::default()
+                },
+            ],
             limits: LimitsSettings::default(),
             cluster: ClusterSettings::default(),
             metrics: MetricsSettings::default(),

@@ -12,6 +12,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod mint;
 mod secret;
+pub mod tenant;
 
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::env::Env;
 use crate::settings::{AuthMode, ListenerSettings, TenantFrom};
+use crate::tenants::TenantRegistry;
 
 /// What a verified token (or a `none` listener) says about a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,23 @@ enum Verifier {
         keys: jwks::Jwks,
         rules: jwt::ClaimRules,
     },
+    /// Each registered tenant's own JWKS, chosen by the token's `iss`.
+    Tenant(tenant::TenantVerifier),
+}
+
+/// Verifies a screened token with the key its `kid` names in `keys`.
+async fn verify_with_jwks(
+    token: &str,
+    screened: &jwt::Screened,
+    keys: &jwks::Jwks,
+    rules: &jwt::ClaimRules,
+) -> Result<Identity, AuthError> {
+    let key = keys.key(screened.kid.as_deref()).await?;
+    // An RS256 key never verifies an ES256 token and vice versa.
+    if key.alg != screened.alg {
+        return Err(AuthError::AlgorithmNotAllowed);
+    }
+    rules.verify(token, key.alg, &key.key)
 }
 
 /// Shortest HS256 secret that draws no warning: the hash's output size
@@ -111,6 +130,7 @@ impl Authenticator {
         listener: &ListenerSettings,
         env: &Env,
         dev_default: bool,
+        tenants: &TenantRegistry,
     ) -> Result<Self, SetupError> {
         let static_tenant = match listener.tenant.from {
             TenantFrom::Static => listener.tenant.static_id.clone(),
@@ -166,6 +186,12 @@ impl Authenticator {
                     rules: jwt::ClaimRules::new(&JWKS_ALGS, auth, &listener.tenant),
                 }
             }
+            AuthMode::Tenant => Verifier::Tenant(tenant::TenantVerifier::start(
+                &listener.path,
+                auth,
+                &listener.tenant,
+                tenants,
+            )),
         };
         Ok(Self {
             mode: auth.mode,
@@ -181,10 +207,12 @@ impl Authenticator {
     }
 
     /// True once the authenticator can verify tokens (jwks: the first fetch
-    /// has succeeded). `/readyz` reports it.
+    /// has succeeded). `/readyz` reports it. A tenant listener is always
+    /// ready: one tenant's identity provider being down must not take the
+    /// node out of service for every other tenant.
     pub fn ready(&self) -> bool {
         match &self.verifier {
-            Verifier::None | Verifier::Hs256 { .. } => true,
+            Verifier::None | Verifier::Hs256 { .. } | Verifier::Tenant(_) => true,
             Verifier::Jwks { keys, .. } => keys.ready(),
         }
     }
@@ -207,12 +235,10 @@ impl Authenticator {
             Verifier::Jwks { keys, rules } => {
                 let token = token.ok_or(AuthError::MissingToken)?;
                 let screened = jwt::screen_header(token, &JWKS_ALGS)?;
-                let key = keys.key(screened.kid.as_deref()).await?;
-                // An RS256 key never verifies an ES256 token and vice versa.
-                if key.alg != screened.alg {
-                    return Err(AuthError::AlgorithmNotAllowed);
-                }
-                rules.verify(token, key.alg, &key.key)
+                verify_with_jwks(token, &screened, keys, rules).await
+            }
+            Verifier::Tenant(tenants) => {
+                tenants.verify(token.ok_or(AuthError::MissingToken)?).await
             }
         }
     }
@@ -222,7 +248,7 @@ impl Authenticator {
     pub fn mint(&self, claims: &mint::Claims) -> Option<String> {
         match &self.verifier {
             Verifier::Hs256 { secret, .. } => mint::hs256(secret, claims).ok(),
-            Verifier::None | Verifier::Jwks { .. } => None,
+            Verifier::None | Verifier::Jwks { .. } | Verifier::Tenant(_) => None,
         }
     }
 

@@ -37,10 +37,7 @@ impl TokenVerifier for ListenerVerifier {
         let auth = self.auth.clone();
         let policy = self.policy.clone();
         Box::pin(async move {
-            let identity = auth
-                .verify(Some(&token))
-                .await
-                .map_err(|e| e.reason())?;
+            let identity = auth.verify(Some(&token)).await.map_err(|e| e.reason())?;
             Ok(VerifiedToken {
                 tenant: TenantId::new(identity.tenant.as_str()),
                 grants: grants(&identity, &policy),

@@ -51,8 +51,12 @@ impl Listener {
     /// The claim the tenant is read from, when it is read from a claim (named
     /// in an `invalid_tenant` refusal so a token issuer sees what is expected).
     pub fn tenant_claim(&self) -> Option<&str> {
+        // Tenant mode: the issuer names the tenant; the claim may only agree.
         let claim_mode = self.settings.tenant.from == settings::TenantFrom::Claim
-            && self.settings.auth.mode != settings::AuthMode::None;
+            && !matches!(
+                self.settings.auth.mode,
+                settings::AuthMode::None | settings::AuthMode::Tenant
+            );
         claim_mode.then_some(self.settings.tenant.claim.as_str())
     }
 }

@@ -183,6 +183,9 @@ pub enum AuthMode {
     Hs256,
     /// RS256/ES256 with keys from a JWKS endpoint.
     Jwks,
+    /// RS256/ES256 with the keys of the registered tenant whose `issuer` is
+    /// the token's `iss` (`[[tenants.registered]]`).
+    Tenant,
 }
 
 /// `[listeners.auth]`

@@ -215,6 +215,22 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
             }
             Some(_) => {}
         },
+        AuthMode::Tenant => {
+            for (k, set) in [("jwks_uri", &a.jwks_uri), ("issuer", &a.issuer)] {
+                if set.is_some() {
+                    p.push(
+                        &key(&format!("auth.{k}")),
+                        "not used with auth.mode = \"tenant\": each [[tenants.registered]] has its own",
+                    );
+                }
+            }
+            if l.tenant.from == TenantFrom::Static {
+                p.push(
+                    &key("tenant.from"),
+                    "must be \"claim\" with auth.mode = \"tenant\" (the issuer selects the tenant; the claim, when present, must agree)",
+                );
+            }
+        }
     }
     p.range(&key("auth.leeway_s"), a.leeway_s, 0, 3600);
     p.range(&key("auth.jwks_refresh_s"), a.jwks_refresh_s, 10, 86400);

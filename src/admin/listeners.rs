@@ -5,7 +5,7 @@
 use actix_web::web;
 
 use super::error::{resource, ApiError};
-use crate::cli::check_config::redact_listener;
+use crate::redact;
 use crate::server::state::{AppState, Listener};
 use crate::settings::ListenerSettings;
 
@@ -23,7 +23,7 @@ async fn listeners(
             .iter()
             .map(|l| {
                 let mut s = l.settings.clone();
-                redact_listener(&mut s);
+                redact::listener(&mut s);
                 s
             })
             .collect(),

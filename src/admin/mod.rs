@@ -6,6 +6,7 @@
 //! lives in its own module registered by [`protected`].
 
 pub mod auth;
+pub mod bridges;
 pub mod error;
 mod health;
 pub mod listeners;
@@ -45,5 +46,5 @@ pub fn protected(cfg: &mut web::ServiceConfig) {
         .configure(sessions::configure)
         .configure(publish::configure)
         .configure(crate::metrics::routes)
-        .configure(crate::bridge::admin::configure);
+        .configure(bridges::configure);
 }

@@ -12,7 +12,6 @@
 //! ([`Bridges::stop`]: upstream links closed with 1001, memberships left).
 //! The no-echo rule is in [`echo`].
 
-pub mod admin;
 mod backoff;
 pub mod echo;
 mod local;

@@ -4,9 +4,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::BridgeView;
 use crate::admin::error::resource;
 use crate::admin::ApiError;
+use crate::bridge::BridgeView;
 use crate::server::state::AppState;
 
 /// Registers the bridge routes (mounted behind the admin bearer token).

@@ -8,6 +8,7 @@ mod env_overrides;
 mod load;
 mod metrics;
 mod outbound;
+mod problems;
 mod tenants;
 mod validate;
 mod validate_outbound;

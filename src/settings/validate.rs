@@ -2,8 +2,8 @@
 //! by its full path (`listeners[0].path: must not start with /debug/ws`).
 
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
 
+use super::problems::Problems;
 use super::{AuthMode, AuthSettings, ClusterBackend, ListenerSettings, Settings, TenantFrom};
 
 /// Largest frame a listener may accept (16 MiB).
@@ -109,7 +109,7 @@ pub fn validate(s: &Settings) -> Vec<String> {
     super::validate_outbound::proxy(&mut p, &s.proxy);
     super::validate_outbound::bridges(&mut p, s);
     super::tenants::validate(&mut p, s);
-    p.0
+    p.into_lines()
 }
 
 /// Longest node lease: a crashed node's slots expire within 30 s (DESIGN §4).
@@ -277,40 +277,6 @@ fn valid_origin(o: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         && !rest.is_empty()
         && !rest.contains(['/', '?', '#', ' '])
-}
-
-/// Problems found so far, one line each.
-#[derive(Default)]
-pub(super) struct Problems(Vec<String>);
-
-impl Problems {
-    /// Records `key: msg`.
-    pub(super) fn push(&mut self, key: &str, msg: &str) {
-        self.0.push(format!("{key}: {msg}"));
-    }
-
-    /// Records a problem unless `min <= v <= max`.
-    pub(super) fn range(&mut self, key: &str, v: u64, min: u64, max: u64) {
-        if v < min || v > max {
-            self.push(key, &format!("must be between {min} and {max}, got {v}"));
-        }
-    }
-
-    fn addr(&mut self, key: &str, v: &str) {
-        if v.to_socket_addrs()
-            .map(|mut a| a.next().is_none())
-            .unwrap_or(true)
-        {
-            self.push(key, &format!("{v:?} is not a host:port address"));
-        }
-    }
-
-    /// Records a problem unless `v` is a plausible environment variable name.
-    pub(super) fn env_name(&mut self, key: &str, v: &str) {
-        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            self.push(key, &format!("{v:?} is not an environment variable name"));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use awc::http::header::HeaderName;
 
-use super::validate::Problems;
+use super::problems::Problems;
 use super::{BridgeAuth, BridgeEndpoint, BridgeSettings, Mode, ProxySettings, Settings};
 use crate::client::proxy::ProxyUrl;
 use crate::client::target::Target;

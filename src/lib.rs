@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod env;
 pub mod error;
 pub mod metrics;
+pub mod redact;
 pub mod server;
 pub mod settings;
 pub mod tenants;

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::AuthError;
+use crate::redact;
 
 /// Least time between two refetches caused by unknown `kid`s (DESIGN §5).
 pub const KID_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -185,7 +186,7 @@ impl Fetcher {
                 log::info!(
                     "jwks loaded listener={} keys={count} uri={}",
                     self.listener,
-                    redact_uri(&self.uri)
+                    redact::url(&self.uri)
                 );
                 self.failures = 0;
                 Instant::now() + self.refresh
@@ -196,7 +197,7 @@ impl Fetcher {
                 log::warn!(
                     "jwks fetch failed listener={} uri={} error={e}; keeping {cached} cached keys",
                     self.listener,
-                    redact_uri(&self.uri)
+                    redact::url(&self.uri)
                 );
                 Instant::now() + retry_delay(self.failures, self.refresh)
             }
@@ -373,11 +374,6 @@ fn decode(v: &str) -> Result<Vec<u8>, String> {
 
 fn decoded_len(v: &str) -> Result<usize, String> {
     decode(v).map(|b| b.len())
-}
-
-/// A URI fit for logs: any `user:password@` is removed.
-fn redact_uri(uri: &str) -> String {
-    crate::cli::check_config::redact_userinfo(uri)
 }
 
 #[cfg(test)]

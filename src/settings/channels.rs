@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wsplus_actors::channels::{Access, AccessRules, ChannelsPolicy};
 
-use super::validate::Problems;
+use super::problems::Problems;
 use super::{ListenerSettings, Mode, Scope};
 
 /// Who may subscribe or publish.

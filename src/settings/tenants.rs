@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::Problems;
+use super::problems::Problems;
 use super::{ClusterBackend, Settings};
 use crate::tenants::TenantSpec;
 

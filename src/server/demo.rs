@@ -28,6 +28,8 @@ pub struct Demo {
     /// Index of the listener whose secret signs demo tokens: the first
     /// message-mode hs256 listener, else the first hs256 listener.
     listener: Option<usize>,
+    /// The client port speaks TLS: token URLs say `wss://`.
+    secure: bool,
 }
 
 impl Demo {
@@ -39,6 +41,7 @@ impl Demo {
         }
         let demo = Demo {
             listener: token_listener(&settings.listeners),
+            secure: settings.server.tls_cert.is_some(),
         };
         match demo.listener.map(|i| &settings.listeners[i]) {
             Some(l) => log::warn!(
@@ -200,7 +203,7 @@ fn mint(req: &HttpRequest, state: &AppState, demo: &Demo) -> Result<serde_json::
         asked.ttl_s
     );
     let conn = req.connection_info();
-    let scheme = if conn.scheme() == "https" {
+    let scheme = if demo.secure || conn.scheme() == "https" {
         "wss"
     } else {
         "ws"

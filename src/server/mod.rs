@@ -3,8 +3,10 @@
 
 pub mod access_log;
 mod assets;
+pub mod conn;
 mod demo;
 pub mod dev;
+mod listen;
 pub mod socket;
 pub mod state;
 pub mod tls;
@@ -16,8 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use wsplus_actors::broker::{BrokerConfig, Shutdown};
 use wsplus_actors::{Broker, Counters};
 
@@ -30,6 +31,13 @@ use crate::error::Rejections;
 use crate::settings::{Settings, Source};
 use crate::tenants::TenantRegistry;
 use state::{AppState, Listener};
+
+/// The least time shutdown gives open connections to write what they have
+/// queued (close frames with 1001) before dropping them.
+const CLOSE_FLUSH: Duration = Duration::from_millis(100);
+
+/// Most open connections on the admin port.
+const ADMIN_CONNECTIONS: usize = 1024;
 
 /// The two sockets the server listens on, bound before start so tests can use
 /// port 0 and `serve` can fail early.
@@ -135,8 +143,8 @@ pub struct Running {
     /// Every bridge's live state.
     pub bridges: Arc<BridgeRegistry>,
     bridge_tasks: Bridges,
-    http: ServerHandle,
-    admin: ServerHandle,
+    http: listen::PortHandle,
+    admin: listen::PortHandle,
     grace: Duration,
     _room_arbiters: Vec<Arbiter>,
 }
@@ -286,42 +294,45 @@ impl Plan {
         let client_state = app_state.clone();
         let demo = demo::Demo::from_settings(&settings);
         let conn_limits = socket::ConnectionLimits::new(&settings.limits, workers);
-        let http = HttpServer::new(move || {
-            App::new()
-                .app_data(client_state.clone())
-                .wrap(access_log::logger())
-                .configure(assets::configure)
-                .configure(|cfg| demo::configure(cfg, demo))
-                .default_service(web::to(upgrade::upgrade))
-        })
-        .workers(workers)
-        .client_request_timeout(conn_limits.request_timeout)
-        .max_connections(conn_limits.per_worker)
-        .on_connect(socket::on_connect(conn_limits.send_timeout))
-        .disable_signals()
-        .shutdown_timeout(grace.as_secs());
-        let http = match tls {
-            Some(config) => http.listen_rustls_0_23(sockets.http, config)?,
-            None => http.listen(sockets.http)?,
-        }
-        .run();
+        socket::warn_if_unsupported(conn_limits.send_timeout);
+        let client_port = listen::PortConfig {
+            port: conn::Port::Client,
+            workers,
+            per_worker: conn_limits.per_worker,
+            request_timeout: conn_limits.request_timeout,
+            send_timeout: conn_limits.send_timeout,
+            open: conn::Connections::default(),
+        };
+        let (http, http_handle) =
+            listen::serve(sockets.http, tls, client_port.clone(), move || {
+                App::new()
+                    .app_data(client_state.clone())
+                    .wrap(access_log::logger())
+                    .configure(assets::configure)
+                    .configure(|cfg| demo::configure(cfg, demo))
+                    .default_service(web::to(upgrade::upgrade))
+            })?;
 
         let admin_cfg = web::Data::new(admin_cfg);
         let admin_state = app_state.clone();
         let admin_settings = settings.admin.clone();
-        let admin = HttpServer::new(move || {
+        let admin_port = listen::PortConfig {
+            port: conn::Port::Admin,
+            workers: 1,
+            // Admin clients are few; the cap only keeps a flood from taking
+            // every file descriptor.
+            per_worker: ADMIN_CONNECTIONS,
+            open: conn::Connections::default(),
+            ..client_port.clone()
+        };
+        let (admin, admin_handle) = listen::serve(sockets.admin, None, admin_port, move || {
             App::new()
                 .app_data(admin_state.clone())
                 .app_data(admin_cfg.clone())
                 .wrap(actix_web::middleware::from_fn(admin::require_token))
                 .wrap(access_log::logger())
                 .configure(|cfg| admin::configure(cfg, &admin_settings))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(grace.as_secs())
-        .listen(sockets.admin)?
-        .run();
+        })?;
 
         let running = Running {
             broker,
@@ -335,8 +346,8 @@ impl Plan {
             cluster,
             bridges: bridge_registry,
             bridge_tasks,
-            http: http.handle(),
-            admin: admin.handle(),
+            http: http_handle,
+            admin: admin_handle,
             grace,
             _room_arbiters: room_arbiters,
         };
@@ -372,8 +383,8 @@ pub struct ShutdownHandle {
     cluster: Arc<Cluster>,
     bridges: Bridges,
     broker: Addr<Broker>,
-    http: ServerHandle,
-    admin: ServerHandle,
+    http: listen::PortHandle,
+    admin: listen::PortHandle,
     grace: Duration,
 }
 
@@ -384,16 +395,28 @@ impl ShutdownHandle {
             "shutting down: closing sessions with 1001 (grace {}s)",
             self.grace.as_secs()
         );
-        let http_stop = self.http.stop(true);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        self.http.stop_accepting().await;
         self.bridges.stop(self.grace).await;
         if let Ok(all_gone) = self.broker.send(Shutdown).await {
-            if tokio::time::timeout(self.grace, all_gone).await.is_err() {
+            if tokio::time::timeout_at(deadline, all_gone).await.is_err() {
                 log::warn!("shutdown grace elapsed with sessions still open");
             }
         }
         self.cluster.leave().await;
-        http_stop.await;
-        self.admin.stop(true).await;
+        // Even with no grace, close frames already queued get a moment to be
+        // written; a connection that is done ends at once, so this is a cap.
+        let left = || {
+            deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(CLOSE_FLUSH)
+        };
+        if !self.http.stop(left()).await {
+            log::warn!("shutdown grace elapsed with client connections open; dropped");
+        }
+        if !self.admin.stop(left()).await {
+            log::warn!("shutdown grace elapsed with admin requests in progress; dropped");
+        }
         log::info!("shutdown complete");
     }
 }

@@ -10,17 +10,15 @@
 //! zero receive window), the dispatcher sees the error, drops the Session, and
 //! its drop guard frees the registry entry, the tenant slot and the timers.
 
-use std::any::Any;
 use std::time::Duration;
-
-use actix_web::dev::Extensions;
 
 use crate::settings::LimitsSettings;
 
 /// The per-connection limits of the client port, from `[limits]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Time to receive the whole request head (actix `client_request_timeout`).
+    /// Time to receive the whole request head (actix `client_request_timeout`;
+    /// each connection carries one request, see `conn`).
     pub request_timeout: Duration,
     /// `TCP_USER_TIMEOUT` on each accepted socket; `None` keeps the kernel default.
     pub send_timeout: Option<Duration>,
@@ -41,23 +39,20 @@ impl ConnectionLimits {
     }
 }
 
-/// The `on_connect` hook: applies the send timeout to each accepted TCP socket.
-pub fn on_connect(
-    send_timeout: Option<Duration>,
-) -> impl Fn(&dyn Any, &mut Extensions) + Send + Sync + 'static {
+/// Applies the send timeout to an accepted TCP socket (nothing when `None`).
+pub fn apply_send_timeout(tcp: &actix_web::rt::net::TcpStream, send_timeout: Option<Duration>) {
+    let Some(timeout) = send_timeout else {
+        return;
+    };
+    if let Err(e) = set_send_timeout(tcp, timeout) {
+        log::warn!("could not set limits.send_timeout_s on a connection: {e}");
+    }
+}
+
+/// Warns once at start when the send timeout cannot be enforced here.
+pub fn warn_if_unsupported(send_timeout: Option<Duration>) {
     if send_timeout.is_some() && cfg!(not(target_os = "linux")) {
         log::warn!("limits.send_timeout_s is only enforced on Linux (TCP_USER_TIMEOUT)");
-    }
-    move |conn, _ext| {
-        let (Some(timeout), Some(tcp)) = (
-            send_timeout,
-            conn.downcast_ref::<actix_web::rt::net::TcpStream>(),
-        ) else {
-            return;
-        };
-        if let Err(e) = set_send_timeout(tcp, timeout) {
-            log::warn!("could not set limits.send_timeout_s on a connection: {e}");
-        }
     }
 }
 
@@ -101,10 +96,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        on_connect(Some(Duration::from_millis(1500)))(&server, &mut Extensions::new());
+        apply_send_timeout(&server, Some(Duration::from_millis(1500)));
         let got = socket2::SockRef::from(&server).tcp_user_timeout().unwrap();
         assert_eq!(got, Some(Duration::from_millis(1500)));
-        // Anything else (a TLS stream, say) is left alone rather than panicking.
-        on_connect(Some(Duration::from_secs(1)))(&42u8, &mut Extensions::new());
     }
 }

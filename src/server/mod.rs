@@ -189,13 +189,16 @@ impl Plan {
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
         for (i, l) in settings.listeners.iter().enumerate() {
-            let auth = Authenticator::new(i, l, &env, dev_default, &tenants).map_err(|e| match e {
-                SetupError::Secret { .. } if source == Source::Default => StartError::NotLoopback {
-                    source: e,
-                    bind: settings.server.bind.clone(),
-                },
-                e => StartError::Auth(e),
-            })?;
+            let auth =
+                Authenticator::new(i, l, &env, dev_default, &tenants).map_err(|e| match e {
+                    SetupError::Secret { .. } if source == Source::Default => {
+                        StartError::NotLoopback {
+                            source: e,
+                            bind: settings.server.bind.clone(),
+                        }
+                    }
+                    e => StartError::Auth(e),
+                })?;
             let auth = Arc::new(auth);
             let policy = Arc::new(state::policy(i, l, &settings));
             by_path.insert(l.path.clone(), policy.id);

@@ -3,7 +3,7 @@
 //! the chosen listener accepts, and answers JSON errors. (The page itself is
 //! driven in a real browser by `tests/browser_e2e.rs`.)
 
-use base64::Engine;
+use common::auth::claims_of;
 use common::{base_settings, listener, open_listener, TestApp, Ws};
 use serde_json::Value;
 use wsplus::settings::{Mode, Settings};
@@ -43,14 +43,6 @@ fn demo_settings() -> Settings {
     msg.mode = Mode::Message;
     s.listeners = vec![listener("/ws/events"), msg];
     s
-}
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("three segments");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("json claims")
 }
 
 #[actix_rt::test]
@@ -99,7 +91,7 @@ async fn demo_token_is_accepted_by_the_first_message_mode_listener() {
     assert_eq!(body["mode"], "message");
     assert_eq!(body["expires_in"], 60);
     let token = body["token"].as_str().expect("token");
-    let c = claims(token);
+    let c = claims_of(token);
     assert_eq!(c["tenant_id"], "acme");
     assert_eq!(c["sub"], "alice");
     assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 60);
@@ -122,7 +114,9 @@ async fn demo_token_defaults_and_expiry() {
         get_json(&format!("http://{}/demo/token?tenant=globex", app.http)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], 300, "default ttl");
-    assert!(claims(body["token"].as_str().unwrap()).get("sub").is_none());
+    assert!(claims_of(body["token"].as_str().unwrap())
+        .get("sub")
+        .is_none());
 
     // A 1 s token really is short-lived: the broker closes with 4001 at exp.
     let (_, _, body) = get_json(&format!(
@@ -202,7 +196,7 @@ async fn demo_token_falls_back_to_a_payload_listener_and_carries_iss_aud() {
     assert_eq!(body["listener"], "/ws/events");
     assert_eq!(body["mode"], "payload");
     let token = body["token"].as_str().unwrap();
-    let c = claims(token);
+    let c = claims_of(token);
     assert_eq!(c["org"], "acme");
     assert_eq!(c["iss"], "https://issuer.test/");
     assert_eq!(c["aud"], "wsplus");

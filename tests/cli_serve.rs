@@ -314,16 +314,6 @@ async fn the_development_default_prints_working_urls_for_two_tenants_the_demo_pa
         .all(|l| !l.contains(&tampered) && !l.contains(bearer)));
 }
 
-/// The claims of a token, decoded without verification (test inspection only).
-fn claims_of(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
-
 /// Beyond loopback (a container, an env-only deployment with a typo in the
 /// secret's variable) the default configuration without its secret refuses
 /// to start, before binding, and says why.

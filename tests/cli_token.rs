@@ -2,20 +2,10 @@
 //! server; a configuration of one's own with its secret missing refuses to
 //! start; `secret_file` works. (The development default is in cli_serve.rs.)
 
-use base64::Engine;
 use common::auth::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use wsplus::settings::Mode;
-
-/// The claims of a token, decoded without verification (test inspection only).
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&raw).unwrap()
-}
 
 /// Runs `wsplus token` with `args` and the secret variable `vars`.
 fn token_cmd(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {

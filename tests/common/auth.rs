@@ -22,6 +22,15 @@ pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The claims of a token, decoded without verification (test inspection only).
+pub fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three segments");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&raw).expect("json claims")
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     SystemTime::now()

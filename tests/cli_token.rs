@@ -241,3 +241,281 @@ async fn secret_file_works() {
         assert!(r.body.contains("invalid_signature"), "{r:?}");
     }
 }
+
+/// A configuration file with a strict listener (`org` claim, issuer,
+/// audience, secret in `MY_SECRET`) after a default one, and a jwks listener.
+fn strict_config(name: &str, jwks_uri: &str) -> std::path::PathBuf {
+    temp_config(
+        name,
+        &format!(
+            r#"
+[[listeners]]
+path = "/ws/events"
+[[listeners]]
+path = "/ws/strict"
+mode = "message"
+[listeners.auth]
+secret_env = "MY_SECRET"
+issuer = "https://issuer.test/"
+audience = "wsplus"
+[listeners.tenant]
+claim = "org"
+[[listeners]]
+path = "/ws/jwks"
+[listeners.auth]
+mode = "jwks"
+jwks_uri = "{jwks_uri}"
+"#
+        ),
+    )
+}
+
+/// `--config` and `--listener`: the listener's claim, issuer, audience and
+/// secret are used without naming them; flags still override.
+#[tokio::test]
+async fn wsplus_token_takes_claim_issuer_audience_and_secret_from_the_listener() {
+    let mut s = base_settings();
+    let mut l = listener("/ws/strict");
+    l.mode = Mode::Message;
+    l.auth.issuer = Some("https://issuer.test/".into());
+    l.auth.audience = Some("wsplus".into());
+    l.tenant.claim = "org".into();
+    s.listeners.push(l);
+    let app = TestApp::spawn(s);
+    let cfg = strict_config("token-listener", "http://127.0.0.1:9/jwks");
+    let cfg = cfg.to_str().unwrap();
+
+    let out = token_cmd(
+        &[
+            "--config",
+            cfg,
+            "--listener",
+            "/ws/strict",
+            "--tenant",
+            "acme",
+            "--sub",
+            "bob",
+        ],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let c = claims_of(&token);
+    assert_eq!(c["org"], "acme");
+    assert_eq!(c["iss"], "https://issuer.test/");
+    assert_eq!(c["aud"], "wsplus");
+    assert!(c.get("tenant_id").is_none(), "{c}");
+    let mut ws = Ws::connect(&app.ws_url("/ws/strict", Some(&token))).await;
+    ws.send_text("{}").await;
+    assert_eq!(ws.recv_json().await["_session"]["tenantId"], "acme");
+    ws.close().await;
+
+    // A flag wins over the listener's setting.
+    let out = token_cmd(
+        &[
+            "--config",
+            cfg,
+            "--listener",
+            "/ws/strict",
+            "--tenant",
+            "acme",
+            "--aud",
+            "other",
+        ],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert_eq!(
+        claims_of(String::from_utf8(out.stdout).unwrap().trim())["aud"],
+        "other"
+    );
+
+    // Without --listener: the first listener, whose secret is WSPLUS_JWT_SECRET.
+    let out = token_cmd(
+        &["--config", cfg, "--tenant", "t1"],
+        &[("WSPLUS_JWT_SECRET", SECRET)],
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(claims_of(&token)["tenant_id"], "t1");
+    Ws::connect(&app.ws_url("/ws/events", Some(&token)))
+        .await
+        .close()
+        .await;
+}
+
+#[test]
+fn wsplus_token_refuses_a_bad_ttl_listener_or_secret_and_warns_on_a_short_secret() {
+    let cfg = strict_config("token-bad", "http://127.0.0.1:9/jwks");
+    let cfg = cfg.to_str().unwrap();
+    for (args, vars, want) in [
+        (vec!["--secret-env", "S", "--tenant", "a", "--ttl", "0"], vec![("S", SECRET)], "--ttl: must be a positive number of seconds, got 0"),
+        (vec!["--secret-env", "S", "--tenant", "a", "--ttl", "-5"], vec![("S", SECRET)], "--ttl: must be a positive number of seconds, got -5"),
+        (vec!["--secret-env", "S", "--tenant", "a", "--ttl=-1"], vec![("S", SECRET)], "--ttl: must be a positive number of seconds, got -1"),
+        (vec!["--config", cfg, "--listener", "/nope", "--tenant", "a"], vec![], "--listener: no listener /nope in the configuration (listeners: /ws/events, /ws/strict, /ws/jwks)"),
+        (vec!["--config", cfg, "--listener", "/ws/strict", "--tenant", "a"], vec![], "listeners[1].auth: environment variable MY_SECRET is unset or empty (or name another variable with --secret-env)"),
+        (vec!["--config", cfg, "--listener", "/ws/jwks", "--tenant", "a"], vec![], "listeners[2].auth.mode: the listener /ws/jwks does not use hs256"),
+    ] {
+        let out = token_cmd(&args, &vars);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // A short secret works, with serve's warning, which never shows it.
+    let out = token_cmd(&["--secret-env", "S", "--tenant", "a"], &[("S", "hunter2")]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("--secret-env S: the HS256 secret is 7 bytes; RFC 7518 asks for at least 32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A long one draws no warning.
+    let out = token_cmd(&["--secret-env", "S", "--tenant", "a"], &[("S", SECRET)]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `wsplus verify-token` with `args`; (exit code, stdout lines, stderr).
+fn verify_cmd(args: &[&str], vars: &[(&str, &str)]) -> (i32, Vec<String>, String) {
+    let mut c = wsplus_bin();
+    c.arg("verify-token").args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    (
+        out.status.code().unwrap(),
+        stdout.lines().map(str::to_owned).collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verdict line for `token` on the strict listener (and exit code).
+fn strict_verdict(cfg: &str, token: &str) -> (i32, String) {
+    let (code, lines, stderr) = verify_cmd(
+        &["--config", cfg, "--listener", "/ws/strict", token],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert_eq!(lines.len(), 3, "{lines:?} {stderr}");
+    (code, lines[2].clone())
+}
+
+#[test]
+fn verify_token_prints_header_claims_and_the_listeners_verdict() {
+    let cfg = strict_config("verify", "http://127.0.0.1:9/jwks");
+    let cfg = cfg.to_str().unwrap();
+    let key = hmac(SECRET.as_bytes());
+    let hs = |claims: &Value| {
+        sign(
+            &json!({"alg": "HS256"}),
+            claims,
+            &key,
+            jsonwebtoken::Algorithm::HS256,
+        )
+    };
+    let good = with(
+        claims("acme"),
+        json!({"tenant_id": null, "org": "acme", "iss": "https://issuer.test/", "aud": "wsplus"}),
+    );
+
+    let (code, lines, _) = verify_cmd(
+        &["--config", cfg, "--listener", "/ws/strict", &hs(&good)],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0], r#"header: {"alg":"HS256"}"#);
+    let shown: Value = serde_json::from_str(lines[1].strip_prefix("claims: ").unwrap()).unwrap();
+    assert_eq!(shown, good);
+    assert_eq!(lines[2], "ok: tenant acme, expires in 59m");
+
+    for (claims, want) in [
+        (
+            with(good.clone(), json!({"org": null})),
+            "invalid_tenant: claim \"org\" missing (token has: aud, exp, iat, iss, sub)",
+        ),
+        (
+            with(good.clone(), json!({"org": 7})),
+            "invalid_tenant: claim \"org\" must be a string, got 7",
+        ),
+        (
+            with(good.clone(), json!({"exp": now() - 600})),
+            "expired: exp was 10m ago (leeway 0s)",
+        ),
+        (
+            with(good.clone(), json!({"iss": "https://evil.test/"})),
+            "invalid_issuer: iss is \"https://evil.test/\", the listener requires \"https://issuer.test/\"",
+        ),
+        (
+            with(good.clone(), json!({"aud": null})),
+            "invalid_audience: aud is missing, the listener requires \"wsplus\" (a string, or an array of strings containing it)",
+        ),
+    ] {
+        let (code, verdict) = strict_verdict(cfg, &hs(&claims));
+        assert_eq!((code, verdict.as_str()), (1, want));
+    }
+    let forged = sign(
+        &json!({"alg": "HS256"}),
+        &good,
+        &hmac(b"not-the-secret-0123456789-0123456789"),
+        jsonwebtoken::Algorithm::HS256,
+    );
+    let (code, verdict) = strict_verdict(cfg, &forged);
+    assert_eq!(code, 1);
+    assert_eq!(
+        verdict,
+        "invalid_signature: the signature does not match the listener's secret (variable MY_SECRET)"
+    );
+    let (code, lines, _) = verify_cmd(
+        &["--config", cfg, "--listener", "/ws/strict", "not.a.jwt"],
+        &[("MY_SECRET", SECRET)],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines[0], "header: (not base64url-encoded JSON)");
+    assert!(lines[2].starts_with("malformed: not a JWT"), "{lines:?}");
+    // Never the secret; a missing secret is an error naming its variable.
+    let (code, lines, stderr) = verify_cmd(
+        &["--config", cfg, "--listener", "/ws/strict", &hs(&good)],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("listeners[1].auth: environment variable MY_SECRET is unset or empty"),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 2, "no verdict without a secret: {lines:?}");
+}
+
+/// A jwks listener fetches its keys to judge the token.
+#[test]
+fn verify_token_fetches_the_keys_of_a_jwks_listener() {
+    let rsa = &rsa_keys()[0];
+    let fake = FakeJwks::start(FakeJwks::keys(vec![rsa.jwk("rsa-a")]));
+    let cfg = strict_config("verify-jwks", &fake.uri());
+    let cfg = cfg.to_str().unwrap();
+    let good = rsa.token("rsa-a", &claims("acme"));
+    let (code, lines, stderr) =
+        verify_cmd(&["--config", cfg, "--listener", "/ws/jwks", &good], &[]);
+    assert_eq!(
+        (code, lines.get(2).map(String::as_str)),
+        (0, Some("ok: tenant acme, expires in 59m")),
+        "{lines:?} {stderr}"
+    );
+    assert!(fake.requests() >= 1);
+    let unknown = rsa.token("rsa-z", &claims("acme"));
+    let (code, lines, _) = verify_cmd(&["--config", cfg, "--listener", "/ws/jwks", &unknown], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines[2],
+        "unknown_key: no key with kid \"rsa-z\" in the listener's JWKS"
+    );
+}

@@ -17,6 +17,7 @@ pub mod tenant;
 use std::time::{Duration, SystemTime};
 
 pub use error::AuthError;
+pub use secret::{hs256_secret, SecretError};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
@@ -102,6 +103,19 @@ async fn verify_with_jwks(
 /// (RFC 7518 §3.2). Shorter ones still work, as other JWT tools accept them.
 const MIN_SECRET_BYTES: usize = 32;
 
+/// Logs a warning naming `key` (never the secret) when an HS256 secret is
+/// shorter than [`MIN_SECRET_BYTES`]; `serve` and `wsplus token` both call it.
+pub fn warn_if_short(key: &str, secret: &str) {
+    if secret.len() < MIN_SECRET_BYTES {
+        log::warn!(
+            "{key}: the HS256 secret is {} bytes; RFC 7518 asks for at least \
+             {MIN_SECRET_BYTES} (256 bits), and a short one can be guessed offline \
+             from any token",
+            secret.len()
+        );
+    }
+}
+
 /// Verifies handshake tokens for one listener.
 pub struct Authenticator {
     mode: AuthMode,
@@ -150,14 +164,7 @@ impl Authenticator {
                     }
                     Err(e) => return Err(SetupError::Secret { key, problem: e }),
                 };
-                if secret.len() < MIN_SECRET_BYTES {
-                    log::warn!(
-                        "{key}: the HS256 secret is {} bytes; RFC 7518 asks for at least \
-                         {MIN_SECRET_BYTES} (256 bits), and a short one can be guessed offline \
-                         from any token",
-                        secret.len()
-                    );
-                }
+                warn_if_short(&key, &secret);
                 let decoding = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| {
                     SetupError::Secret {
                         key,

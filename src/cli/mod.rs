@@ -5,8 +5,9 @@ pub mod check_config;
 pub mod connect;
 pub mod serve;
 pub mod token;
+pub mod verify_token;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
@@ -37,8 +38,10 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print an HS256 JWT (for development and tests).
+    /// Print an HS256 JWT a listener accepts (for development and tests).
     Token(token::TokenArgs),
+    /// Decode a JWT and say whether a listener accepts it, and if not why.
+    VerifyToken(verify_token::VerifyTokenArgs),
     /// Outbound client: stdin lines -> frames, frames -> stdout.
     Connect(connect::ConnectArgs),
     /// Validate a configuration and print it with secrets redacted.
@@ -58,6 +61,7 @@ impl Cli {
         match command {
             Command::Serve { config } => serve::run(config.as_deref()),
             Command::Token(args) => token::run(args),
+            Command::VerifyToken(args) => verify_token::run(args),
             Command::Connect(args) => connect::run(args),
             Command::CheckConfig { config } => check_config::run(config.as_deref()),
         }
@@ -68,5 +72,30 @@ impl Cli {
 pub(crate) fn report_config_error(e: &crate::settings::LoadError) {
     for line in e.to_string().lines() {
         eprintln!("{line}");
+    }
+}
+
+/// The configuration at `config` (default: as for `serve`) and the index of
+/// its listener `path` (default: the first), for `token` and
+/// `verify-token`; else the lines to print.
+pub(crate) fn listener(
+    config: Option<&Path>,
+    path: Option<&str>,
+) -> Result<(crate::settings::Settings, usize), String> {
+    let (settings, _) = crate::settings::load(config).map_err(|e| e.to_string())?;
+    let found = match path {
+        None => (!settings.listeners.is_empty()).then_some(0),
+        Some(p) => settings.listeners.iter().position(|l| l.path == p),
+    };
+    match found {
+        Some(i) => Ok((settings, i)),
+        None => {
+            let paths: Vec<&str> = settings.listeners.iter().map(|l| l.path.as_str()).collect();
+            Err(format!(
+                "--listener: no listener {} in the configuration (listeners: {})",
+                path.unwrap_or(""),
+                paths.join(", ")
+            ))
+        }
     }
 }

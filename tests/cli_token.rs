@@ -4,7 +4,7 @@
 
 use common::auth::*;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use wsplus::settings::Mode;
 
 /// Runs `wsplus token` with `args` and the secret variable `vars`.

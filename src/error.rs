@@ -39,9 +39,15 @@ pub enum HandshakeError {
     /// Shutting down.
     #[error("server shutting down")]
     ShuttingDown,
-    /// Not a WebSocket upgrade request (after every check above passed).
+    /// Not a WebSocket upgrade request (after every check above passed):
+    /// upgrade headers missing, a `Sec-WebSocket-Key` that is not the base64
+    /// of 16 bytes, or a request below HTTP/1.1 (RFC 6455 §4.2.1).
     #[error("not a websocket upgrade request")]
     NotWebSocket,
+    /// A `Sec-WebSocket-Version` other than 13 (RFC 6455 §4.2.2): 426 with
+    /// `Sec-WebSocket-Version: 13`.
+    #[error("unsupported websocket version: this server speaks version 13")]
+    UnsupportedVersion,
 }
 
 impl HandshakeError {
@@ -58,6 +64,7 @@ impl HandshakeError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             HandshakeError::NotWebSocket => StatusCode::BAD_REQUEST,
+            HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
         }
     }
 
@@ -73,12 +80,13 @@ impl HandshakeError {
             HandshakeError::ServerFull => "server_full",
             HandshakeError::ShuttingDown => "shutting_down",
             HandshakeError::NotWebSocket => "not_websocket",
+            HandshakeError::UnsupportedVersion => "unsupported_version",
         }
     }
 
     /// The refusals that are not a token's, in counter order (after
     /// [`AuthError::ALL`]).
-    const OTHERS: [HandshakeError; 8] = [
+    const OTHERS: [HandshakeError; 9] = [
         HandshakeError::Origin,
         HandshakeError::UnknownTenant,
         HandshakeError::TenantDisabled,
@@ -87,6 +95,7 @@ impl HandshakeError {
         HandshakeError::ServerFull,
         HandshakeError::ShuttingDown,
         HandshakeError::NotWebSocket,
+        HandshakeError::UnsupportedVersion,
     ];
 
     /// Every counted refusal, in counter order.
@@ -115,6 +124,7 @@ impl HandshakeError {
             HandshakeError::ServerFull => auth + 5,
             HandshakeError::ShuttingDown => auth + 6,
             HandshakeError::NotWebSocket => auth + 7,
+            HandshakeError::UnsupportedVersion => auth + 8,
         }
     }
 
@@ -135,7 +145,11 @@ impl HandshakeError {
             (HandshakeError::Auth(e), _) => e.to_string(),
             (other, _) => other.to_string(),
         };
-        HttpResponse::build(self.status()).json(Body {
+        let mut resp = HttpResponse::build(self.status());
+        if self == HandshakeError::UnsupportedVersion {
+            resp.insert_header(("Sec-WebSocket-Version", "13"));
+        }
+        resp.json(Body {
             error,
             reason: self.reason(),
         })

@@ -138,6 +138,24 @@ async fn a_control_frame_declaring_more_than_125_bytes_closes_1002_at_its_header
     assert_eq!(ok.recv_text().await, "after a 125-byte ping");
 }
 
+/// RFC 6455 §8.1: a close frame's reason that is not UTF-8 fails the
+/// connection with 1007, like any other text that is not UTF-8.
+#[tokio::test]
+async fn a_close_reason_that_is_not_utf8_closes_1007() {
+    let app = app();
+    let mut ws = open(&app, "/ws/events", "acme").await;
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(&[b'b', b'y', 0xff, 0xfe]);
+    write_raw(&mut ws, &client_frame(0x88, &payload)).await;
+    assert_eq!(recv_close(&mut ws).await, 1007);
+    // A valid reason is echoed with the normal code.
+    let mut ws = open(&app, "/ws/events", "acme").await;
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice("bye ✓".as_bytes());
+    write_raw(&mut ws, &client_frame(0x88, &payload)).await;
+    assert_eq!(recv_close(&mut ws).await, 1000);
+}
+
 #[tokio::test]
 async fn offenders_leave_no_sessions_rooms_or_timers_behind() {
     let app = app();

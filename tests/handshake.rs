@@ -144,3 +144,74 @@ async fn invalid_tenant_names_the_expected_claim() {
         })
     );
 }
+
+/// Sends an upgrade request for tenant `acme` (`GET <path> <http_version>`
+/// with `headers`) on a new connection. Reads a 101's head, or the whole of
+/// any other answer (the server closes after it).
+async fn raw_exchange(app: &TestApp, http_version: &str, headers: &[(&str, &str)]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = format!("/ws/events?token={}", token("acme", Some("u"), 3600));
+    let mut req = format!("GET {path} {http_version}\r\nHost: {}\r\n", app.http);
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("the server kept the connection open")
+            .expect("read");
+        got.extend_from_slice(&buf[..n]);
+        let switched = got.starts_with(b"HTTP/1.1 101") && got.windows(4).any(|w| w == b"\r\n\r\n");
+        if n == 0 || switched {
+            return String::from_utf8_lossy(&got).into_owned();
+        }
+    }
+}
+
+/// RFC 6455 §4.2: version 13 only (426 naming it), a key that is the base64
+/// of 16 bytes, HTTP/1.1 or later; a valid token does not make up for them.
+#[tokio::test]
+async fn the_upgrade_request_follows_rfc_6455() {
+    let app = TestApp::spawn(base_settings());
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    let upgrade = |version: &'static str, key: &'static str| {
+        vec![
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", version),
+            ("Sec-WebSocket-Key", key),
+        ]
+    };
+    let ok = raw_exchange(&app, "HTTP/1.1", &upgrade("13", KEY)).await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    for version in ["7", "8", "12", "14", "13, 8"] {
+        let got = raw_exchange(&app, "HTTP/1.1", &upgrade(version, KEY)).await;
+        assert!(got.starts_with("HTTP/1.1 426"), "{version}: {got}");
+        assert!(
+            got.to_ascii_lowercase()
+                .contains("sec-websocket-version: 13\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("\"reason\":\"unsupported_version\""), "{got}");
+    }
+    for key in [
+        "",
+        "abc",
+        "dGhlIHNhbXBsZSBub25j",
+        "not base64 at all!!!!!!=",
+    ] {
+        let got = raw_exchange(&app, "HTTP/1.1", &upgrade("13", key)).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{key:?}: {got}");
+        assert!(got.contains("\"reason\":\"not_websocket\""), "{got}");
+    }
+    let got = raw_exchange(&app, "HTTP/1.0", &upgrade("13", KEY)).await;
+    assert!(got.contains(" 400 "), "{got}");
+    assert!(!got.contains(" 101 "), "{got}");
+    assert_eq!(app.rejected("unsupported_version"), 5);
+    assert_eq!(app.rejected("not_websocket"), 5);
+}

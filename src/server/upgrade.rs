@@ -52,9 +52,7 @@ async fn accept(
     check_origin(req, listener)?;
     let token = token_param(req);
     let identity = listener.auth.verify(token.as_deref()).await?;
-    if actix_web_actors::ws::handshake(req).is_err() {
-        return Err(HandshakeError::NotWebSocket);
-    }
+    check_upgrade(req)?;
     // Registered, then enabled (src/tenants); the cap is the Broker's, at Join.
     let admission = state.tenants.admit(&identity.tenant)?;
 
@@ -129,6 +127,44 @@ async fn accept(
 /// sends `Origin`, so a request without one is not a browser's and passes (a
 /// non-browser client could send any value anyway). A present `Origin` that
 /// is not listed (or not text) is refused.
+/// The upgrade request itself (RFC 6455 §4.2.1, §4.2.2): checked after the
+/// token, so a plain `GET` still learns about path, origin and token first.
+fn check_upgrade(req: &HttpRequest) -> Result<(), HandshakeError> {
+    use actix_web_actors::ws::HandshakeError as Ws;
+    match actix_web_actors::ws::handshake(req) {
+        Ok(_) => {}
+        // A version header other than 13, 8 or 7.
+        Err(Ws::UnsupportedVersion) => return Err(HandshakeError::UnsupportedVersion),
+        Err(
+            Ws::GetMethodRequired
+            | Ws::NoWebsocketUpgrade
+            | Ws::NoConnectionUpgrade
+            | Ws::NoVersionHeader
+            | Ws::BadWebsocketKey,
+        ) => return Err(HandshakeError::NotWebSocket),
+    }
+    // actix accepts the drafts' versions 7 and 8 too; only 13 is spoken here.
+    let header = |name| req.headers().get(name).map(|v| v.as_bytes());
+    if header("sec-websocket-version") != Some(b"13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    if !valid_key(header("sec-websocket-key").unwrap_or_default()) {
+        return Err(HandshakeError::NotWebSocket);
+    }
+    if req.version() < actix_web::http::Version::HTTP_11 {
+        return Err(HandshakeError::NotWebSocket);
+    }
+    Ok(())
+}
+
+/// A `Sec-WebSocket-Key` must be the base64 of 16 bytes (RFC 6455 §4.1).
+fn valid_key(key: &[u8]) -> bool {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .is_ok_and(|k| k.len() == 16)
+}
+
 fn check_origin(req: &HttpRequest, listener: &Listener) -> Result<(), HandshakeError> {
     if listener.allowed_origins.is_empty() {
         return Ok(());
@@ -158,6 +194,15 @@ fn url_query_value(query: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_the_base64_of_16_bytes() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key(b""));
+        assert!(!valid_key(b"abc"));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25j")); // 15 bytes
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ=!"));
+    }
 
     #[test]
     fn token_is_read_from_the_query_only() {

@@ -33,6 +33,9 @@ use futures_core::Stream;
 /// Longest frame header: 2 bytes, a 64-bit length, a 4-byte mask.
 pub const MAX_HEADER: usize = 14;
 
+/// The close frame's opcode.
+const OPCODE_CLOSE: u8 = 0x8;
+
 /// Longest control-frame payload (RFC 6455 §5.5).
 const MAX_CONTROL: u64 = 125;
 
@@ -59,6 +62,8 @@ pub struct FrameSizeGuard {
     have: usize,
     skip: u64,
     tripped: bool,
+    /// A close frame being received (header and payload so far).
+    close: Option<Vec<u8>>,
 }
 
 impl FrameSizeGuard {
@@ -70,6 +75,7 @@ impl FrameSizeGuard {
             have: 0,
             skip: 0,
             tripped: false,
+            close: None,
         }
     }
 
@@ -147,6 +153,10 @@ impl FrameSizeGuard {
             }
             self.have = 0;
             self.skip = len;
+            if head[0] & 0x0f == OPCODE_CLOSE && len > 0 {
+                // Held whole (at most 139 bytes) to check its reason.
+                self.close = Some(head.to_vec());
+            }
             if len == 0 {
                 let out = carried.unwrap_or_else(|| input.slice(start..pos));
                 return Step {
@@ -159,6 +169,29 @@ impl FrameSizeGuard {
         let take = self.skip.min((input.len() - pos) as u64) as usize;
         self.skip -= take as u64;
         let end = pos + take;
+        if let Some(frame) = self.close.as_mut() {
+            frame.extend_from_slice(&input[pos..end]);
+            if self.skip > 0 {
+                return Step {
+                    used: end,
+                    out: Bytes::new(),
+                    frame_done: false,
+                };
+            }
+            let frame = self.close.take().unwrap_or_default();
+            let out = match invalid_close_reason(&frame) {
+                Some(refusal) => {
+                    self.tripped = true;
+                    refusal
+                }
+                None => Bytes::from(frame),
+            };
+            return Step {
+                used: end,
+                out,
+                frame_done: true,
+            };
+        }
         let out = match carried {
             None => input.slice(start..end),
             Some(head) => {
@@ -193,6 +226,36 @@ fn refusal(head: &[u8], len: u64, max: u64) -> Option<Bytes> {
         return Some(out.freeze());
     }
     None
+}
+
+/// A close frame whose reason is not UTF-8 must fail the connection with
+/// 1007 (RFC 6455 §8.1, §7.4.1); actix-http reports it like an invalid close
+/// code, as a protocol error. It becomes a one-byte text frame that is not
+/// UTF-8 (same mask bit and key), which the decoder refuses with 1007.
+fn invalid_close_reason(frame: &[u8]) -> Option<Bytes> {
+    let header = header_len(frame)?;
+    let (head, payload) = frame.split_at(header);
+    let key = (head[1] & 0x80 != 0).then(|| {
+        [
+            head[header - 4],
+            head[header - 3],
+            head[header - 2],
+            head[header - 1],
+        ]
+    });
+    let reason: Vec<u8> = payload
+        .iter()
+        .enumerate()
+        .skip(2)
+        .map(|(i, b)| key.map_or(*b, |k| b ^ k[i % 4]))
+        .collect();
+    if payload.len() <= 2 || std::str::from_utf8(&reason).is_ok() {
+        return None;
+    }
+    let mut out = vec![0x81, (head[1] & 0x80) | 1];
+    out.extend_from_slice(&key.unwrap_or_default()[..if key.is_some() { 4 } else { 0 }]);
+    out.push(0xff ^ key.map_or(0, |k| k[0]));
+    Some(Bytes::from(out))
 }
 
 /// Header length once the first two bytes are known.
@@ -525,6 +588,42 @@ mod tests {
         let mut codec = Codec::new().client_mode();
         let err = codec.decode(&mut BytesMut::from(&out[..])).unwrap_err();
         assert!(!matches!(err, ProtocolError::Overflow), "{err:?}");
+    }
+
+    #[test]
+    fn a_close_reason_that_is_not_utf8_is_refused_as_invalid_payload() {
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend_from_slice(&[b'o', b'k', 0xff]);
+        let mut input = frame(0x81, b"before");
+        input.extend(frame(0x88, &close));
+        for step in [1, 3, 4096] {
+            // actix-web-actors' WsStream turns a text frame that is not
+            // UTF-8 into the error the session closes with 1007.
+            let (frames, err) = decode_all(&input, step, 1000);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(frames.len(), 2, "step {step}");
+            match &frames[1] {
+                Frame::Text(b) => assert!(std::str::from_utf8(b).is_err()),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The decoder sees a one-byte text frame that is not UTF-8.
+        let mut g = FrameSizeGuard::new(1000);
+        let out = g.filter(&frame(0x88, &close));
+        assert!(g.tripped());
+        let decoded = Codec::new().decode(&mut BytesMut::from(&out[..])).unwrap();
+        match decoded {
+            Some(Frame::Text(b)) => assert!(std::str::from_utf8(&b).is_err()),
+            other => panic!("{other:?}"),
+        }
+        // A valid reason, an empty close and a bare code pass unchanged.
+        for payload in [&b""[..], &[0x03, 0xe8], &[0x03, 0xe8, b'b', b'y', b'e']] {
+            let mut g = FrameSizeGuard::new(1000);
+            let f = frame(0x88, payload);
+            let passed: Vec<u8> = f.chunks(2).flat_map(|c| g.filter(c)).collect();
+            assert_eq!(passed, f);
+            assert!(!g.tripped());
+        }
     }
 
     #[test]

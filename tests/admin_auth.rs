@@ -45,7 +45,13 @@ async fn protected_routes_refuse_missing_or_wrong_tokens() {
 #[actix_rt::test]
 async fn unknown_paths_are_401_without_token_and_json_404_with_it() {
     let app = TestApp::spawn(base_settings());
-    for path in ["/", "/admin", "/admin/v1/nope", "/healthz/x"] {
+    for path in [
+        "/nope",
+        "/admin",
+        "/admin/v1/nope",
+        "/healthz/x",
+        "/console/nope",
+    ] {
         let anon = Req::new("GET", path).authorization(None).send(&app).await;
         anon.expect_error(401);
         get(&app, path).await.expect_error(404);

@@ -13,21 +13,18 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
+use common::browser::{js, wait_js_logging, BrowserTools, Chromedriver, Profile, BROWSER_WAIT};
 use common::{base_settings, listener, TestApp};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsplus::server::Sockets;
 use wsplus::settings::Mode;
 
-/// Longest any single browser-side condition may take.
-const BROWSER_WAIT: Duration = Duration::from_secs(20);
 /// Lifetime of the pane's short tokens (`/demo?short_ttl=`), seconds.
 const SHORT_TTL_S: u64 = 3;
 
@@ -239,28 +236,11 @@ async fn wait_message(c: &Client, pane: &str, text: &str) -> Value {
     wait_js(c, &format!("{pane} receives {text:?}"), &script).await
 }
 
-/// Runs `script` (a function body) in the page.
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, Vec::new())
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
 /// Polls `script` until it returns something other than null/false, failing
 /// after [`BROWSER_WAIT`] with the page's logs.
 async fn wait_js(c: &Client, what: &str, script: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
-    loop {
-        let v = js(c, script).await;
-        if !(v.is_null() || v == Value::Bool(false)) {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let logs = js(c, "return window.wsplusDemo ? wsplusDemo.logs : null;").await;
-            panic!("timed out waiting for: {what}\npage logs: {logs:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logs = "return window.wsplusDemo ? wsplusDemo.logs : null;";
+    wait_js_logging(c, what, script, logs).await
 }
 
 /// Writes the page as it looks now to `target/test-artifacts/browser.png`.
@@ -331,137 +311,4 @@ async fn serve_page(html: String) -> SocketAddr {
         }
     });
     addr
-}
-
-/// Where chromium and chromedriver are.
-struct BrowserTools {
-    chromium: PathBuf,
-    chromedriver: PathBuf,
-}
-
-impl BrowserTools {
-    /// Finds both on PATH; None (skip) when missing, a failure under CI.
-    fn find() -> Option<Self> {
-        let chromium = which("chromium").or_else(|| which("chromium-browser"));
-        let chromedriver = which("chromedriver");
-        match (chromium, chromedriver) {
-            (Some(chromium), Some(chromedriver)) => Some(Self {
-                chromium,
-                chromedriver,
-            }),
-            _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
-                "chromium and chromedriver are required under CI \
-                 (Debian packages chromium, chromium-driver; scripts/test.sh installs them)"
-            ),
-            _ => {
-                eprintln!(
-                    "SKIPPED: chromium and/or chromedriver not installed (run scripts/test.sh)"
-                );
-                None
-            }
-        }
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// A chromedriver on a free loopback port, killed when dropped.
-struct Chromedriver {
-    port: u16,
-    _child: Child,
-}
-
-impl Chromedriver {
-    async fn start(path: &Path) -> Self {
-        let mut child = Command::new(path)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = tokio::time::timeout(BROWSER_WAIT, async {
-            while let Some(line) = lines.next_line().await.expect("chromedriver output") {
-                // "ChromeDriver was started successfully on port 34941."
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    return rest.trim_end_matches('.').parse::<u16>().ok();
-                }
-            }
-            None
-        })
-        .await
-        .expect("chromedriver did not start in time")
-        .expect("chromedriver did not report its port");
-        // Keep draining its stdout so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            port,
-            _child: child,
-        }
-    }
-
-    /// A headless Chromium session with a fresh, empty profile.
-    async fn session(&self, chromium: &Path, profile: &Path) -> Client {
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-proxy-server",
-            "--window-size=1400,1000",
-        ]
-        .map(String::from)
-        .into_iter()
-        .chain([format!("--user-data-dir={}", profile.display())])
-        .collect::<Vec<_>>();
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": chromium, "args": args },
-        });
-        let serde_json::Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        tokio::time::timeout(
-            BROWSER_WAIT,
-            ClientBuilder::new(connector)
-                .capabilities(caps)
-                .connect(&format!("http://127.0.0.1:{}", self.port)),
-        )
-        .await
-        .expect("browser session timed out")
-        .expect("browser session")
-    }
-}
-
-/// A new empty Chromium profile directory, removed when dropped.
-struct Profile(PathBuf);
-
-impl Profile {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "wsplus-chromium-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("profile dir");
-        Self(dir)
-    }
-}
-
-impl Drop for Profile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

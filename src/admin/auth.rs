@@ -14,7 +14,8 @@ use super::error::ApiError;
 use crate::env::Env;
 use crate::settings::Settings;
 
-/// Paths served without a token (liveness and readiness probes).
+/// Paths served without a token (liveness and readiness probes; the console's
+/// page and assets are listed in [`super::console::PUBLIC_PATHS`]).
 pub const PUBLIC_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Admin settings resolved at start.
@@ -64,14 +65,16 @@ pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = PUBLIC_PATHS.contains(&req.path()) || {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        req.app_data::<web::Data<AdminConfig>>()
-            .is_some_and(|cfg| cfg.authorized(header))
-    };
+    let allowed = PUBLIC_PATHS.contains(&req.path())
+        || super::console::PUBLIC_PATHS.contains(&req.path())
+        || {
+            let header = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            req.app_data::<web::Data<AdminConfig>>()
+                .is_some_and(|cfg| cfg.authorized(header))
+        };
     if allowed {
         next.call(req)
             .await

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod bridges;
+pub mod console;
 pub mod error;
 mod health;
 pub mod listeners;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &AdminSettings) {
         .app_data(error::path_config())
         .app_data(error::query_config())
         .configure(health::configure)
+        .configure(console::configure)
         .configure(protected)
         .default_service(web::to(error::not_found));
 }

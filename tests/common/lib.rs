@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bridge;
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod limits;

@@ -1,0 +1,178 @@
+//! Headless Chromium for the browser tests, driven over WebDriver
+//! (fantoccini + chromedriver): finding the tools (skip when missing, fail
+//! under `CI=true`), a chromedriver on a free port, a fresh profile per run,
+//! and polling a script in the page.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Longest any single browser-side condition may take.
+pub const BROWSER_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `script` (a function body) in the page.
+pub async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it returns something other than null/false, failing
+/// after [`BROWSER_WAIT`] with what `logs` (a script) returns.
+pub async fn wait_js_logging(c: &Client, what: &str, script: &str, logs: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
+    loop {
+        let v = js(c, script).await;
+        if !(v.is_null() || v == Value::Bool(false)) {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let logs = js(c, logs).await;
+            panic!("timed out waiting for: {what}\npage logs: {logs:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where chromium and chromedriver are.
+pub struct BrowserTools {
+    /// The browser.
+    pub chromium: PathBuf,
+    /// Its WebDriver.
+    pub chromedriver: PathBuf,
+}
+
+impl BrowserTools {
+    /// Finds both on PATH; None (skip) when missing, a failure under CI.
+    pub fn find() -> Option<Self> {
+        let chromium = which("chromium").or_else(|| which("chromium-browser"));
+        let chromedriver = which("chromedriver");
+        match (chromium, chromedriver) {
+            (Some(chromium), Some(chromedriver)) => Some(Self {
+                chromium,
+                chromedriver,
+            }),
+            _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+                "chromium and chromedriver are required under CI \
+                 (Debian packages chromium, chromium-driver; scripts/test.sh installs them)"
+            ),
+            _ => {
+                eprintln!(
+                    "SKIPPED: chromium and/or chromedriver not installed (run scripts/test.sh)"
+                );
+                None
+            }
+        }
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A chromedriver on a free loopback port, killed when dropped.
+pub struct Chromedriver {
+    port: u16,
+    _child: Child,
+}
+
+impl Chromedriver {
+    /// Starts the chromedriver at `path`.
+    pub async fn start(path: &Path) -> Self {
+        let mut child = Command::new(path)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(BROWSER_WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("chromedriver output") {
+                // "ChromeDriver was started successfully on port 34941."
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    return rest.trim_end_matches('.').parse::<u16>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .expect("chromedriver did not start in time")
+        .expect("chromedriver did not report its port");
+        // Keep draining its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            port,
+            _child: child,
+        }
+    }
+
+    /// A headless Chromium session with a fresh, empty profile.
+    pub async fn session(&self, chromium: &Path, profile: &Path) -> Client {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-proxy-server",
+            "--window-size=1400,1000",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": chromium, "args": args },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        tokio::time::timeout(
+            BROWSER_WAIT,
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&format!("http://127.0.0.1:{}", self.port)),
+        )
+        .await
+        .expect("browser session timed out")
+        .expect("browser session")
+    }
+}
+
+/// A new empty Chromium profile directory, removed when dropped.
+pub struct Profile(pub PathBuf);
+
+impl Profile {
+    /// Creates the directory.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "wsplus-chromium-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("profile dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -267,3 +267,61 @@ async fn bad_urls_fail_before_dialling() {
     assert_eq!(cli.wait().code(), Some(1));
     assert!(cli.stderr().contains("cannot connect"), "{}", cli.stderr());
 }
+
+/// A one-connection upstream that upgrades, writes `bytes` raw, and returns
+/// the close code the client then sends (`None` if it sent none).
+async fn raw_upstream(bytes: Vec<u8>) -> (String, tokio::task::JoinHandle<Option<u16>>) {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/raw", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        ws.get_mut().write_all(&bytes).await.unwrap();
+        loop {
+            match tokio::time::timeout(WAIT, ws.next()).await.ok()?? {
+                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    (url, task)
+}
+
+/// An unmasked server frame header declaring `len` bytes.
+fn server_header(first: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![first, 127];
+    out.extend_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// The upstream is not trusted either: a frame declaring more than
+/// `--max-message-bytes` closes with 1009 at its header, a control frame
+/// declaring more than 125 bytes with 1002, without waiting for the payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refuses_oversized_frames_from_the_server_at_their_header() {
+    for (first, want) in [(0x82u8, 1009u16), (0x81, 1009), (0x89, 1002), (0x88, 1002)] {
+        let mut bytes = server_header(first, 200_000_000);
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let (url, upstream) = raw_upstream(bytes).await;
+        let started = std::time::Instant::now();
+        let mut cli = Cli::spawn(connect_cmd(&url));
+        assert_eq!(upstream.await.unwrap(), Some(want), "opcode {first:#x}");
+        assert_eq!(cli.wait().code(), Some(1), "{}", cli.stderr());
+        assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+    }
+    // --max-message-bytes: exactly the limit is printed, one more closes 1009.
+    let mut bytes = vec![0x81, 10];
+    bytes.extend_from_slice(b"0123456789");
+    bytes.extend_from_slice(&[0x81, 11]);
+    bytes.extend_from_slice(b"0123456789X");
+    let (url, upstream) = raw_upstream(bytes).await;
+    let mut cmd = connect_cmd(&url);
+    cmd.args(["--max-message-bytes", "10"]);
+    let mut cli = Cli::spawn(cmd);
+    assert_eq!(cli.next_line(), "0123456789");
+    assert_eq!(upstream.await.unwrap(), Some(1009));
+    assert_eq!(cli.wait().code(), Some(1), "{}", cli.stderr());
+}

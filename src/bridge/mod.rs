@@ -168,6 +168,7 @@ fn client_options(b: &BridgeSettings) -> ClientOptions {
         subprotocol: Some(b.subprotocol.clone()).filter(|s| !s.is_empty()),
         heartbeat: (b.heartbeat_s > 0).then(|| Duration::from_secs(b.heartbeat_s)),
         tls_ca_file: Some(PathBuf::from(&b.tls_ca_file)).filter(|_| !b.tls_ca_file.is_empty()),
+        max_message_bytes: b.max_message_bytes,
         ..ClientOptions::new(b.url.clone())
     }
 }
@@ -276,5 +277,22 @@ impl Bridges {
         {
             log::warn!("bridges still running after {}s", grace.as_secs());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_limits_what_its_upstream_may_send() {
+        let mut b = BridgeSettings::default();
+        assert_eq!(
+            client_options(&b).max_message_bytes,
+            crate::client::DEFAULT_MAX_MESSAGE_BYTES
+        );
+        assert_eq!(crate::client::DEFAULT_MAX_MESSAGE_BYTES, 1 << 20);
+        b.max_message_bytes = 4096;
+        assert_eq!(client_options(&b).max_message_bytes, 4096);
     }
 }

@@ -51,6 +51,11 @@ pub struct ConnectArgs {
     /// Extra CA certificate (PEM) trusted for wss://, besides the system roots.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Largest message accepted from the server, in bytes (1 to 16777216); a
+    /// frame declaring more, or a larger reassembled message, closes with 1009.
+    #[arg(long, default_value_t = crate::client::DEFAULT_MAX_MESSAGE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=16 << 20))]
+    pub max_message_bytes: u64,
     /// Configuration whose `[proxy]` is used before the proxy environment
     /// variables (default: config/default.toml, else built in).
     #[arg(long)]
@@ -97,6 +102,7 @@ fn dialer(args: &ConnectArgs, proxy: &ProxySettings, env: &Env) -> Result<Dialer
         subprotocol: args.subprotocol.clone(),
         heartbeat: (args.heartbeat > 0).then(|| Duration::from_secs(args.heartbeat)),
         tls_ca_file: args.ca_file.clone(),
+        max_message_bytes: args.max_message_bytes as usize,
         ..ClientOptions::new(args.url.clone())
     };
     let proxy = ProxyRules::resolve(proxy, env).map_err(|e| e.to_string())?;

@@ -2,16 +2,25 @@
 //! outgoing items are written, incoming frames handed to a callback, pings
 //! answered, heartbeat pings sent, and the close handshake completed. One loop
 //! owns the socket, so nothing is lost to a cancelled write.
+//!
+//! The upstream is no more trusted than a client: its bytes pass through the
+//! same [`FrameSizeGuard`] as a session's, so a frame declaring more than
+//! `max_message_bytes` (close 1009) or a control frame declaring more than
+//! 125 bytes (close 1002) is refused at its header, never buffered.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::ws::{CloseCode as WsCloseCode, CloseReason, Codec, Frame as WsFrame, Message};
 use awc::BoxedSocket;
+use bytes::{Buf, Bytes};
 use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{interval_at, sleep_until, Instant};
 use wsplus_actors::protocol::Frame;
-use wsplus_actors::session::Reassembler;
+use wsplus_actors::session::{close_code_for, FrameSizeGuard, Reassembler};
 use wsplus_actors::Delivery;
 
 use super::ClientError;
@@ -46,7 +55,7 @@ impl Closed {
 
 /// An upgraded connection.
 pub struct Link {
-    framed: Framed<BoxedSocket, Codec>,
+    framed: Framed<Guarded, Codec>,
     heartbeat: Option<Duration>,
     max_message_bytes: usize,
     protocol: Option<String>,
@@ -59,8 +68,23 @@ impl Link {
         max_message_bytes: usize,
         protocol: Option<String>,
     ) -> Self {
+        let parts = framed.into_parts();
+        let mut guard = FrameSizeGuard::new(max_message_bytes);
+        // Bytes read with the handshake's answer are frames too: filtered and
+        // handed over by the first read (Framed reads before decoding what a
+        // fresh read buffer holds).
+        let early = guard.filter(&parts.read_buf);
+        let mut guarded = FramedParts::new(
+            Guarded {
+                io: parts.io,
+                guard,
+                pending: early,
+            },
+            parts.codec,
+        );
+        guarded.write_buf = parts.write_buf;
         Self {
-            framed,
+            framed: Framed::from_parts(guarded),
             heartbeat,
             max_message_bytes,
             protocol,
@@ -104,7 +128,12 @@ impl Link {
                 incoming = self.framed.next() => {
                     let frame = match incoming {
                         Some(Ok(f)) => f,
-                        Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
+                        Some(Err(e)) => {
+                            // 1009 for a frame over the limit, 1002 for an
+                            // oversized control frame or another protocol error.
+                            self.send_close(close_code_for(&e).code()).await;
+                            return Err(ClientError::Protocol(e.to_string()));
+                        }
                         None => return Err(ClientError::ConnectionLost),
                     };
                     last_heard = Instant::now();
@@ -180,5 +209,59 @@ impl Link {
             description: None,
         };
         let _ = self.framed.send(Message::Close(Some(reason))).await;
+    }
+}
+
+/// The upstream socket seen through a [`FrameSizeGuard`].
+pub struct Guarded {
+    io: BoxedSocket,
+    guard: FrameSizeGuard,
+    /// Filtered bytes not yet handed to the reader (a refusing header can be
+    /// longer than the bytes it replaces).
+    pending: Bytes,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        while this.pending.is_empty() {
+            if this.guard.tripped() {
+                // The refusing header is out: the codec fails on it.
+                return Poll::Ready(Ok(()));
+            }
+            let mut raw = vec![0u8; buf.remaining().max(1)];
+            let mut raw_buf = ReadBuf::new(&mut raw);
+            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut raw_buf))?;
+            if raw_buf.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending = this.guard.filter(raw_buf.filled());
+        }
+        let n = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending[..n]);
+        this.pending.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

@@ -35,8 +35,9 @@ use crate::env::Env;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the whole upgrade request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Largest message accepted from the upstream by default.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Largest message accepted from the upstream by default (bridges'
+/// `max_message_bytes`, `connect --max-message-bytes`): 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Where the token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,6 +88,9 @@ pub struct BridgeSettings {
     /// Messages waiting to go upstream (`from`) or into the local tenant
     /// (`into`); beyond, new ones are dropped and counted.
     pub queue: usize,
+    /// Largest message accepted from the upstream, in bytes (a frame
+    /// declaring more, or a reassembled message over it, closes with 1009).
+    pub max_message_bytes: usize,
     /// Frames received upstream are published into this local tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub into: Option<BridgeEndpoint>,
@@ -112,6 +115,7 @@ impl Default for BridgeSettings {
             reconnect_min_ms: 500,
             reconnect_max_s: 30,
             queue: 1024,
+            max_message_bytes: crate::client::DEFAULT_MAX_MESSAGE_BYTES,
             into: None,
             from: None,
         }

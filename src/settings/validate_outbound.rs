@@ -133,6 +133,12 @@ fn bridge(p: &mut Problems, at: &str, b: &BridgeSettings, s: &Settings) {
         );
     }
     p.range(&key("queue"), b.queue as u64, 1, 1 << 20);
+    p.range(
+        &key("max_message_bytes"),
+        b.max_message_bytes as u64,
+        1,
+        16 << 20,
+    );
     for (name, value) in &b.headers {
         let hkey = key(&format!("headers.{name}"));
         match HeaderName::from_bytes(name.trim().as_bytes()) {
@@ -224,6 +230,7 @@ subprotocol = "a b"
 reconnect_min_ms = 5000
 reconnect_max_s = 2
 queue = 0
+max_message_bytes = 0
 headers = { "Bad Name" = "x", "Host" = "h", "X-Ok" = "${UNCLOSED" }
 into = { listener = "/nope", tenant = "" }
 [[bridges]]
@@ -249,6 +256,7 @@ heartbeat_s = 4000
             "bridges[0].token_env: auth = \"jwt\" needs token_env or token_file",
             "bridges[0].reconnect_min_ms: must not exceed reconnect_max_s (in milliseconds)",
             "bridges[0].queue: must be between 1 and 1048576, got 0",
+            "bridges[0].max_message_bytes: must be between 1 and 16777216, got 0",
             "bridges[0].headers.Bad Name: not a valid header name",
             "bridges[0].headers.Host: is set by the client itself (use subprotocol for Sec-WebSocket-Protocol)",
             "bridges[0].headers.X-Ok: invalid ${VAR} reference in \"${UNCLOSED\"",

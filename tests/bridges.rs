@@ -159,10 +159,12 @@ async fn both_directions_do_not_echo() {
 }
 
 /// `wsplus check-config` on `text`: (exit code, stdout, stderr).
+/// `check-config --no-secrets` on `text` (these tests are about the bridges'
+/// settings, not about their variables being set).
 fn check_config(text: &str) -> (Option<i32>, String, String) {
     let path = temp_config(&format!("bridges-{}", text.len()), text);
     let out = wsplus_bin()
-        .args(["check-config", "--config"])
+        .args(["check-config", "--no-secrets", "--config"])
         .arg(&path)
         .output()
         .unwrap();

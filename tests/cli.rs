@@ -60,9 +60,22 @@ fn check_config_prints_the_effective_default() {
 fn every_example_configuration_is_valid_and_keeps_its_listeners() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
     let mut seen = 0;
+    let pki = common::client::test_pki("examples");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let out = check_config(&path);
+        // No secrets here (as in a CI image); the examples' TLS files live
+        // on the machines they describe, so without them the only problem
+        // may be the TLS pair: checked with the files in place below.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace("/etc/wsplus/tls/cert.pem", &pki.cert.display().to_string())
+            .replace("/etc/wsplus/tls/key.pem", &pki.key.display().to_string());
+        let local = temp_config("example", &text);
+        let out = wsplus_bin()
+            .args(["check-config", "--no-secrets", "--config"])
+            .arg(&local)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -71,13 +84,106 @@ fn every_example_configuration_is_valid_and_keeps_its_listeners() {
             String::from_utf8_lossy(&out.stderr)
         );
         // Every listener path of the example survives into the effective config.
-        let text = std::fs::read_to_string(&path).unwrap();
         for line in text.lines().filter(|l| l.starts_with("path = ")) {
             assert!(stdout.contains(line), "{}: {line} missing", path.display());
         }
         seen += 1;
     }
     assert!(seen >= 3, "examples found: {seen}");
+}
+
+/// `check-config` runs the checks `serve` runs before binding, with the same
+/// lines, and fails on any; `--no-secrets` skips only the secret checks.
+#[test]
+fn check_config_checks_what_serve_checks_and_no_secrets_skips_only_secrets() {
+    let config = |extra: &str| {
+        format!(
+            "[server]\nbind = \"127.0.0.1:{}\"\n{extra}\n[admin]\nbind = \"127.0.0.1:0\"\n\
+             [[listeners]]\npath = \"/ws\"\n[listeners.auth]\nsecret_env = \"WSPLUS_CC_UNSET\"\n\
+             [[bridges]]\nname = \"hq\"\nurl = \"ws://127.0.0.1:9/ws\"\ntoken_env = \"WSPLUS_CC_HQ\"\n\
+             into = {{ listener = \"/ws\", tenant = \"acme\" }}\n",
+            free_port()
+        )
+    };
+    let secret_lines = [
+        "listeners[0].auth: environment variable WSPLUS_CC_UNSET is unset or empty",
+        "bridges[0] (hq): token: environment variable WSPLUS_CC_HQ is unset or empty",
+    ];
+    let cfg = temp_config("cc-secrets", &config(""));
+    let stderr = check_config_refuses("cc-secrets", &std::fs::read_to_string(&cfg).unwrap());
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), secret_lines, "{stderr}");
+    // serve stops with the same lines, before binding.
+    let out = wsplus_bin()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    for line in secret_lines {
+        assert!(
+            serve_err.lines().any(|l| l == line),
+            "{line:?} not in {serve_err}"
+        );
+    }
+    // Without secrets: the same file passes.
+    let out = wsplus_bin()
+        .args(["check-config", "--no-secrets", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(succeeded(out).contains("path = \"/ws\""));
+    // A file problem is reported with or without secrets.
+    let missing = temp_dir("cc-tls").join("missing.pem").display().to_string();
+    let broken = config(&format!("tls_cert = {missing:?}\ntls_key = {missing:?}"));
+    for flags in [&["check-config"][..], &["check-config", "--no-secrets"][..]] {
+        let cfg = temp_config("cc-tls", &broken);
+        let out = wsplus_bin()
+            .args(flags)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("server.tls_cert: {missing}: "))),
+            "{flags:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().any(|l| l.contains("WSPLUS_CC_UNSET")),
+            flags.len() == 1,
+            "{flags:?}: {stderr}"
+        );
+    }
+    // With the secrets set, everything passes.
+    let out = wsplus_bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("WSPLUS_CC_UNSET", "a-secret-0123456789-0123456789-01")
+        .env("WSPLUS_CC_HQ", "hq-token")
+        .output()
+        .unwrap();
+    succeeded(out);
+}
+
+/// The file has no such key to look for: the variable is named instead.
+#[test]
+fn an_unknown_key_from_the_environment_names_the_variable() {
+    let out = wsplus_bin()
+        .args(["check-config"])
+        .current_dir(std::env::temp_dir())
+        .env("WSPLUS__SERVER__BINDD", "0.0.0.0:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "WSPLUS__SERVER__BINDD: unknown key server.bindd\n"
+    );
 }
 
 #[test]

@@ -44,11 +44,16 @@ pub enum Command {
     VerifyToken(verify_token::VerifyTokenArgs),
     /// Outbound client: stdin lines -> frames, frames -> stdout.
     Connect(connect::ConnectArgs),
-    /// Validate a configuration and print it with secrets redacted.
+    /// Validate a configuration, check what `serve` checks (secrets, files,
+    /// TLS pair, bridges) and print it with secrets redacted.
     CheckConfig {
         /// Configuration file (default: config/default.toml, else built in).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Skip only the checks of secrets (variables and secret files), e.g.
+        /// in a CI image that has no secrets.
+        #[arg(long)]
+        no_secrets: bool,
     },
 }
 
@@ -63,7 +68,9 @@ impl Cli {
             Command::Token(args) => token::run(args),
             Command::VerifyToken(args) => verify_token::run(args),
             Command::Connect(args) => connect::run(args),
-            Command::CheckConfig { config } => check_config::run(config.as_deref()),
+            Command::CheckConfig { config, no_secrets } => {
+                check_config::run(config.as_deref(), no_secrets)
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod conn;
 mod demo;
 pub mod dev;
 mod listen;
+pub mod preflight;
 pub mod socket;
 pub mod state;
 pub mod tls;
@@ -111,6 +112,10 @@ pub enum StartError {
         /// `server.bind`.
         bind: String,
     },
+    /// Problems found before building anything, one line each (see
+    /// [`preflight`]).
+    #[error("{}", .0.join("\n"))]
+    Preflight(Vec<String>),
     /// `server.bind` or `admin.bind` could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -179,6 +184,13 @@ impl Plan {
     /// Checks and builds what `settings` describe. Must run inside an actix
     /// `System` (a jwks listener starts fetching its keys here).
     pub fn new(mut settings: Settings, source: Source, env: Env) -> Result<Self, StartError> {
+        // Every problem at once, as `check-config` reports them.
+        let problems = preflight::check(&settings, &source, &env, preflight::Secrets::Check);
+        if !problems.is_empty() {
+            return Err(StartError::Preflight(
+                problems.into_iter().map(|p| p.line).collect(),
+            ));
+        }
         let dev_default = dev::allowed(&settings, &source);
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -189,16 +201,8 @@ impl Plan {
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
         for (i, l) in settings.listeners.iter().enumerate() {
-            let auth =
-                Authenticator::new(i, l, &env, dev_default, &tenants).map_err(|e| match e {
-                    SetupError::Secret { .. } if source == Source::Default => {
-                        StartError::NotLoopback {
-                            source: e,
-                            bind: settings.server.bind.clone(),
-                        }
-                    }
-                    e => StartError::Auth(e),
-                })?;
+            let auth = Authenticator::new(i, l, &env, dev_default, &tenants)
+                .map_err(|e| preflight::missing_secret(e, &settings, &source))?;
             let auth = Arc::new(auth);
             let policy = Arc::new(state::policy(i, l, &settings));
             by_path.insert(l.path.clone(), policy.id);

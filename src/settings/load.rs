@@ -90,9 +90,10 @@ pub fn from_toml_with_env(
 ) -> Result<Settings, LoadError> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml));
-    for o in env_overrides::parse(env).map_err(LoadError::Invalid)? {
+    let overrides = env_overrides::parse(env).map_err(LoadError::Invalid)?;
+    for o in &overrides {
         builder = builder
-            .set_override(&o.path, o.value)
+            .set_override(&o.path, o.value.clone())
             .map_err(|e| LoadError::Invalid(vec![format!("{}: {e}", o.var)]))?;
     }
     let mut root: config::Value = builder
@@ -100,7 +101,30 @@ pub fn from_toml_with_env(
         .and_then(config::Config::try_deserialize)
         .map_err(|e| LoadError::Invalid(vec![format!("config: {e}")]))?;
     super::outbound::infer_bridge_auth(&mut root);
-    deserialize_all(root).map_err(LoadError::Invalid)
+    deserialize_all(root).map_err(|lines| LoadError::Invalid(name_variables(lines, &overrides)))
+}
+
+/// An unknown key that came from an environment variable is reported under
+/// the variable's name (`WSPLUS__SERVER__BINDD: unknown key server.bindd`):
+/// searching the file for it would find nothing.
+fn name_variables(lines: Vec<String>, overrides: &[env_overrides::Override]) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|line| {
+            let Some((key, _)) = line.split_once(": unknown key") else {
+                return line;
+            };
+            let set_by = overrides.iter().find(|o| {
+                o.path == key
+                    || o.path.starts_with(&format!("{key}."))
+                    || o.path.starts_with(&format!("{key}["))
+            });
+            match set_by {
+                Some(o) => format!("{}: unknown key {key}", o.var),
+                None => line,
+            }
+        })
+        .collect()
 }
 
 /// Deserializes `root`, collecting every key that cannot be read (see
@@ -274,6 +298,33 @@ mod tests {
         let s = from_toml_with_env(EMBEDDED_DEFAULT, no_env()).unwrap();
         assert_eq!(s, Settings::default());
         assert!(super::super::validate(&s).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_key_from_the_environment_names_the_variable() {
+        let env = vec![
+            ("WSPLUS__SERVER__BINDD".to_owned(), "x".to_owned()),
+            ("WSPLUS__BOGUS__KEY".to_owned(), "1".to_owned()),
+        ];
+        let e = from_toml_with_env("[admin]\nbindd = 1\n", env)
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(
+            lines.contains(&"WSPLUS__SERVER__BINDD: unknown key server.bindd"),
+            "{e}"
+        );
+        assert!(
+            lines.contains(&"WSPLUS__BOGUS__KEY: unknown key bogus"),
+            "{e}"
+        );
+        // The file's own unknown key keeps its file-style line.
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("admin.bindd: unknown key `bindd`")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -26,6 +26,17 @@ fn check_config(path: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `check-config` on the default configuration (run where there is no
+/// config/default.toml) with `vars` in the environment.
+fn check_default(vars: &[(&str, &str)]) -> std::process::Output {
+    let mut c = wsplus_bin();
+    c.args(["check-config"]).current_dir(std::env::temp_dir());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
 /// `check-config` on `text`, which must fail with exit code 1 and nothing on
 /// stdout; returns stderr.
 fn check_config_refuses(name: &str, text: &str) -> String {
@@ -37,11 +48,7 @@ fn check_config_refuses(name: &str, text: &str) -> String {
 
 #[test]
 fn check_config_prints_the_effective_default() {
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
+    let out = check_default(&[]);
     let stdout = succeeded(out);
     assert!(
         stdout.starts_with(
@@ -113,13 +120,7 @@ fn check_config_checks_what_serve_checks_and_no_secrets_skips_only_secrets() {
     let stderr = check_config_refuses("cc-secrets", &std::fs::read_to_string(&cfg).unwrap());
     assert_eq!(stderr.lines().collect::<Vec<_>>(), secret_lines, "{stderr}");
     // serve stops with the same lines, before binding.
-    let out = wsplus_bin()
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let serve_err = String::from_utf8_lossy(&out.stderr);
+    let serve_err = serve_refuses(&cfg);
     for line in secret_lines {
         assert!(
             serve_err.lines().any(|l| l == line),
@@ -173,12 +174,7 @@ fn check_config_checks_what_serve_checks_and_no_secrets_skips_only_secrets() {
 /// The file has no such key to look for: the variable is named instead.
 #[test]
 fn an_unknown_key_from_the_environment_names_the_variable() {
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .env("WSPLUS__SERVER__BINDD", "0.0.0.0:1")
-        .output()
-        .unwrap();
+    let out = check_default(&[("WSPLUS__SERVER__BINDD", "0.0.0.0:1")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
@@ -338,18 +334,15 @@ https_proxy = "http://alice:proxy-pass@proxy.example:3128"
 /// Array elements are addressed by index: `WSPLUS__LISTENERS__0__PATH`.
 #[test]
 fn env_overrides_reach_listener_keys_by_index() {
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .env("WSPLUS__LISTENERS__0__PATH", "/ws/from-env")
-        .env("WSPLUS__LISTENERS__0__SCOPE", "global")
-        .env("WSPLUS__LISTENERS__0__AUTH__LEEWAY_S", "7")
-        .env(
+    let out = check_default(&[
+        ("WSPLUS__LISTENERS__0__PATH", "/ws/from-env"),
+        ("WSPLUS__LISTENERS__0__SCOPE", "global"),
+        ("WSPLUS__LISTENERS__0__AUTH__LEEWAY_S", "7"),
+        (
             "WSPLUS__LISTENERS__0__ALLOWED_ORIGINS__0",
             "https://a.example",
-        )
-        .output()
-        .unwrap();
+        ),
+    ]);
     let stdout = succeeded(out);
     for want in [
         "path = \"/ws/from-env\"",
@@ -360,12 +353,7 @@ fn env_overrides_reach_listener_keys_by_index() {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
     // A second listener can be added from the environment alone.
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .env("WSPLUS__LISTENERS__1__PATH", "/debug/ws/nope")
-        .output()
-        .unwrap();
+    let out = check_default(&[("WSPLUS__LISTENERS__1__PATH", "/debug/ws/nope")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
@@ -375,19 +363,9 @@ fn env_overrides_reach_listener_keys_by_index() {
 
 #[test]
 fn env_overrides_apply_and_bad_ones_are_reported() {
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .env("WSPLUS__SERVER__BIND", "127.0.0.1:18080")
-        .output()
-        .unwrap();
+    let out = check_default(&[("WSPLUS__SERVER__BIND", "127.0.0.1:18080")]);
     assert!(succeeded(out).contains("bind = \"127.0.0.1:18080\""));
-    let out = wsplus_bin()
-        .args(["check-config"])
-        .current_dir(std::env::temp_dir())
-        .env("WSPLUS__SERVER__WORKERS", "lots")
-        .output()
-        .unwrap();
+    let out = check_default(&[("WSPLUS__SERVER__WORKERS", "lots")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("server.workers: "));
 }
@@ -408,9 +386,14 @@ fn serve_with_port_taken(name: &str, config: impl FnOnce(u16) -> String) -> Stri
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let cfg = temp_config(name, &config(port));
+    serve_refuses(&cfg)
+}
+
+/// Runs `serve --config cfg`, which must exit with 1; returns stderr.
+fn serve_refuses(cfg: &std::path::Path) -> String {
     let out = wsplus_bin()
         .args(["serve", "--config"])
-        .arg(&cfg)
+        .arg(cfg)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -17,8 +17,9 @@ fn token_cmd(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     c.output().unwrap()
 }
 
-#[tokio::test]
-async fn wsplus_token_output_verifies_with_the_server() {
+/// A server with `/ws/events` and `/ws/strict` (message mode, issuer,
+/// audience, tenant claim `org`), both signed with [`SECRET`].
+fn strict_app() -> TestApp {
     let mut s = base_settings();
     let mut l = listener("/ws/strict");
     l.mode = Mode::Message;
@@ -26,9 +27,28 @@ async fn wsplus_token_output_verifies_with_the_server() {
     l.auth.audience = Some("wsplus".into());
     l.tenant.claim = "org".into();
     s.listeners.push(l);
-    let app = TestApp::spawn(s);
+    TestApp::spawn(s)
+}
 
-    let out = token_cmd(
+/// The token printed by a `wsplus token` run that must succeed: one line,
+/// and the secret nowhere on stderr.
+fn minted(args: &[&str], vars: &[(&str, &str)]) -> String {
+    let out = token_cmd(args, vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    for (_, secret) in vars {
+        assert!(!stderr.contains(secret), "a secret on stderr: {stderr}");
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    stdout.trim().to_owned()
+}
+
+#[tokio::test]
+async fn wsplus_token_output_verifies_with_the_server() {
+    let app = strict_app();
+
+    let token = minted(
         &[
             "--secret-env",
             "MY_SECRET",
@@ -47,22 +67,12 @@ async fn wsplus_token_output_verifies_with_the_server() {
         ],
         &[("MY_SECRET", SECRET)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{stdout}");
-    let token = lines[0];
-    let c = claims_of(token);
+    let c = claims_of(&token);
     assert_eq!(c["org"], "acme");
     assert_eq!(c["sub"], "bob");
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
 
-    let mut ws = Ws::connect(&app.ws_url("/ws/strict", Some(token))).await;
+    let mut ws = Ws::connect(&app.ws_url("/ws/strict", Some(&token))).await;
     ws.send_text("{}").await;
     let got = ws.recv_json().await;
     assert_eq!(got["_session"]["tenantId"], "acme");
@@ -274,18 +284,11 @@ jwks_uri = "{jwks_uri}"
 /// secret are used without naming them; flags still override.
 #[tokio::test]
 async fn wsplus_token_takes_claim_issuer_audience_and_secret_from_the_listener() {
-    let mut s = base_settings();
-    let mut l = listener("/ws/strict");
-    l.mode = Mode::Message;
-    l.auth.issuer = Some("https://issuer.test/".into());
-    l.auth.audience = Some("wsplus".into());
-    l.tenant.claim = "org".into();
-    s.listeners.push(l);
-    let app = TestApp::spawn(s);
+    let app = strict_app();
     let cfg = strict_config("token-listener", "http://127.0.0.1:9/jwks");
     let cfg = cfg.to_str().unwrap();
 
-    let out = token_cmd(
+    let token = minted(
         &[
             "--config",
             cfg,
@@ -298,12 +301,6 @@ async fn wsplus_token_takes_claim_issuer_audience_and_secret_from_the_listener()
         ],
         &[("MY_SECRET", SECRET)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let c = claims_of(&token);
     assert_eq!(c["org"], "acme");
     assert_eq!(c["iss"], "https://issuer.test/");

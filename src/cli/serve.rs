@@ -43,13 +43,9 @@ pub fn run(config: Option<&Path>) -> ExitCode {
 /// Prints what a developer needs to connect: generated tokens go to stdout once,
 /// never into the log.
 fn announce(running: &server::Running) {
-    if let Some(text) = &running.dev_announcement {
-        log::warn!(
-            "DEVELOPMENT MODE: no JWT secret configured; a random secret was generated for this \
-             run and the demo page is on (URLs with tokens on stdout). Set WSPLUS_JWT_SECRET for \
-             real use."
-        );
-        print!("{text}");
+    if let Some(dev) = &running.dev_announcement {
+        log::warn!("{}", dev.warning);
+        print!("{}", dev.text);
     } else if let Some(t) = &running.generated_admin_token {
         log::warn!("no admin token configured; one was generated for this run (printed on stdout)");
         println!("admin token: {t}");

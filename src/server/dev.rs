@@ -59,6 +59,33 @@ pub struct Addresses {
     pub secure: bool,
 }
 
+/// What `serve` says in the development default: a warning for the log and
+/// the text for stdout (which alone holds tokens).
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// The log line: development mode, and which variable to set.
+    pub warning: String,
+    /// The stdout text (see [`announcement`]).
+    pub text: String,
+}
+
+/// The log line of the development default, naming the secret variables
+/// whose absence made it (never a value).
+pub fn warning(listeners: &[Listener]) -> String {
+    let mut vars: Vec<&str> = listeners
+        .iter()
+        .filter(|l| l.auth.generated_secret())
+        .filter_map(|l| l.settings.auth.secret_env.as_deref())
+        .collect();
+    vars.sort_unstable();
+    vars.dedup();
+    format!(
+        "DEVELOPMENT MODE: no JWT secret configured; a random secret was generated for this run \
+         and the demo page is on (URLs with tokens on stdout). Set {} for real use.",
+        vars.join(", ")
+    )
+}
+
 /// The text `serve` prints in the development default: for each listener
 /// whose secret this run generated, one URL per tenant of [`TENANTS`]; then
 /// the demo page and the admin `curl` line. A listener added to the default

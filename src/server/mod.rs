@@ -138,7 +138,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// What to print on stdout in the development default (URLs with
     /// tokens, the demo page, the admin `curl` line); see [`dev`].
-    pub dev_announcement: Option<String>,
+    pub dev_announcement: Option<dev::Announcement>,
     /// The admin token generated for this run, when none was configured.
     pub generated_admin_token: Option<String>,
     /// True when the client port speaks TLS (wss://).
@@ -261,7 +261,10 @@ impl Plan {
                 admin: admin_addr,
                 secure,
             };
-            dev::announcement(&listeners, at, admin_token)
+            dev::Announcement {
+                warning: dev::warning(&listeners),
+                text: dev::announcement(&listeners, at, admin_token),
+            }
         });
         let policies: Vec<_> = listeners.iter().map(|l| l.policy.clone()).collect();
         let counters = Arc::new(Counters::new(listeners.len()));

@@ -1,0 +1,116 @@
+//! Memory taken at a peak goes back to the system once the peak has passed:
+//! the real binary (jemalloc with a background purging thread) holds 2,000
+//! connections that each send a message, then lets them all go; its resident
+//! memory must come back near where it started within a minute, with nothing
+//! happening meanwhile.
+
+use std::time::{Duration, Instant};
+
+use common::limits::raise_fd_limit;
+use common::*;
+use futures_util::future::join_all;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const CONNS: usize = 2000;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
+    raise_fd_limit();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = temp_config(
+        "memory-peak",
+        &format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\nworkers = 1\n\
+             [admin]\nbind = \"127.0.0.1:{admin}\"\n\
+             [[listeners]]\npath = \"/ws\"\nscope = \"session\"\nmax_message_bytes = 65536\n\
+             [listeners.auth]\nmode = \"none\"\n\
+             [listeners.tenant]\nfrom = \"static\"\nstatic_id = \"t\"\n"
+        ),
+    );
+    let child = Child(
+        wsplus_bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WSPLUS_ADMIN_TOKEN", "memory-admin-0123456789")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    eventually("the server listens", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    // Warm up: one connection and message, so the baseline includes what
+    // the first session allocates once.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::binary(vec![1u8; 60_000])).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let base = rss_kib(pid);
+
+    let mut socks = Vec::new();
+    for chunk in 0..CONNS / 100 {
+        let opened = join_all((0..100).map(|_| tokio_tungstenite::connect_async(&url))).await;
+        for (i, r) in opened.into_iter().enumerate() {
+            let (mut ws, _) = r.unwrap_or_else(|e| panic!("connection {}: {e}", chunk * 100 + i));
+            ws.send(Message::binary(vec![7u8; 60_000])).await.unwrap();
+            socks.push(ws);
+        }
+    }
+    for ws in socks.iter_mut() {
+        let echoed = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        assert!(matches!(echoed, Some(Ok(Message::Binary(_)))));
+    }
+    let peak = rss_kib(pid);
+    assert!(
+        peak > base + 20 * 1024,
+        "no peak to speak of: {base} -> {peak} KiB"
+    );
+    drop(socks);
+
+    let t0 = Instant::now();
+    let near = base + (peak - base) / 5;
+    let mut now = peak;
+    while t0.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        now = rss_kib(pid);
+        if now <= near {
+            break;
+        }
+    }
+    println!(
+        "RSS baseline {base} KiB, peak {peak} KiB with {CONNS} connections, {now} KiB {:.1} s after",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        now <= near,
+        "RSS {now} KiB a minute after a {peak} KiB peak (baseline {base} KiB)"
+    );
+}

@@ -394,8 +394,13 @@ where
             };
             if room < need {
                 // The decoder has a complete frame to decode: it will, and
-                // poll again. The bytes wait here and in the kernel.
+                // poll again. The bytes wait here and in the kernel. The
+                // wake-up costs one poll and keeps a stream between this
+                // one and the decoder (which may answer `Pending` without
+                // polling this one, so a decode goes unseen) from stalling:
+                // every poll after a `Pending` counts one frame decoded.
                 this.parked = true;
+                cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             let step = if room < this.held.len() {

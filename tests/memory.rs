@@ -1,5 +1,5 @@
 //! Memory taken at a peak goes back to the system once the peak has passed:
-//! the real binary (jemalloc with a background purging thread) holds 2,000
+//! the real binary (jemalloc with a background purging thread) holds 1,000
 //! connections that each send a message, then lets them all go; its resident
 //! memory must come back near where it started within a minute, with nothing
 //! happening meanwhile.
@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const CONNS: usize = 2000;
+const CONNS: usize = 1000;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

@@ -64,3 +64,28 @@ async fn one_nodes_admin_api_sees_and_acts_on_the_whole_cluster() {
         assert_eq!(ws.recv_close().await.0, 4003);
     }
 }
+
+/// One user's sessions are closed on every node, and only theirs.
+#[actix_rt::test]
+async fn kicking_one_user_reaches_every_node() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a");
+    let b = node(&redis, "b");
+    let as_user = |app: &TestApp, sub: &str| app.ws_url(MSG, Some(&token("acme", Some(sub), 3600)));
+    let mut alice = [
+        Ws::connect(&as_user(&a, "alice")).await,
+        Ws::connect(&as_user(&b, "alice")).await,
+    ];
+    let mut bob = Ws::connect(&as_user(&b, "bob")).await;
+    eventually("node a sees the three acme sessions", || async {
+        session_ids(&a, "acme").await.len() == 3
+    })
+    .await;
+    let res = delete(&a, "/admin/v1/tenants/acme/sessions?subject=alice").await;
+    assert_eq!(res.expect_ok(), json!({"closed": 2}));
+    for ws in &mut alice {
+        assert_eq!(ws.recv_close().await.0, 4003);
+    }
+    bob.send_text("{}").await;
+    assert_eq!(bob.recv_json().await["_session"]["subject"], "bob");
+}

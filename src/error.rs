@@ -48,6 +48,12 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Version: 13`.
     #[error("unsupported websocket version: this server speaks version 13")]
     UnsupportedVersion,
+    /// The `connect` hook answered `{"allow": false}`.
+    #[error("refused by the backend")]
+    HookDenied,
+    /// The `connect` hook gave no usable answer (fail closed).
+    #[error("the backend could not decide")]
+    HookUnavailable,
 }
 
 impl HandshakeError {
@@ -57,12 +63,13 @@ impl HandshakeError {
             HandshakeError::NotFound => StatusCode::NOT_FOUND,
             HandshakeError::Origin
             | HandshakeError::UnknownTenant
-            | HandshakeError::TenantDisabled => StatusCode::FORBIDDEN,
+            | HandshakeError::TenantDisabled
+            | HandshakeError::HookDenied => StatusCode::FORBIDDEN,
             HandshakeError::Auth(_) => StatusCode::UNAUTHORIZED,
             HandshakeError::TenantLimit => StatusCode::TOO_MANY_REQUESTS,
-            HandshakeError::ServerFull | HandshakeError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            HandshakeError::ServerFull
+            | HandshakeError::ShuttingDown
+            | HandshakeError::HookUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             HandshakeError::NotWebSocket => StatusCode::BAD_REQUEST,
             HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
         }
@@ -81,12 +88,14 @@ impl HandshakeError {
             HandshakeError::ShuttingDown => "shutting_down",
             HandshakeError::NotWebSocket => "not_websocket",
             HandshakeError::UnsupportedVersion => "unsupported_version",
+            HandshakeError::HookDenied => "hook_denied",
+            HandshakeError::HookUnavailable => "hook_unavailable",
         }
     }
 
     /// The refusals that are not a token's, in counter order (after
     /// [`AuthError::ALL`]).
-    const OTHERS: [HandshakeError; 9] = [
+    const OTHERS: [HandshakeError; 11] = [
         HandshakeError::Origin,
         HandshakeError::UnknownTenant,
         HandshakeError::TenantDisabled,
@@ -96,6 +105,8 @@ impl HandshakeError {
         HandshakeError::ShuttingDown,
         HandshakeError::NotWebSocket,
         HandshakeError::UnsupportedVersion,
+        HandshakeError::HookDenied,
+        HandshakeError::HookUnavailable,
     ];
 
     /// Every counted refusal, in counter order.
@@ -125,6 +136,8 @@ impl HandshakeError {
             HandshakeError::ShuttingDown => auth + 6,
             HandshakeError::NotWebSocket => auth + 7,
             HandshakeError::UnsupportedVersion => auth + 8,
+            HandshakeError::HookDenied => auth + 9,
+            HandshakeError::HookUnavailable => auth + 10,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod env;
 pub mod error;
+pub mod hooks;
 pub mod metrics;
 pub mod redact;
 pub mod server;

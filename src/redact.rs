@@ -22,13 +22,17 @@ pub fn settings(mut s: Settings) -> Settings {
     for b in &mut s.bridges {
         b.url = userinfo(&b.url);
     }
+    for w in &mut s.webhooks {
+        w.url = url(&w.url);
+    }
     s
 }
 
-/// Redacts one listener's settings in place: the `jwks_uri` loses its
-/// credentials and query (see [`url`]).
+/// Redacts one listener's settings in place: the `jwks_uri` and the hooks'
+/// `url` lose their credentials and query (see [`url`]).
 pub fn listener(l: &mut ListenerSettings) {
-    if let Some(u) = l.auth.jwks_uri.as_mut() {
+    let hooks_url = l.hooks.as_mut().map(|h| &mut h.url);
+    for u in [l.auth.jwks_uri.as_mut(), hooks_url].into_iter().flatten() {
         *u = url(u);
     }
 }
@@ -104,6 +108,25 @@ mod tests {
         assert_eq!(r.proxy.http_proxy.as_deref(), Some("http://proxy:3128"));
         assert_eq!(r.bridges[0].url, "wss://[redacted]@hq.example/ws");
         assert_eq!(password("http://bob@p:1"), "http://bob@p:1");
+    }
+
+    #[test]
+    fn hook_and_webhook_urls_are_redacted() {
+        let mut s = Settings::default();
+        s.listeners[0].hooks = Some(crate::settings::HooksSettings {
+            url: "https://u:p@app/wsplus?key=k".into(),
+            ..Default::default()
+        });
+        s.webhooks.push(crate::settings::WebhookSettings {
+            url: "https://app/events?sig=s".into(),
+            ..Default::default()
+        });
+        let r = settings(s);
+        assert_eq!(
+            r.listeners[0].hooks.as_ref().unwrap().url,
+            "https://[redacted]@app/wsplus?[redacted]"
+        );
+        assert_eq!(r.webhooks[0].url, "https://app/events?[redacted]");
     }
 
     #[test]

@@ -39,15 +39,23 @@ pub fn encode(mode: Mode, frame: Frame, stamp: &Value) -> Delivery {
         // reaching this point is treated as a message-mode one.
         Mode::Message | Mode::Channels => {
             let object = match frame {
-                Frame::Text(s) => match serde_json::from_str::<Value>(&s) {
-                    Ok(Value::Object(map)) => map,
-                    _ => wrap(Value::String(s.to_string())),
-                },
+                Frame::Text(s) => object(&s),
                 Frame::Binary(b) => wrap(Value::String(String::from_utf8_lossy(&b).into_owned())),
             };
             stamped(object, stamp)
         }
     }
+}
+
+/// The message-mode object of a text frame, without any `_session` the client
+/// sent: the frame itself when it is a JSON object, else `{"payload": text}`.
+pub fn object(text: &str) -> Map<String, Value> {
+    let mut map = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        _ => wrap(Value::String(text.to_owned())),
+    };
+    map.remove(SESSION_KEY);
+    map
 }
 
 /// Builds the delivery for a message that did not come from a client frame

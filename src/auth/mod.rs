@@ -11,7 +11,7 @@ pub mod http;
 pub mod jwks;
 pub mod jwt;
 pub mod mint;
-mod secret;
+pub mod secret;
 pub mod tenant;
 
 use std::time::{Duration, SystemTime};
@@ -37,7 +37,8 @@ pub struct Identity {
     /// True when a token was verified (false for `auth.mode = none`).
     pub verified: bool,
     /// Every claim of the verified token (empty for `auth.mode = none`): what
-    /// channels mode reads its permission patterns from.
+    /// channels mode reads its permission patterns from, and what the
+    /// `connect` hook hands to the backend.
     pub claims: serde_json::Map<String, serde_json::Value>,
 }
 

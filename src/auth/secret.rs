@@ -27,18 +27,24 @@ pub enum SecretError {
 /// `secret_env` (whose default name is filled in when not configured; validation
 /// refuses two explicit sources). A file's trailing newline is trimmed.
 pub fn hs256_secret(auth: &AuthSettings, env: &Env) -> Result<String, SecretError> {
-    if let Some(path) = &auth.secret_file {
+    read(auth.secret_env.as_deref(), auth.secret_file.as_deref(), env)
+}
+
+/// A secret from `file` (trailing newline trimmed) or else the variable `var`;
+/// empty counts as missing. Errors name the source, never the value.
+pub fn read(var: Option<&str>, file: Option<&str>, env: &Env) -> Result<String, SecretError> {
+    if let Some(path) = file {
         return std::fs::read_to_string(path)
             .ok()
             .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| SecretError::FileMissing(path.clone()));
+            .ok_or_else(|| SecretError::FileMissing(path.to_owned()));
     }
-    if let Some(var) = &auth.secret_env {
+    if let Some(var) = var {
         return env
             .var(var)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| SecretError::EnvMissing(var.clone()));
+            .ok_or_else(|| SecretError::EnvMissing(var.to_owned()));
     }
     Err(SecretError::NotConfigured)
 }

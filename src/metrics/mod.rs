@@ -18,6 +18,7 @@
 //! * `bridges.rs` — each bridge's connection state and counters;
 //! * `process.rs` — the standard `process_*` figures from `/proc` (memory,
 //!   file descriptors, CPU, start time), under their standard names.
+//! * `hooks.rs` — backend hook calls and webhook queues.
 //!
 //! A new source adds its own file with a
 //! `Collector` writing through [`family::Family`], and one line in
@@ -29,6 +30,7 @@ mod cluster;
 pub mod family;
 pub mod format;
 mod handshake;
+mod hooks;
 mod load;
 mod process;
 mod traffic;
@@ -81,6 +83,14 @@ pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
         Box::new(handshake::Handshakes(state.rejections.clone())),
         Box::new(cluster::ClusterMetrics(state.cluster.clone())),
         Box::new(bridges::BridgeMetrics(state.bridges.clone())),
+        Box::new(hooks::HookMetrics {
+            listeners: state
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.settings.path.clone(), l.hooks.clone()?)))
+                .collect(),
+            webhooks: state.webhooks.clone(),
+        }),
     ]
 }
 

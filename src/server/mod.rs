@@ -29,6 +29,7 @@ use crate::bridge::{self, BridgeError, BridgeRegistry, Bridges};
 use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
 use crate::error::Rejections;
+use crate::hooks::{self, HookClient, Webhooks};
 use crate::settings::{Settings, Source};
 use crate::tenants::TenantRegistry;
 use state::{AppState, Listener};
@@ -122,6 +123,9 @@ pub enum StartError {
     /// The tenant store cannot be read or written.
     #[error(transparent)]
     Tenants(#[from] crate::tenants::StoreError),
+    /// A hook or webhook secret is missing.
+    #[error(transparent)]
+    Hooks(#[from] crate::hooks::HooksSetupError),
 }
 
 /// A running broker.
@@ -178,6 +182,7 @@ pub struct Plan {
     dev: bool,
     bridges: bridge::Prepared,
     tenants: Arc<TenantRegistry>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Plan {
@@ -200,17 +205,28 @@ impl Plan {
         let tenants = Arc::new(TenantRegistry::open(&settings.tenants)?);
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
+        let webhooks = Arc::new(Webhooks::new(&settings.webhooks, &env)?);
         for (i, l) in settings.listeners.iter().enumerate() {
             let auth = Authenticator::new(i, l, &env, dev_default, &tenants)
                 .map_err(|e| preflight::missing_secret(e, &settings, &source))?;
             let auth = Arc::new(auth);
             let policy = Arc::new(state::policy(i, l, &settings));
             by_path.insert(l.path.clone(), policy.id);
+            let hooks = hook_client(i, l, &env)?;
+            let session_hooks = hooks::ListenerHooks::new(
+                l.mode,
+                hooks.as_ref(),
+                l.hooks.as_ref().map_or(0, |h| h.max_in_flight),
+                &webhooks,
+            )
+            .map(|h| Arc::new(h) as Arc<dyn wsplus_actors::session::SessionHooks>);
             listeners.push(Listener {
                 policy,
                 settings: l.clone(),
                 auth,
                 allowed_origins: l.allowed_origins.iter().cloned().collect(),
+                hooks,
+                session_hooks,
             });
         }
 
@@ -231,6 +247,7 @@ impl Plan {
             dev,
             bridges,
             tenants,
+            webhooks,
         })
     }
 
@@ -246,6 +263,7 @@ impl Plan {
             dev,
             bridges,
             tenants,
+            webhooks,
         } = self;
         let secure = tls.is_some();
         let http_addr = sockets.http.local_addr()?;
@@ -287,6 +305,7 @@ impl Plan {
         tenants.attach(broker.clone().recipient());
         let bridge_registry = bridges.registry();
         let bridge_tasks = bridges.start(&broker);
+        webhooks.start();
 
         let app_state = web::Data::new(AppState {
             cluster: cluster.clone(),
@@ -298,6 +317,7 @@ impl Plan {
             metrics: settings.metrics.clone(),
             bridges: bridge_registry.clone(),
             tenants,
+            webhooks,
         });
         let grace = Duration::from_secs(settings.server.shutdown_grace_s);
 
@@ -369,6 +389,27 @@ impl Plan {
         );
         Ok(running)
     }
+}
+
+/// The hook client of `listeners[index]`, when it has `[listeners.hooks]`.
+fn hook_client(
+    index: usize,
+    l: &crate::settings::ListenerSettings,
+    env: &Env,
+) -> Result<Option<Arc<HookClient>>, StartError> {
+    let Some(h) = &l.hooks else {
+        return Ok(None);
+    };
+    let signer = hooks::Signer::from_source(h.secret_env.as_deref(), h.secret_file.as_deref(), env)
+        .map_err(|problem| hooks::HooksSetupError::Secret {
+            key: format!("listeners[{index}].hooks"),
+            problem,
+        })?;
+    Ok(Some(Arc::new(HookClient::new(
+        h,
+        signer,
+        l.max_message_bytes,
+    ))))
 }
 
 impl Running {

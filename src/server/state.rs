@@ -22,6 +22,11 @@ pub struct Listener {
     pub auth: Arc<Authenticator>,
     /// Allowed `Origin` values; empty = any.
     pub allowed_origins: HashSet<String>,
+    /// The listener's backend hooks (`[listeners.hooks]`), if any.
+    pub hooks: Option<Arc<crate::hooks::HookClient>>,
+    /// What its sessions are given to reach the backend (message hook,
+    /// webhooks), if anything.
+    pub session_hooks: Option<Arc<dyn wsplus_actors::session::SessionHooks>>,
 }
 
 /// State shared by all workers.
@@ -45,6 +50,8 @@ pub struct AppState {
     pub bridges: Arc<crate::bridge::BridgeRegistry>,
     /// Tenant records: admission at the handshake, the admin API's changes.
     pub tenants: Arc<crate::tenants::TenantRegistry>,
+    /// `[[webhooks]]` (metrics; channel events).
+    pub webhooks: Arc<crate::hooks::Webhooks>,
 }
 
 impl Listener {

@@ -16,6 +16,8 @@ use wsplus_actors::{outbox, AuthStatus, SessionId, SessionInfo, TenantId};
 
 use super::state::{AppState, Listener};
 use crate::error::HandshakeError;
+use crate::hooks::wire::Verdict;
+use crate::settings::HookName;
 
 /// Handles every request on the client port that no static route took.
 pub async fn upgrade(
@@ -73,6 +75,7 @@ async fn accept(
         connected_at: SystemTime::now(),
         expires_at: identity.expires_at,
     });
+    connect_hook(listener, &info, &identity.claims).await?;
     let (tx, rx) = outbox(policy.outbound_queue_messages, policy.outbound_queue_bytes);
     let stats = Arc::new(SessionStats::default());
     // Armed before the join is sent: if the client goes away while we wait, this
@@ -115,12 +118,30 @@ async fn accept(
         counters: state.counters.clone(),
         stats,
         outbox: rx,
+        hooks: listener.session_hooks.clone(),
     });
     // The handshake was validated above; a failure here drops the session, whose
     // guard tells the Broker it left.
     session
         .start(req, payload)
         .map_err(|_| HandshakeError::NotWebSocket)
+}
+
+/// The `connect` hook, when on: after the token, before the join and the 101.
+/// Its `channels` become server-side subscriptions in channels mode.
+async fn connect_hook(
+    listener: &Listener,
+    info: &SessionInfo,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), HandshakeError> {
+    let Some(hooks) = listener.hooks.as_ref().filter(|h| h.has(HookName::Connect)) else {
+        return Ok(());
+    };
+    match hooks.connect(info, claims).await {
+        Ok(Verdict::Allow(_channels)) => Ok(()),
+        Ok(Verdict::Deny) => Err(HandshakeError::HookDenied),
+        Err(_) => Err(HandshakeError::HookUnavailable),
+    }
 }
 
 /// `allowed_origins` protects browsers from cross-site pages: a browser always

@@ -5,6 +5,7 @@
 
 mod channels;
 mod env_overrides;
+mod hooks;
 mod load;
 mod metrics;
 mod outbound;
@@ -16,6 +17,7 @@ mod validate_outbound;
 use serde::{Deserialize, Serialize};
 
 pub use channels::{ChannelAccess, ChannelsSettings};
+pub use hooks::{HookName, HooksSettings, WebhookEvent, WebhookSettings};
 pub use load::{load, LoadError, Source, EMBEDDED_DEFAULT};
 pub use metrics::{MetricsSettings, MAX_TENANT_SERIES};
 pub use outbound::{BridgeAuth, BridgeEndpoint, BridgeSettings, ProxySettings};
@@ -44,6 +46,8 @@ pub struct Settings {
     pub bridges: Vec<BridgeSettings>,
     /// Tenant policy, records and where API changes persist.
     pub tenants: TenantsSettings,
+    /// Backend endpoints hearing about sessions and channels.
+    pub webhooks: Vec<WebhookSettings>,
 }
 
 impl Default for Settings {
@@ -66,6 +70,7 @@ impl Default for Settings {
             proxy: ProxySettings::default(),
             bridges: Vec::new(),
             tenants: TenantsSettings::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -155,6 +160,9 @@ pub struct ListenerSettings {
     /// `[listeners.channels]` (mode = "channels" only; defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<ChannelsSettings>,
+    /// Backend hooks; absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksSettings>,
 }
 
 impl Default for ListenerSettings {
@@ -170,6 +178,7 @@ impl Default for ListenerSettings {
             tenant: TenantSettings::default(),
             session: SessionSettings::default(),
             channels: None,
+            hooks: None,
         }
     }
 }

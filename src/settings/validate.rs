@@ -109,6 +109,9 @@ pub fn validate(s: &Settings) -> Vec<String> {
     super::validate_outbound::proxy(&mut p, &s.proxy);
     super::validate_outbound::bridges(&mut p, s);
     super::tenants::validate(&mut p, s);
+    for (i, w) in s.webhooks.iter().enumerate() {
+        super::hooks::check_webhooks(&mut p, &format!("webhooks[{i}]"), w);
+    }
     p.into_lines()
 }
 
@@ -249,6 +252,10 @@ fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
             "required (non-empty) when tenant.from = \"static\"",
         ),
         _ => {}
+    }
+
+    if let Some(h) = &l.hooks {
+        super::hooks::check_hooks(p, &key("hooks"), l.mode, h);
     }
 
     let s = &l.session;

@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod browser;
 pub mod client;
 pub mod cluster;
+pub mod hooks;
 pub mod limits;
 pub mod metrics;
 

@@ -1,5 +1,5 @@
 //! Scraping `GET /metrics` and reading it back with a strict OpenMetrics text
-//! parser (the subset the server writes: counters and gauges), so a malformed
+//! parser (the subset the server writes: counters, gauges, histograms), so a malformed
 //! line, a sample outside its family, a duplicate series or a missing `# EOF`
 //! fails the test instead of being skipped.
 
@@ -51,7 +51,7 @@ pub async fn wait_value(admin: SocketAddr, name: &str, labels: &[(&str, &str)], 
 /// A declared metric family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FamilyMeta {
-    /// `counter` or `gauge`.
+    /// `counter`, `gauge` or `histogram`.
     pub kind: String,
     /// `# UNIT`, if declared.
     pub unit: Option<String>,
@@ -108,7 +108,7 @@ fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Parses OpenMetrics text (counters and gauges only).
+/// Parses OpenMetrics text (counters, gauges and histograms only).
 pub fn parse(text: &str) -> Result<Exposition, String> {
     let body = text
         .strip_suffix("# EOF\n")
@@ -145,7 +145,7 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                 "TYPE" | "UNIT" if current.as_deref() != Some(name) => {
                     return Err(at("TYPE/UNIT of another family than its HELP".into()))
                 }
-                "TYPE" if arg == "counter" || arg == "gauge" => {
+                "TYPE" if ["counter", "gauge", "histogram"].contains(&arg) => {
                     out.families.get_mut(name).unwrap().kind = arg.to_owned();
                 }
                 "UNIT" if name.ends_with(&format!("_{arg}")) => {
@@ -163,6 +163,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
         let belongs = match kind.as_str() {
             "counter" => name == format!("{family}_total"),
             "gauge" => name == family,
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name == format!("{family}{suffix}")),
             _ => false,
         };
         if !belongs {

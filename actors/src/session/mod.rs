@@ -7,6 +7,7 @@
 //! implementation changes one place.
 
 mod frames;
+mod hooks;
 mod size_guard;
 
 use std::sync::atomic::Ordering;
@@ -30,8 +31,16 @@ use crate::policy::{ListenerPolicy, OnRateLimit};
 use crate::protocol::{self, Frame};
 use crate::rate::TokenBucket;
 use crate::room::Fanout;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+/// The close code of a connection that ended without a close frame (RFC 6455).
+const CLOSE_ABNORMAL: u16 = 1006;
+/// The close code of a close frame without a status (RFC 6455).
+const CLOSE_NO_STATUS: u16 = 1005;
 
 pub use frames::{close_code_for, Reassembler};
+pub use hooks::{HookAnswer, HookCall, SessionHooks};
 pub use size_guard::{FrameSizeGuard, GuardedPayload};
 
 /// Tells the Broker a session is gone when dropped. Created by the upgrade
@@ -92,6 +101,8 @@ pub struct SessionParts {
     pub stats: Arc<SessionStats>,
     /// The receiving half of the outbox registered with the Broker.
     pub outbox: OutboxReceiver,
+    /// The listener's backend hooks, when it has any.
+    pub hooks: Option<Arc<dyn SessionHooks>>,
 }
 
 /// The per-connection actor.
@@ -109,6 +120,12 @@ pub struct Session {
     fragments: Reassembler,
     closing: bool,
     guard: LeaveGuard,
+    hooks: Option<Arc<dyn SessionHooks>>,
+    /// Messages with the `message` hook, answers applied in order (present
+    /// once started, when the listener has that hook).
+    pipeline: Option<mpsc::Sender<HookCall>>,
+    /// The close code the session ends with, for [`SessionHooks::closed`].
+    close_code: u16,
 }
 
 impl Session {
@@ -131,6 +148,9 @@ impl Session {
             fragments: Reassembler::default(),
             closing: false,
             guard: parts.guard,
+            hooks: parts.hooks,
+            pipeline: None,
+            close_code: CLOSE_ABNORMAL,
         }
     }
 
@@ -166,6 +186,7 @@ impl Session {
             code.code()
         );
         self.counters.add_close(code);
+        self.close_code = code.code();
         ctx.close(Some(CloseReason {
             code: ws::CloseCode::from(code.code()),
             description: Some(code.reason().to_owned()),
@@ -188,7 +209,19 @@ impl Session {
         }
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.counters.listener(self.policy.id).messages_in.add(1);
+        if let (Some(pipeline), Some(hooks)) = (&self.pipeline, &self.hooks) {
+            let call = hooks.message(&self.guard.info, frame);
+            if pipeline.try_send(call).is_err() {
+                hooks.message_overflow(&self.guard.info);
+            }
+            return;
+        }
         let delivery = protocol::encode(self.policy.mode, frame, &self.stamp);
+        self.route(delivery, ctx);
+    }
+
+    /// Sends `delivery` where the listener's scope says, from this session.
+    fn route(&mut self, delivery: Delivery, ctx: &mut WebsocketContext<Self>) {
         match &self.route {
             Route::Own => {
                 self.counters.listener(self.policy.id).deliveries.add(1);
@@ -252,12 +285,43 @@ impl Actor for Session {
                 }
             });
         }
+        if let Some(hooks) = &self.hooks {
+            if let Some(depth) = hooks.message_depth() {
+                let (tx, mut rx) = mpsc::channel::<HookCall>(depth);
+                let answers = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+                ctx.add_stream(answers.buffered(depth));
+                self.pipeline = Some(tx);
+            }
+            hooks.opened(&self.guard.info);
+        }
         log::debug!(
             "session started tenant={} session={}",
             self.info().tenant,
             self.info().id
         );
     }
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(hooks) = &self.hooks {
+            hooks.closed(&self.guard.info, self.close_code);
+        }
+    }
+}
+
+impl StreamHandler<HookAnswer> for Session {
+    fn handle(&mut self, answer: HookAnswer, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
+        if let Some(reply) = answer.reply {
+            self.write(reply, ctx);
+        }
+        if let Some(publish) = answer.publish {
+            self.route(publish, ctx);
+        }
+    }
+
+    /// Never happens while the session holds the pipeline's sender.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
 impl StreamHandler<Delivery> for Session {
@@ -319,6 +383,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for Session {
             Message::Ping(p) => ctx.pong(&p),
             Message::Pong(_) | Message::Nop => {}
             Message::Close(reason) => {
+                self.close_code = reason.as_ref().map_or(CLOSE_NO_STATUS, |r| r.code.into());
                 self.closing = true;
                 ctx.close(reason);
                 ctx.stop();

@@ -1,0 +1,271 @@
+//! [`HookClient`]: one listener's hooks over awc. Signs every request, bounds
+//! the calls in flight, times each call out, classifies the answer and counts
+//! it. Fail closed: anything but a 2xx with the documented JSON is a failure.
+//!
+//! An awc `Client` belongs to the thread that built it (its connection pool
+//! is thread-local), while a `HookClient` is shared by every worker: each
+//! worker thread lazily builds its own awc client on first use and keeps it,
+//! so connections to the backend are reused across calls.
+
+use std::cell::OnceCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use awc::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use wsplus_actors::SessionInfo;
+
+use super::stats::HookStats;
+use super::wire::{self, Request, Verdict};
+use super::{HookError, Signer, SIGNATURE_HEADER};
+use crate::settings::{HookName, HooksSettings};
+
+thread_local! {
+    /// This worker's client for hook calls (timeouts are set per call).
+    static CLIENT: OnceCell<awc::Client> = const { OnceCell::new() };
+}
+
+/// Connect timeout of the thread-local clients; each call's own deadline
+/// (`timeout_ms`) is shorter and wins.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The hooks of one listener.
+#[derive(Debug)]
+pub struct HookClient {
+    base: String,
+    on: [bool; HookName::ALL.len()],
+    timeout: Duration,
+    max_in_flight: usize,
+    in_flight: Arc<AtomicUsize>,
+    /// Largest answer body read; a longer one is malformed.
+    max_answer_bytes: usize,
+    signer: Signer,
+    stats: Arc<HookStats>,
+    /// One warning per hook about malformed answers, not one per call.
+    warned_malformed: [AtomicBool; HookName::ALL.len()],
+}
+
+/// A slot among `max_in_flight`, held from the start of a call until its
+/// answer has been used; released on drop.
+#[derive(Debug)]
+pub struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl HookClient {
+    /// The client of a listener's `[listeners.hooks]`; `max_message_bytes`
+    /// sizes the largest answer read (a reply and a publication each as large
+    /// as the largest message, plus room for the JSON around them).
+    pub fn new(settings: &HooksSettings, signer: Signer, max_message_bytes: usize) -> Self {
+        let mut on = [false; HookName::ALL.len()];
+        for h in &settings.hooks {
+            on[h.index()] = true;
+        }
+        Self {
+            base: settings.url.trim_end_matches('/').to_owned(),
+            on,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            max_in_flight: settings.max_in_flight,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_answer_bytes: max_message_bytes.saturating_mul(2).saturating_add(64 << 10),
+            signer,
+            stats: Arc::new(HookStats::default()),
+            warned_malformed: Default::default(),
+        }
+    }
+
+    /// True when `hook` is on.
+    pub fn has(&self, hook: HookName) -> bool {
+        self.on[hook.index()]
+    }
+
+    /// The counters (metrics).
+    pub fn stats(&self) -> &Arc<HookStats> {
+        &self.stats
+    }
+
+    /// Calls in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Takes a slot for a `hook` call, counting the call; `Overloaded` (and
+    /// counted) when `max_in_flight` are taken.
+    pub fn begin(&self, hook: HookName) -> Result<Permit, HookError> {
+        let counters = self.stats.of(hook);
+        counters.call();
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit(self.in_flight.clone());
+        if before >= self.max_in_flight {
+            drop(permit);
+            counters.fail(HookError::Overloaded);
+            return Err(HookError::Overloaded);
+        }
+        Ok(permit)
+    }
+
+    /// `connect`: allow (with server-side channels) or deny.
+    pub async fn connect(
+        &self,
+        info: &SessionInfo,
+        claims: &Map<String, Value>,
+    ) -> Result<Verdict<Vec<String>>, HookError> {
+        let body = wire::ConnectBody {
+            claims,
+            remote: info.remote.map(|a| a.to_string()),
+        };
+        let permit = self.begin(HookName::Connect)?;
+        self.gate::<_, wire::ConnectAnswer, _>(HookName::Connect, permit, info, body)
+            .await
+    }
+
+    /// `subscribe`: may this session subscribe to `channel`?
+    pub async fn subscribe(
+        &self,
+        info: &SessionInfo,
+        channel: &str,
+    ) -> Result<Verdict<()>, HookError> {
+        let permit = self.begin(HookName::Subscribe)?;
+        let body = wire::SubscribeBody { channel };
+        self.gate::<_, wire::SubscribeAnswer, _>(HookName::Subscribe, permit, info, body)
+            .await
+    }
+
+    /// `publish`: may this session publish `data` to `channel`, and with
+    /// which data (`Some` = the backend's replacement)?
+    pub async fn publish(
+        &self,
+        info: &SessionInfo,
+        channel: &str,
+        data: &Value,
+    ) -> Result<Verdict<Option<Value>>, HookError> {
+        let permit = self.begin(HookName::Publish)?;
+        let body = wire::PublishBody { channel, data };
+        self.gate::<_, wire::PublishAnswer, _>(HookName::Publish, permit, info, body)
+            .await
+    }
+
+    /// `rpc`: the backend's result or error, passed through.
+    pub async fn rpc(
+        &self,
+        info: &SessionInfo,
+        method: &str,
+        data: &Value,
+    ) -> Result<wire::RpcAnswer, HookError> {
+        let permit = self.begin(HookName::Rpc)?;
+        let body = wire::RpcBody { method, data };
+        self.call(HookName::Rpc, &permit, info, body).await
+    }
+
+    /// `message`, with a slot already taken by [`HookClient::begin`] (the
+    /// session takes it when the message arrives, so messages waiting in its
+    /// pipeline count against `max_in_flight`).
+    pub async fn message(
+        &self,
+        permit: &Permit,
+        info: &SessionInfo,
+        body: wire::MessageBody,
+    ) -> Result<wire::MessageAnswer, HookError> {
+        self.call(HookName::Message, permit, info, body).await
+    }
+
+    /// A call whose answer carries `allow`; denials are counted.
+    async fn gate<B, A, T>(
+        &self,
+        hook: HookName,
+        permit: Permit,
+        info: &SessionInfo,
+        body: B,
+    ) -> Result<Verdict<T>, HookError>
+    where
+        B: Serialize,
+        A: DeserializeOwned + Into<Verdict<T>>,
+    {
+        let verdict: Verdict<T> = self.call::<B, A>(hook, &permit, info, body).await?.into();
+        if matches!(verdict, Verdict::Deny) {
+            self.stats.of(hook).deny();
+        }
+        Ok(verdict)
+    }
+
+    /// POSTs `body` to the hook's URL, signed, within the timeout; the answer
+    /// parsed as `A`. Every failure is counted with its kind.
+    async fn call<B: Serialize, A: DeserializeOwned>(
+        &self,
+        hook: HookName,
+        _permit: &Permit,
+        info: &SessionInfo,
+        body: B,
+    ) -> Result<A, HookError> {
+        let bytes = Request::new(info, body).to_bytes();
+        let started = Instant::now();
+        let answer = match tokio::time::timeout(self.timeout, self.post(hook, bytes)).await {
+            Ok(r) => r,
+            Err(_) => Err(HookError::Timeout),
+        };
+        let counters = self.stats.of(hook);
+        counters.observe(started.elapsed());
+        let result = answer.and_then(|body| {
+            wire::parse::<A>(&body).ok_or_else(|| {
+                if !self.warned_malformed[hook.index()].swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "hook {} at {} answered with malformed JSON (logged once); \
+                         treated as unavailable",
+                        hook.as_str(),
+                        info.listener_path
+                    );
+                }
+                HookError::Malformed
+            })
+        });
+        if let Err(e) = result {
+            counters.fail(e);
+            log::debug!(
+                "hook {} failed listener={} tenant={} session={} error={e}",
+                hook.as_str(),
+                info.listener_path,
+                info.tenant,
+                info.id
+            );
+        }
+        result
+    }
+
+    async fn post(&self, hook: HookName, body: Vec<u8>) -> Result<bytes::Bytes, HookError> {
+        let client = CLIENT.with(|c| {
+            c.get_or_init(|| crate::auth::http::client(CLIENT_TIMEOUT))
+                .clone()
+        });
+        let url = format!("{}/{}", self.base, hook.as_str());
+        let signature = self.signer.sign(&body);
+        let mut resp = client
+            .post(url)
+            .timeout(self.timeout)
+            .insert_header((CONTENT_TYPE, "application/json"))
+            .insert_header((SIGNATURE_HEADER, signature))
+            .send_body(body)
+            .await
+            .map_err(|e| match e {
+                awc::error::SendRequestError::Timeout => HookError::Timeout,
+                _ => HookError::Connect,
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(HookError::Status(status.as_u16()));
+        }
+        resp.body()
+            .limit(self.max_answer_bytes)
+            .await
+            .map_err(|e| match e {
+                awc::error::PayloadError::Overflow => HookError::Malformed,
+                _ => HookError::Connect,
+            })
+    }
+}

@@ -24,17 +24,76 @@ use crate::settings::{ClusterBackend, Settings};
 
 pub use self::redis::Timing;
 
+/// Why a cross-node message was lost (`wsplus_cluster_lost_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// `cluster.queue` messages were already waiting for Redis.
+    QueueFull,
+    /// Queuing it would have exceeded `cluster.queue_bytes`.
+    QueueBytes,
+    /// Redis was unreachable (or failed the write).
+    RedisDown,
+    /// Arrived from another node while this node's Broker mailbox was full.
+    BrokerFull,
+}
+
+impl LostReason {
+    /// Every reason, in metric order.
+    pub const ALL: [LostReason; 4] = [
+        LostReason::QueueFull,
+        LostReason::QueueBytes,
+        LostReason::RedisDown,
+        LostReason::BrokerFull,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostReason::QueueFull => "queue_full",
+            LostReason::QueueBytes => "queue_bytes",
+            LostReason::RedisDown => "redis_down",
+            LostReason::BrokerFull => "broker_full",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            LostReason::QueueFull => 0,
+            LostReason::QueueBytes => 1,
+            LostReason::RedisDown => 2,
+            LostReason::BrokerFull => 3,
+        }
+    }
+}
+
 /// Cross-node traffic counters (also in `/readyz` and metrics).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct ClusterStats {
     /// Messages this node handed to Redis for other nodes.
     pub published: AtomicU64,
     /// Messages from other nodes handed to this node's Broker.
     pub received: AtomicU64,
-    /// Messages lost cross-node (queue full, Redis down, Broker mailbox full).
-    pub lost: AtomicU64,
+    /// Messages lost cross-node, by [`LostReason`].
+    lost: [AtomicU64; 4],
     /// Times the node (re)connected to Redis.
     pub connects: AtomicU64,
+}
+
+impl ClusterStats {
+    /// Counts `n` messages lost for `reason`.
+    pub fn lose(&self, reason: LostReason, n: u64) {
+        self.lost[reason.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Messages lost for `reason`.
+    pub fn lost(&self, reason: LostReason) -> u64 {
+        self.lost[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Messages lost for any reason.
+    pub fn lost_total(&self) -> u64 {
+        LostReason::ALL.iter().map(|r| self.lost(*r)).sum()
+    }
 }
 
 /// A listener as the backplane sees it: nodes name listeners by path.
@@ -137,6 +196,7 @@ impl Cluster {
             lease: Duration::from_secs(c.lease_s),
             timeout: Duration::from_millis(c.timeout_ms),
             queue: c.queue,
+            queue_bytes: usize::try_from(c.queue_bytes).unwrap_or(usize::MAX),
         };
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
@@ -200,7 +260,7 @@ impl Cluster {
             "node": self.node_id,
             "published": self.stats.published.load(Ordering::Relaxed),
             "received": self.stats.received.load(Ordering::Relaxed),
-            "lost": self.stats.lost.load(Ordering::Relaxed),
+            "lost": self.stats.lost_total(),
             "connects": self.stats.connects.load(Ordering::Relaxed),
         })
     }

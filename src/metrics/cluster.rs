@@ -7,8 +7,8 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::family::Family;
-use crate::cluster::{Cluster, Readiness};
+use super::family::{label, Family};
+use crate::cluster::{Cluster, LostReason, Readiness};
 
 /// The cluster backend's counters and connection state.
 #[derive(Debug)]
@@ -39,11 +39,6 @@ impl Collector for ClusterMetrics {
                 &s.received,
             ),
             (
-                "cluster_lost",
-                "Cross-node messages lost (queue full, Redis down, Broker mailbox full).",
-                &s.lost,
-            ),
-            (
                 "cluster_connects",
                 "Times this node (re)connected to Redis.",
                 &s.connects,
@@ -52,6 +47,13 @@ impl Collector for ClusterMetrics {
         for (name, help, n) in counters {
             Family::counter(name, help).single(&mut out, n.load(Ordering::Relaxed))?;
         }
-        Ok(())
+        Family::counter(
+            "cluster_lost",
+            "Cross-node messages lost, by reason (queue_full, queue_bytes, redis_down, broker_full).",
+        )
+        .labelled(
+            &mut out,
+            LostReason::ALL.map(|r| (label("reason", r.as_str()), s.lost(r))),
+        )
     }
 }

@@ -398,6 +398,9 @@ pub struct ClusterSettings {
     /// Messages and registry updates waiting for Redis; beyond, they are dropped
     /// (and counted).
     pub queue: usize,
+    /// Bytes of messages waiting for Redis (channel names and payloads); a
+    /// message that would go beyond is dropped (and counted).
+    pub queue_bytes: u64,
 }
 
 impl Default for ClusterSettings {
@@ -409,6 +412,7 @@ impl Default for ClusterSettings {
             lease_s: 15,
             timeout_ms: 2000,
             queue: 8192,
+            queue_bytes: 32 << 20,
         }
     }
 }

@@ -150,6 +150,7 @@ fn cluster(p: &mut Problems, c: &super::ClusterSettings) {
     p.range("cluster.lease_s", c.lease_s, 2, MAX_LEASE_S);
     p.range("cluster.timeout_ms", c.timeout_ms, 50, 60_000);
     p.range("cluster.queue", c.queue as u64, 16, 1 << 20);
+    p.range("cluster.queue_bytes", c.queue_bytes, 64 << 10, 16 << 30);
 }
 
 fn listener(p: &mut Problems, at: &str, l: &ListenerSettings) {
@@ -409,6 +410,7 @@ node_id = "has space"
 lease_s = 31
 timeout_ms = 0
 queue = 1
+queue_bytes = 1000
 "#;
         let p = problems(toml);
         let expect = [
@@ -417,6 +419,7 @@ queue = 1
             "cluster.lease_s: must be between 2 and 30, got 31",
             "cluster.timeout_ms: must be between 50 and 60000, got 0",
             "cluster.queue: must be between 16 and 1048576, got 1",
+            "cluster.queue_bytes: must be between 65536 and 17179869184, got 1000",
         ];
         for e in expect {
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");

@@ -176,3 +176,105 @@ impl Drop for ChildNode {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl RedisServer {
+    /// Runs one command (`CLIENT KILL TYPE pubsub`, `CLIENT PAUSE 2000`...).
+    pub fn command(&self, args: &[&str]) {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let _: redis::Value = cmd.query(&mut self.conn()).expect("redis command");
+    }
+
+    /// Each node's slot count of `(listener, tenant)`, as Redis holds them.
+    pub fn slot_counts(
+        &self,
+        listener: &str,
+        tenant: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("wsplus:slots:{{{listener}:{tenant}}}"))
+            .query(&mut self.conn())
+            .expect("redis reachable");
+        fields
+            .into_iter()
+            .map(|(node, v)| (node, v.split(':').next().unwrap().parse().unwrap()))
+            .collect()
+    }
+}
+
+/// The `cluster.state` a node's `/readyz` reports (it stays 200 either way).
+pub async fn cluster_state(admin: SocketAddr) -> String {
+    let (status, body) = http_get(admin, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    body["cluster"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until every node's `/readyz` reports `state`.
+pub async fn wait_cluster_state(admins: &[SocketAddr], state: &str) {
+    for admin in admins {
+        eventually(&format!("readyz reports the cluster {state}"), || async {
+            cluster_state(*admin).await == state
+        })
+        .await;
+    }
+}
+
+/// A client driven by its own task: it reads all the time (so a flow of
+/// messages never makes it a slow consumer) and sends what it is given.
+pub struct Peer {
+    send: tokio::sync::mpsc::UnboundedSender<String>,
+    got: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Peer {
+    /// Drives `ws`.
+    pub fn new(mut ws: crate::Ws) -> Self {
+        let (send, mut outbox) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (inbox, got) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = ws.recv_text() => {
+                        if inbox.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    out = outbox.recv() => match out {
+                        Some(text) => ws.send_text(&text).await,
+                        None => return,
+                    },
+                }
+            }
+        });
+        Self { send, got }
+    }
+
+    /// A sender for this client's messages (to publish from another task).
+    pub fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<String> {
+        self.send.clone()
+    }
+
+    /// Sends a text message.
+    pub fn send(&self, text: &str) {
+        self.send.send(text.to_owned()).expect("peer task running");
+    }
+
+    /// Skips messages until `want` arrives (each within [`WAIT`]).
+    pub async fn recv_until(&mut self, want: &str) {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.got.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {want:?}"))
+                .expect("peer task ended");
+            if m == want {
+                return;
+            }
+        }
+    }
+}

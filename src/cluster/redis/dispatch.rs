@@ -22,7 +22,7 @@ use wsplus_actors::{Counters, Delivery, ListenerId, TenantId};
 use super::link::Health;
 use crate::cluster::keys::{self, Channel};
 use crate::cluster::wire::{self, Body};
-use crate::cluster::ClusterStats;
+use crate::cluster::{ClusterStats, LostReason};
 
 /// An admin request of another node: (origin node, call id, request).
 pub(super) type Incoming = (String, u64, NodeRequest);
@@ -144,7 +144,7 @@ impl Dispatch {
         };
         if broker.try_send(msg).is_err() {
             self.counters.add_dropped(DropReason::Backplane);
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            self.stats.lose(LostReason::BrokerFull, 1);
         }
     }
 }

@@ -13,6 +13,12 @@ pub enum LinkError {
     /// No answer within `cluster.timeout_ms`.
     #[error("no answer within {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// A resync could not be queued (the queue to a task was full).
+    #[error("queue full")]
+    QueueFull,
+    /// The task that was to do the work is gone (the node is stopping).
+    #[error("backplane task stopped")]
+    Stopped,
 }
 
 /// Runs one round trip bounded by `timeout`.

@@ -1,30 +1,29 @@
 //! The connection side of the Redis backplane: the node's two connections
-//! (commands, and subscriptions with their push handler), its health (a watch
-//! channel, so waiting for a connection is an await, not a poll), and every
-//! round trip the tasks and the Broker-facing handle make: heartbeat, rewrite of
-//! the node's state, slot requests, registry look-ups, admin calls.
+//! (commands, and subscriptions with their push handler), the queues to its
+//! tasks, its health (a watch channel, so waiting for a connection is an await,
+//! not a poll), and every round trip the tasks and the Broker-facing handle
+//! make: heartbeat, resync, slot requests, registry look-ups, admin calls.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use wsplus_actors::backplane::{NodeReply, NodeRequest, SlotDecision};
 use wsplus_actors::counters::DropReason;
 use wsplus_actors::Scope;
 
 use super::dispatch::Dispatch;
 use super::error::{bounded, LinkError};
-use super::mirror::Mirror;
+use super::mirror::{Mirror, Snapshot};
+use super::queue::{Full, Op, OpQueue};
 use super::scripts::{Scripts, SlotOp};
+use super::subs::{Subscriptions, CHUNK};
 use super::Timing;
 use crate::cluster::keys;
 use crate::cluster::wire;
-use crate::cluster::{ClusterStats, NodeListener};
-
-/// Registry fields per HSET when rewriting it.
-const CHUNK: usize = 500;
+use crate::cluster::{ClusterStats, LostReason, NodeListener};
 
 /// Whether Redis answers and this node's state there is current.
 #[derive(Debug)]
@@ -104,6 +103,10 @@ pub(super) struct Link {
     pub conn: ConnectionManager,
     pub pubsub: ConnectionManager,
     pub mirror: Mutex<Mirror>,
+    /// To the writer task.
+    pub ops: OpQueue,
+    /// Wanted channels and the queue to the subscription task.
+    pub subs: Subscriptions,
     pub dispatch: Arc<Dispatch>,
     pub health: Arc<Health>,
     pub next_call: AtomicU64,
@@ -134,11 +137,33 @@ impl Link {
     }
 
     /// Counts `n` cross-node messages as lost.
-    pub fn lose(&self, n: u64) {
+    pub fn lose(&self, reason: LostReason, n: u64) {
         for _ in 0..n {
             self.dispatch.counters.add_dropped(DropReason::Backplane);
         }
-        self.stats().lost.fetch_add(n, Ordering::Relaxed);
+        self.stats().lose(reason, n);
+    }
+
+    /// Queues a publish for other nodes; lost (and counted) while Redis is down
+    /// or the queue is full.
+    pub fn publish(&self, channel: String, payload: Vec<u8>) {
+        if !self.up() {
+            return self.lose(LostReason::RedisDown, 1);
+        }
+        match self.ops.push(Op::Publish { channel, payload }) {
+            Ok(()) => {}
+            Err(Full::Messages) => self.lose(LostReason::QueueFull, 1),
+            Err(Full::Bytes) => self.lose(LostReason::QueueBytes, 1),
+        }
+    }
+
+    /// Queues a write of this node's state (call it with the mirror locked, so
+    /// writes keep the mirror's order). One that cannot be queued asks for a
+    /// resync, which rewrites the state from the mirror.
+    pub fn write_state(&self, op: Op) {
+        if self.ops.push(op).is_err() {
+            self.health.want_resync();
+        }
     }
 
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, LinkError> {
@@ -151,13 +176,18 @@ impl Link {
         bounded(self.timing.timeout, p.exec_async(&mut conn)).await
     }
 
-    pub async fn subscription(&self, subscribe: bool, channel: &str) -> Result<(), LinkError> {
+    /// One SUBSCRIBE or UNSUBSCRIBE of `channels`.
+    pub async fn subscription(
+        &self,
+        subscribe: bool,
+        channels: &[String],
+    ) -> Result<(), LinkError> {
         let mut ps = self.pubsub.clone();
         bounded(self.timing.timeout, async {
             if subscribe {
-                ps.subscribe(channel).await
+                ps.subscribe(channels).await
             } else {
-                ps.unsubscribe(channel).await
+                ps.unsubscribe(channels).await
             }
         })
         .await
@@ -192,15 +222,24 @@ impl Link {
         bounded(self.timing.timeout, redis::cmd("PING").exec_async(&mut ps)).await
     }
 
-    /// Rewrites everything this node put in Redis from the mirror.
+    /// Rewrites everything this node put in Redis: subscriptions (through the
+    /// subscription task) and registry, lease and slots (through the writer),
+    /// each queued in order with the changes made before and after it.
     pub async fn resync(&self) -> Result<(), LinkError> {
-        let snap = self.mirror().snapshot();
-        for ch in self.fixed_channels().iter().chain(&snap.channels) {
-            self.subscription(true, ch).await?;
+        let subscribed = self.subs.resync(self.fixed_channels())?;
+        subscribed.await.map_err(|_| LinkError::Stopped)??;
+        let (ack, written) = oneshot::channel();
+        {
+            let mirror = self.mirror();
+            self.ops
+                .push(Op::Rewrite(mirror.snapshot(), ack))
+                .map_err(|_| LinkError::QueueFull)?;
         }
-        for ch in &snap.stale {
-            self.subscription(false, ch).await?;
-        }
+        written.await.map_err(|_| LinkError::Stopped)?
+    }
+
+    /// The writer's part of a resync: registry, lease and slots from `snap`.
+    pub async fn rewrite(&self, snap: &Snapshot) -> Result<(), LinkError> {
         let lease = self.timing.lease_ms();
         let mut p = redis::pipe();
         p.atomic();
@@ -214,9 +253,7 @@ impl Link {
             p.add_command(self.scripts.slots(key, SlotOp::Set(*n), &self.node, lease))
                 .ignore();
         }
-        self.pipe(&p).await?;
-        self.mirror().left(&snap.stale);
-        Ok(())
+        self.pipe(&p).await
     }
 
     /// Live nodes other than this one.

@@ -1,14 +1,17 @@
 //! This node's truth, of which Redis only ever holds a copy: the sessions it
-//! registered, the tenant slots it holds and the tenant channels it wants.
+//! registered and the tenant slots it holds (the channels it wants are in
+//! [`super::subs`]).
 //!
-//! The Broker's calls update it synchronously (under a mutex never held across
-//! an await); the ticker rewrites Redis from a [`Snapshot`] of it after any
-//! doubt, and the heartbeat writes its slot counts every `lease_s / 3`, so a
-//! slot update lost on the way to Redis is corrected within a lease tick.
+//! The Broker's calls update it synchronously, under a mutex never held across
+//! an await, and queue the matching write to Redis *under the same lock*, so the
+//! writer applies changes in the order they were made here. After any doubt the
+//! ticker queues a [`Snapshot`] the same way and the writer rewrites Redis from
+//! it; every heartbeat also writes the slot counts, so a slot update lost on the
+//! way to Redis is corrected within a lease tick.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-/// This node's sessions, slots and channels.
+/// This node's sessions and slots.
 #[derive(Debug, Default)]
 pub(super) struct Mirror {
     /// Session id → `listener:tenant` (registry values).
@@ -16,19 +19,11 @@ pub(super) struct Mirror {
     /// Slots key → slots held (granted, being asked for, or taken while Redis
     /// was down).
     held: HashMap<String, usize>,
-    /// Tenant channels wanted (a room exists or a join is in progress).
-    channels: HashSet<String>,
-    /// Channels to leave that Redis could not be told about.
-    stale: HashSet<String>,
 }
 
 /// A copy of the mirror for a rewrite of Redis.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Snapshot {
-    /// Wanted tenant channels.
-    pub channels: Vec<String>,
-    /// Channels to leave (never one of `channels`).
-    pub stale: Vec<String>,
     /// (session id, registry value).
     pub sessions: Vec<(String, String)>,
     /// (slots key, count).
@@ -48,19 +43,23 @@ impl Mirror {
 
     /// One more slot of `key` (counted before Redis is asked, so a heartbeat
     /// racing with the request never writes a count below what Redis is about
-    /// to hold).
+    /// to hold: the error, until the next heartbeat, is on the safe side).
     pub fn take_slot(&mut self, key: &str) {
         *self.held.entry(key.to_owned()).or_default() += 1;
     }
 
-    /// One slot of `key` less (released, or refused by the cluster).
-    pub fn give_slot(&mut self, key: &str) {
-        if let Some(n) = self.held.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(key);
-            }
+    /// One slot of `key` less (released, or refused by the cluster); returns
+    /// what is left.
+    pub fn give_slot(&mut self, key: &str) -> usize {
+        let Some(n) = self.held.get_mut(key) else {
+            return 0;
+        };
+        *n -= 1;
+        let left = *n;
+        if left == 0 {
+            self.held.remove(key);
         }
+        left
     }
 
     /// Slot counts, for the heartbeat.
@@ -73,42 +72,15 @@ impl Mirror {
         self.held.keys().cloned().collect()
     }
 
-    /// The node wants the messages of `channel`.
-    pub fn want(&mut self, channel: &str) {
-        self.stale.remove(channel);
-        self.channels.insert(channel.to_owned());
-    }
-
-    /// The node no longer wants `channel`.
-    pub fn unwant(&mut self, channel: &str) {
-        self.channels.remove(channel);
-    }
-
-    /// Redis could not be told to stop sending `channel`.
-    pub fn mark_stale(&mut self, channel: String) {
-        if !self.channels.contains(&channel) {
-            self.stale.insert(channel);
-        }
-    }
-
     /// A copy for a rewrite of Redis.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            channels: self.channels.iter().cloned().collect(),
-            stale: self.stale.iter().cloned().collect(),
             sessions: self
                 .sessions
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             held: self.held(),
-        }
-    }
-
-    /// After a rewrite: Redis was told to leave these.
-    pub fn left(&mut self, stale: &[String]) {
-        for ch in stale {
-            self.stale.remove(ch);
         }
     }
 }
@@ -123,40 +95,15 @@ mod tests {
         m.take_slot("k");
         m.take_slot("k");
         m.take_slot("j");
-        m.give_slot("k");
+        assert_eq!(m.give_slot("k"), 1);
         let mut held = m.held();
         held.sort();
         assert_eq!(held, [("j".to_string(), 1), ("k".to_string(), 1)]);
-        m.give_slot("k");
-        m.give_slot("k"); // one release too many never underflows
-        m.give_slot("nope");
+        assert_eq!(m.give_slot("k"), 0);
+        // One release too many never underflows.
+        assert_eq!(m.give_slot("k"), 0);
+        assert_eq!(m.give_slot("nope"), 0);
         assert_eq!(m.slot_keys(), ["j"]);
-    }
-
-    #[test]
-    fn a_channel_wanted_again_is_no_longer_stale() {
-        let mut m = Mirror::default();
-        m.want("a");
-        m.unwant("a");
-        m.mark_stale("a".into());
-        assert_eq!(m.snapshot().stale, ["a"]);
-        m.want("a");
-        let s = m.snapshot();
-        assert_eq!((s.channels, s.stale), (vec!["a".to_string()], vec![]));
-        // A channel still wanted is never marked stale.
-        m.mark_stale("a".into());
-        assert!(m.snapshot().stale.is_empty());
-    }
-
-    #[test]
-    fn a_rewrite_forgets_the_channels_it_left() {
-        let mut m = Mirror::default();
-        m.mark_stale("a".into());
-        m.mark_stale("b".into());
-        let s = m.snapshot();
-        m.mark_stale("c".into()); // after the snapshot: still to leave
-        m.left(&s.stale);
-        assert_eq!(m.snapshot().stale, ["c"]);
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //!
 //! Everything runs on one dedicated arbiter thread, never on an actor's:
 //!
-//! * [`link`] — the two connections (commands; subscriptions, RESP3 with
-//!   automatic resubscription), the node's health (a watch channel), and every
-//!   round trip (heartbeat, resync, slots, registry look-ups, admin calls);
+//! * [`link`] — the two connections (commands; subscriptions, RESP3), the
+//!   node's health (a watch channel), and every round trip (heartbeat, resync,
+//!   slots, registry look-ups, admin calls);
+//! * [`subs`] — the channels this node wants and the task that keeps Redis in
+//!   step, batched and pipelined (the seam for new kinds of channels);
 //! * [`dispatch`] — what arrives on the subscription connection and where it
 //!   goes (Broker, rpc task, waiting calls);
-//! * [`tasks`] — writer, subscriber, ticker and rpc server;
-//! * [`mirror`] — this node's truth (sessions, held slots, wanted channels),
-//!   updated synchronously by the Broker's calls; Redis is only ever a copy of
-//!   it, rewritten after any doubt;
+//! * [`queue`] — the writer's queue, bounded in operations and in bytes;
+//! * [`tasks`] — writer, ticker and rpc server;
+//! * [`mirror`] — this node's truth (sessions, held slots), updated
+//!   synchronously by the Broker's calls; Redis is only ever a copy of it,
+//!   rewritten after any doubt;
 //! * [`scripts`] — the Lua scripts (slots, leases), timed by Redis' clock.
 //!
 //! This file is the Broker-facing handle: the [`Backplane`] implementation,
@@ -21,7 +24,9 @@ mod dispatch;
 mod error;
 mod link;
 mod mirror;
+mod queue;
 mod scripts;
+mod subs;
 mod tasks;
 #[cfg(test)]
 mod test_redis;
@@ -43,8 +48,10 @@ use wsplus_actors::{
 use self::dispatch::{Dispatch, Incoming};
 use self::link::{Health, Link};
 use self::mirror::Mirror;
+use self::queue::Op;
 use self::scripts::Scripts;
-use self::tasks::{Op, SubOp, MIN_BACKOFF};
+use self::subs::Subscriptions;
+use self::tasks::MIN_BACKOFF;
 use super::{keys, wire, ClusterStats, NodeListener};
 
 /// Admin requests from other nodes waiting for the Broker.
@@ -57,8 +64,10 @@ pub struct Timing {
     pub lease: Duration,
     /// Longest wait for Redis or for other nodes' answers.
     pub timeout: Duration,
-    /// Capacity of the queue to the writer task.
+    /// Capacity of the queue to the writer task, in operations.
     pub queue: usize,
+    /// Capacity of the queue to the writer task, in bytes.
+    pub queue_bytes: usize,
 }
 
 impl Timing {
@@ -83,8 +92,6 @@ impl Timing {
 /// The Broker-facing half of the Redis backplane.
 pub struct RedisBackplane {
     link: Arc<Link>,
-    ops: mpsc::Sender<Op>,
-    subs: mpsc::Sender<SubOp>,
     arbiter: ArbiterHandle,
     /// Other nodes' requests, until [`RedisBackplane::attach`] hands them to the Broker.
     rpc: Mutex<Option<mpsc::Receiver<Incoming>>>,
@@ -140,12 +147,15 @@ impl RedisBackplane {
             redis::Client::open(sub_info)?,
             timing
                 .manager_config()
+                // No automatic resubscription: after a reconnect the resync
+                // subscribes what this node wants now, in batches.
                 .set_push_sender(move |p: PushInfo| {
                     push.on_push(p);
                     Ok::<(), std::convert::Infallible>(())
-                })
-                .set_automatic_resubscription(),
+                }),
         )?;
+        let (ops, ops_rx) = queue::channel(timing.queue, timing.queue_bytes);
+        let (subs_tx, subs_rx) = mpsc::channel(timing.queue);
         let link = Arc::new(Link {
             registry: keys::registry_key(&node),
             node,
@@ -155,20 +165,18 @@ impl RedisBackplane {
             conn,
             pubsub,
             mirror: Mutex::new(Mirror::default()),
+            ops,
+            subs: Subscriptions::new(subs_tx, health.clone()),
             dispatch,
             health,
             next_call: AtomicU64::new(1),
             left: AtomicBool::new(false),
         });
-        let (ops_tx, ops_rx) = mpsc::channel(timing.queue);
-        let (subs_tx, subs_rx) = mpsc::channel(timing.queue);
         actix_rt::spawn(tasks::writer(link.clone(), ops_rx));
-        actix_rt::spawn(tasks::subscriber(link.clone(), subs_rx));
+        actix_rt::spawn(subs::subscriber(link.clone(), subs_rx));
         actix_rt::spawn(tasks::ticker(Arc::downgrade(&link)));
         Ok(Arc::new(Self {
             link,
-            ops: ops_tx,
-            subs: subs_tx,
             arbiter,
             rpc: Mutex::new(Some(rpc_rx)),
         }))
@@ -185,12 +193,7 @@ impl RedisBackplane {
         let _ = self.link.dispatch.remote.set(broker.clone().recipient());
         let rx = self.rpc.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(rx) = rx {
-            let server = tasks::rpc_server(
-                self.link.clone(),
-                self.ops.clone(),
-                broker.clone().recipient(),
-                rx,
-            );
+            let server = tasks::rpc_server(self.link.clone(), broker.clone().recipient(), rx);
             self.arbiter.spawn(server);
         }
     }
@@ -237,21 +240,6 @@ impl RedisBackplane {
         })
     }
 
-    fn send_op(&self, op: Op) {
-        let is_publish = matches!(op, Op::Publish { .. });
-        if is_publish && !self.link.up() {
-            self.link.lose(1);
-            return;
-        }
-        if self.ops.try_send(op).is_err() {
-            if is_publish {
-                self.link.lose(1);
-            } else {
-                self.link.health.want_resync();
-            }
-        }
-    }
-
     fn listener(&self, id: ListenerId) -> Option<&NodeListener> {
         self.link.listeners.get(usize::from(id.0))
     }
@@ -272,7 +260,7 @@ impl RedisBackplane {
 
     fn publish(&self, channel: String, delivery: &Delivery) {
         let payload = wire::delivery(&self.link.node, delivery);
-        self.send_op(Op::Publish { channel, payload });
+        self.link.publish(channel, payload);
     }
 }
 
@@ -298,34 +286,19 @@ impl Backplane for RedisBackplane {
     }
 
     fn room_opened(&self, listener: ListenerId, tenant: &TenantId) -> BoxFuture<'static, ()> {
-        let Some(channel) = self.tenant_channel(listener, tenant) else {
-            return Box::pin(std::future::ready(()));
-        };
-        self.link.mirror().want(&channel);
-        let (tx, rx) = oneshot::channel();
-        if !self.link.up() || self.subs.try_send(SubOp::Subscribe(channel, tx)).is_err() {
-            // The ticker subscribes every wanted channel once Redis is back.
-            self.link.health.want_resync();
-            return Box::pin(std::future::ready(()));
-        }
+        let confirmed = self
+            .tenant_channel(listener, tenant)
+            .and_then(|channel| self.link.subs.want(channel));
         Box::pin(async move {
-            let _ = rx.await;
+            if let Some(rx) = confirmed {
+                let _ = rx.await;
+            }
         })
     }
 
     fn room_closed(&self, listener: ListenerId, tenant: &TenantId) {
-        let Some(channel) = self.tenant_channel(listener, tenant) else {
-            return;
-        };
-        self.link.mirror().unwant(&channel);
-        if !self.link.up()
-            || self
-                .subs
-                .try_send(SubOp::Unsubscribe(channel.clone()))
-                .is_err()
-        {
-            self.link.mirror().mark_stale(channel);
-            self.link.health.want_resync();
+        if let Some(channel) = self.tenant_channel(listener, tenant) {
+            self.link.subs.unwant(&channel);
         }
     }
 
@@ -336,13 +309,15 @@ impl Backplane for RedisBackplane {
             keys::escape(info.tenant.as_str())
         );
         let session = info.id.to_string();
-        self.link.mirror().join(session.clone(), value.clone());
-        self.send_op(Op::Register { session, value });
+        let mut mirror = self.link.mirror();
+        mirror.join(session.clone(), value.clone());
+        self.link.write_state(Op::Register { session, value });
     }
 
     fn session_left(&self, info: &SessionInfo) {
-        self.link.mirror().leave(info.id.as_str());
-        self.send_op(Op::Unregister {
+        let mut mirror = self.link.mirror();
+        mirror.leave(info.id.as_str());
+        self.link.write_state(Op::Unregister {
             session: info.id.to_string(),
         });
     }
@@ -377,8 +352,9 @@ impl Backplane for RedisBackplane {
         let Some(key) = self.slots_key(listener, tenant) else {
             return;
         };
-        self.link.mirror().give_slot(&key);
-        self.send_op(Op::Release { key });
+        let mut mirror = self.link.mirror();
+        let n = mirror.give_slot(&key);
+        self.link.write_state(Op::Slots { key, n });
     }
 
     fn locate(&self, session: &SessionId) -> BoxFuture<'static, Option<String>> {

@@ -12,7 +12,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ///
 /// * `acquire` (n = cap): drop expired fields, refuse (-1) when the live total
 ///   is at the cap, else add one to this node's count; returns the new total.
-/// * `release`: one less for this node (the field goes at 0).
 /// * `set` (n = local count): this node's count is n, with a fresh lease (every
 ///   heartbeat and after a reconnect: Redis is rewritten from the node's truth,
 ///   so a lost release or acquire is corrected within a lease tick).
@@ -48,10 +47,6 @@ if mode == 'acquire' then
   if total >= n then return -1 end
   put(mine + 1)
   return total + 1
-elseif mode == 'release' then
-  local c = count(redis.call('HGET', KEYS[1], node))
-  if c == nil then return 0 end
-  return put(c - 1)
 else
   return put(n)
 end
@@ -106,8 +101,6 @@ fn eval(src: &str, keys: &[&str]) -> redis::Cmd {
 pub enum SlotOp {
     /// Take one if the live total is below this cap (the script returns -1 if not).
     Acquire(usize),
-    /// Give one back.
-    Release,
     /// This node holds exactly this many (renews the lease).
     Set(usize),
 }
@@ -116,7 +109,6 @@ impl SlotOp {
     fn args(self) -> (&'static str, usize) {
         match self {
             SlotOp::Acquire(cap) => ("acquire", cap),
-            SlotOp::Release => ("release", 0),
             SlotOp::Set(n) => ("set", n),
         }
     }
@@ -167,17 +159,14 @@ mod tests {
             -1,
             "at the cap"
         );
-        slots(&mut c, &s, "a", SlotOp::Release, lease);
+        // A release writes the node's new count.
+        slots(&mut c, &s, "a", SlotOp::Set(1), lease);
         assert_eq!(slots(&mut c, &s, "b", SlotOp::Acquire(3), lease), 3);
         // Node a lost a release on the way: its next heartbeat writes its truth.
         slots(&mut c, &s, "a", SlotOp::Set(0), lease);
         let fields: Vec<String> = redis::cmd("HKEYS").arg("k").query(&mut c).unwrap();
         assert_eq!(fields, ["b"]);
         assert_eq!(slots(&mut c, &s, "a", SlotOp::Acquire(3), lease), 3);
-        // A release with nothing held never goes below zero.
-        for _ in 0..3 {
-            slots(&mut c, &s, "c", SlotOp::Release, lease);
-        }
         assert_eq!(slots(&mut c, &s, "c", SlotOp::Acquire(3), lease), -1);
     }
 

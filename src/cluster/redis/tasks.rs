@@ -1,14 +1,16 @@
-//! The tasks of the Redis backplane, all on its own arbiter thread:
+//! The tasks of the Redis backplane, all on its own arbiter thread (the
+//! subscription task is in [`super::subs`]):
 //!
-//! * **writer** — drains the bounded queue of [`Op`]s (publishes, registry and
-//!   slot updates, admin replies) into pipelines, in order. While Redis is down
-//!   a publish is lost (counted); a registry or slot update asks for a resync,
-//!   which rewrites them from the mirror.
-//! * **subscriber** — applies subscribe/unsubscribe requests in order.
+//! * **writer** — drains the [`super::queue`] into pipelines, in order:
+//!   publishes, admin replies, registry and slot updates, and rewrites of the
+//!   node's state. While Redis is down a publish is lost (counted); a registry
+//!   or slot update is skipped until the next rewrite, which the ticker queues
+//!   after it and which carries it (the mirror is the source of both).
 //! * **ticker** — renews the lease every `lease_s / 3`; when a resync is wanted
-//!   (Redis was unreachable, or an update could not be queued) it rewrites the
-//!   node's whole state, retrying with exponential backoff and jitter, before
-//!   declaring the node connected again.
+//!   (Redis was unreachable, or an update could not be queued) it takes the
+//!   request *before* copying the state and rewrites the node's whole state,
+//!   retrying with exponential backoff and jitter, before declaring the node
+//!   connected again; a request made meanwhile starts another round at once.
 //! * **rpc server** — answers other nodes' admin requests with the Broker's
 //!   local answer.
 
@@ -18,122 +20,120 @@ use std::time::Duration;
 
 use actix::Recipient;
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
 use wsplus_actors::broker::NodeCall;
 
 use super::dispatch::Incoming;
 use super::link::Link;
+use super::queue::{Op, OpReceiver};
 use super::scripts::SlotOp;
-use crate::cluster::{keys, wire};
+use crate::cluster::{keys, wire, LostReason};
 
 /// Ops written per pipeline round trip.
 const BATCH: usize = 256;
 /// First retry delay after Redis became unreachable.
 pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Work for the writer task.
-#[derive(Debug)]
-pub(super) enum Op {
-    /// A message for other nodes (counted as lost if it fails).
-    Publish { channel: String, payload: Vec<u8> },
-    /// An admin reply (not a client message).
-    Reply { channel: String, payload: Vec<u8> },
-    /// Registry: a session joined this node.
-    Register { session: String, value: String },
-    /// Registry: a session left.
-    Unregister { session: String },
-    /// Slots: one less for this node.
-    Release { key: String },
+/// One pipeline of the writer.
+struct Pipeline {
+    p: redis::Pipeline,
+    /// Publishes in it (lost if it fails).
+    publishes: u64,
+    /// Commands in it.
+    len: usize,
 }
 
-/// Work for the subscriber task.
-#[derive(Debug)]
-pub(super) enum SubOp {
-    /// Subscribe; the sender is told once Redis confirmed (or failed).
-    Subscribe(String, oneshot::Sender<()>),
-    /// Unsubscribe.
-    Unsubscribe(String),
-}
+impl Pipeline {
+    fn new() -> Self {
+        Self {
+            p: redis::pipe(),
+            publishes: 0,
+            len: 0,
+        }
+    }
 
-/// Writes queued ops in pipelines, in order.
-pub(super) async fn writer(link: Arc<Link>, mut rx: mpsc::Receiver<Op>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut publishes = 0u64;
-        let mut state = false;
-        let mut p = redis::pipe();
+    /// Adds `op` (never a rewrite); `synced` says whether Redis holds this
+    /// node's state, so that updates to it make sense.
+    fn add(&mut self, link: &Link, op: Op, synced: bool) {
         let lease = link.timing.lease_ms();
-        for op in batch.drain(..) {
-            match op {
-                Op::Publish { channel, payload } => {
-                    publishes += 1;
-                    p.publish(channel, payload).ignore();
+        match op {
+            Op::Publish { channel, payload } => {
+                if !link.up() {
+                    return link.lose(LostReason::RedisDown, 1);
                 }
-                Op::Reply { channel, payload } => {
-                    p.publish(channel, payload).ignore();
-                }
-                Op::Register { session, value } => {
-                    state = true;
-                    // A new hash has no TTL until the next heartbeat: give it one.
-                    p.hset(&link.registry, session, value)
-                        .ignore()
-                        .pexpire(&link.registry, lease as i64)
-                        .ignore();
-                }
-                Op::Unregister { session } => {
-                    state = true;
-                    p.hdel(&link.registry, session).ignore();
-                }
-                Op::Release { key } => {
-                    state = true;
-                    p.add_command(link.scripts.slots(&key, SlotOp::Release, &link.node, lease))
-                        .ignore();
-                }
+                self.publishes += 1;
+                self.p.publish(channel, payload).ignore();
             }
-        }
-        if !link.up() {
-            // Publishes are lost; registry and slots are rewritten by the resync.
-            link.lose(publishes);
-            if state {
-                link.health.want_resync();
+            Op::Reply { channel, payload } => {
+                self.p.publish(channel, payload).ignore();
             }
-            continue;
+            // Not synced: the rewrite queued after this carries it.
+            Op::Register { .. } | Op::Unregister { .. } | Op::Slots { .. } if !synced => return,
+            Op::Register { session, value } => {
+                // A new hash has no TTL until the next heartbeat: give it one.
+                self.p
+                    .hset(&link.registry, session, value)
+                    .ignore()
+                    .pexpire(&link.registry, lease as i64)
+                    .ignore();
+            }
+            Op::Unregister { session } => {
+                self.p.hdel(&link.registry, session).ignore();
+            }
+            Op::Slots { key, n } => {
+                self.p
+                    .add_command(link.scripts.slots(&key, SlotOp::Set(n), &link.node, lease))
+                    .ignore();
+            }
+            Op::Rewrite(..) => unreachable!("rewrites are not pipelined"),
         }
-        match link.pipe(&p).await {
+        self.len += 1;
+    }
+
+    /// Sends what was added; false if Redis failed.
+    async fn flush(&mut self, link: &Link) -> bool {
+        let full = std::mem::replace(self, Self::new());
+        if full.len == 0 {
+            return true;
+        }
+        match link.pipe(&full.p).await {
             Ok(()) => {
                 link.stats()
                     .published
-                    .fetch_add(publishes, Ordering::Relaxed);
+                    .fetch_add(full.publishes, Ordering::Relaxed);
+                true
             }
             Err(e) => {
-                link.lose(publishes);
-                link.mark_down("publish", &e);
+                link.lose(LostReason::RedisDown, full.publishes);
+                link.mark_down("write", &e);
+                false
             }
         }
     }
 }
 
-/// Applies subscription changes in order.
-pub(super) async fn subscriber(link: Arc<Link>, mut rx: mpsc::Receiver<SubOp>) {
-    while let Some(op) = rx.recv().await {
-        let (subscribe, channel, ack) = match op {
-            SubOp::Subscribe(c, ack) => (true, c, Some(ack)),
-            SubOp::Unsubscribe(c) => (false, c, None),
-        };
-        if link.up() {
-            if let Err(e) = link.subscription(subscribe, &channel).await {
-                link.mark_down("subscribe", &e);
+/// Writes queued ops in pipelines, in order.
+pub(super) async fn writer(link: Arc<Link>, mut rx: OpReceiver) {
+    // Redis holds this node's state: set by a rewrite, cleared by a failure.
+    let mut synced = false;
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let held: usize = batch.iter().map(Op::size).sum();
+        let mut pipe = Pipeline::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Rewrite(snap, ack) => {
+                    // What came before the rewrite goes first; its failure is
+                    // repaired by the rewrite itself.
+                    pipe.flush(&link).await;
+                    let done = link.rewrite(&snap).await;
+                    synced = done.is_ok();
+                    let _ = ack.send(done);
+                }
+                op => pipe.add(&link, op, synced),
             }
         }
-        if !link.up() {
-            if !subscribe {
-                link.mirror().mark_stale(channel);
-            }
-            link.health.want_resync();
-        }
-        if let Some(ack) = ack {
-            let _ = ack.send(());
-        }
+        synced &= pipe.flush(&link).await;
+        rx.written(held);
     }
 }
 
@@ -191,9 +191,8 @@ pub(super) async fn ticker(link: Weak<Link>) {
 /// Answers other nodes' admin requests with the Broker's local answers.
 pub(super) async fn rpc_server(
     link: Arc<Link>,
-    ops: mpsc::Sender<Op>,
     broker: Recipient<NodeCall>,
-    mut rx: mpsc::Receiver<Incoming>,
+    mut rx: tokio::sync::mpsc::Receiver<Incoming>,
 ) {
     while let Some((origin, id, request)) = rx.recv().await {
         let timeout = link.timing.timeout;
@@ -205,7 +204,7 @@ pub(super) async fn rpc_server(
             channel: keys::node_channel(&origin),
             payload: wire::reply(&link.node, id, &reply),
         };
-        if ops.try_send(op).is_err() {
+        if link.ops.push(op).is_err() {
             log::warn!("cluster: queue full, admin reply to node {origin} dropped");
         }
     }

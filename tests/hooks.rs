@@ -359,3 +359,45 @@ async fn admin_listeners_show_the_hooks_without_the_secret() {
     assert_eq!(v[0]["hooks"]["secret_env"], "HOOK_SECRET");
     assert!(!listeners.body.contains(HOOK_SECRET));
 }
+
+#[test]
+fn check_config_reports_missing_hook_and_webhook_secrets_by_key() {
+    let missing = temp_dir("hooks-cc").join("no-secret").display().to_string();
+    let cfg = temp_config(
+        "hooks-cc",
+        &format!(
+            "[admin]\nbind = \"127.0.0.1:0\"\n[[listeners]]\npath = \"/ws\"\n\
+             [listeners.auth]\nmode = \"none\"\n[listeners.tenant]\nfrom = \"static\"\nstatic_id = \"t\"\n\
+             [listeners.hooks]\nurl = \"http://127.0.0.1:9/h\"\nhooks = [\"connect\"]\nsecret_env = \"WSPLUS_HOOK_CC_UNSET\"\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9/e\"\nevents = [\"session.opened\"]\nsecret_file = {missing:?}\n"
+        ),
+    );
+    let out = wsplus_bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.lines().any(|l| l
+            == "listeners[0].hooks: environment variable WSPLUS_HOOK_CC_UNSET is unset or empty"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == format!("webhooks[0]: secret file {missing} is unreadable or empty")),
+        "{stderr}"
+    );
+    let out = wsplus_bin()
+        .args(["check-config", "--no-secrets", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -80,6 +80,35 @@ pub enum HooksSetupError {
     },
 }
 
+/// Every hook and webhook secret of `settings` that cannot be read (the
+/// pre-start checks of `serve` and `check-config`).
+pub fn secret_problems(
+    settings: &crate::settings::Settings,
+    env: &crate::env::Env,
+) -> Vec<HooksSetupError> {
+    let hooks = settings
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| Some((format!("listeners[{i}].hooks"), l.hooks.as_ref()?)))
+        .map(|(key, h)| (key, h.secret_env.as_deref(), h.secret_file.as_deref()));
+    let webhooks = settings.webhooks.iter().enumerate().map(|(i, w)| {
+        (
+            format!("webhooks[{i}]"),
+            w.secret_env.as_deref(),
+            w.secret_file.as_deref(),
+        )
+    });
+    hooks
+        .chain(webhooks)
+        .filter_map(|(key, var, file)| {
+            Signer::from_source(var, file, env)
+                .err()
+                .map(|problem| HooksSetupError::Secret { key, problem })
+        })
+        .collect()
+}
+
 /// A session of tenant `acme`, subject `u1`, on listener `/ws` (unit tests).
 #[cfg(test)]
 pub(crate) fn test_info() -> wsplus_actors::SessionInfo {

@@ -5,9 +5,9 @@
 //! Checks today: each hs256 listener's secret (variable set or file readable,
 //! unless the development default applies), the TLS certificate and key
 //! (readable, a matching pair), the tenant store, and the bridges (token and
-//! header variables, proxy, CA files, local listeners). A new check (hook
-//! secrets...) is one more function called from [`check`] that says whether
-//! its problems concern a secret.
+//! header variables, proxy, CA files, local listeners), the hook and webhook
+//! signing secrets. A new check is one more function called from [`check`]
+//! that says whether its problems concern a secret.
 //!
 //! Each problem says whether it concerns a secret: `check-config
 //! --no-secrets` leaves those out, for CI images that have every file but no
@@ -49,6 +49,14 @@ pub fn check(settings: &Settings, source: &Source, env: &Env, secrets: Secrets) 
     problems.extend(listener_secrets(settings, source, env));
     problems.extend(tenant_store(settings));
     problems.extend(bridges(settings, env));
+    problems.extend(
+        crate::hooks::secret_problems(settings, env)
+            .into_iter()
+            .map(|e| Problem {
+                line: e.to_string(),
+                secret: true,
+            }),
+    );
     if secrets == Secrets::Skip {
         problems.retain(|p| !p.secret);
     }

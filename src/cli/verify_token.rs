@@ -51,7 +51,11 @@ pub fn run(args: VerifyTokenArgs) -> ExitCode {
     let verdict = system.block_on(async {
         // The registered tenants as `serve` sees them (a tenant-mode listener
         // verifies with their identity providers).
-        let tenants = TenantRegistry::open(&settings.tenants).map_err(|e| e.to_string())?;
+        let tenants = std::sync::Arc::new(
+            TenantRegistry::open(&settings.tenants, settings.cluster.redis_url.as_deref())
+                .map_err(|e| e.to_string())?,
+        );
+        tenants.connect().await.map_err(|e| e.to_string())?;
         // Built inside the System: a jwks listener starts fetching here.
         let auth = Authenticator::new(index, listener, &Env::process(), false, &tenants)
             .map_err(|e| e.to_string())?;

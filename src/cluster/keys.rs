@@ -70,6 +70,12 @@ pub fn slots_key(listener: &str, tenant: &str) -> String {
     format!("{PREFIX}:slots:{{{}:{}}}", escape(listener), escape(tenant))
 }
 
+/// The hash of a tenant's connection slots on every listener (a tenant
+/// record's `max_connections`; same layout as [`slots_key`]).
+pub fn tenant_slots_key(tenant: &str) -> String {
+    format!("{PREFIX}:tslots:{{{}}}", escape(tenant))
+}
+
 /// The hash of a node's sessions (field = session id, value = `listener:tenant`).
 pub fn registry_key(node: &str) -> String {
     format!("{PREFIX}:reg:{{{}}}", escape(node))

@@ -202,7 +202,10 @@ impl Plan {
             n => n,
         };
         let tls = tls::server_config(&settings.server)?;
-        let tenants = Arc::new(TenantRegistry::open(&settings.tenants)?);
+        let tenants = Arc::new(TenantRegistry::open(
+            &settings.tenants,
+            settings.cluster.redis_url.as_deref(),
+        )?);
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
         let webhooks = Arc::new(Webhooks::new(&settings.webhooks, &env)?);
@@ -265,6 +268,8 @@ impl Plan {
             tenants,
             webhooks,
         } = self;
+        // Tenant records from Redis must be in place before any handshake.
+        tenants.connect().await?;
         let secure = tls.is_some();
         let http_addr = sockets.http.local_addr()?;
         let admin_addr = sockets.admin.local_addr()?;

@@ -24,7 +24,7 @@ use wsplus_actors::{CloseCode, TenantId};
 
 use super::admission::{Admission, Refusal};
 use super::record::{FieldError, Source, TenantRecord, TenantSpec};
-use super::store::{SqliteStore, StoreError};
+use super::store::{RedisStore, SqliteStore, StoreError};
 use crate::settings::{TenantPolicy, TenantStore, TenantsSettings};
 
 /// Why an admin-API change was refused.
@@ -114,20 +114,34 @@ impl View {
 #[derive(Debug, Clone)]
 enum Store {
     Sqlite(SqliteStore),
+    /// Connected by [`TenantRegistry::connect`] before the server serves.
+    Redis {
+        url: String,
+        conn: OnceLock<RedisStore>,
+    },
 }
 
 impl Store {
     async fn put(&self, spec: &TenantSpec) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.put(spec.clone()).await,
+            Store::Redis { conn, .. } => redis(conn)?.put(spec).await,
         }
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.delete(id.to_owned()).await,
+            Store::Redis { conn, .. } => redis(conn)?.delete(id).await,
         }
     }
+}
+
+fn redis(conn: &OnceLock<RedisStore>) -> Result<&RedisStore, StoreError> {
+    conn.get().ok_or_else(|| StoreError {
+        store: "redis".into(),
+        problem: "not connected".into(),
+    })
 }
 
 /// The registry. One per server, shared by the upgrade handler and the admin API.
@@ -145,16 +159,24 @@ pub struct TenantRegistry {
 impl TenantRegistry {
     /// Opens the store and merges its records with the config file's. Any
     /// store problem is an error: the server must not start without them.
-    pub fn open(settings: &TenantsSettings) -> Result<Self, StoreError> {
-        let (store, loaded) = match settings.store {
-            TenantStore::Sqlite => {
+    /// The Redis store (`redis_url`: the cluster's) loads in [`Self::connect`].
+    pub fn open(settings: &TenantsSettings, redis_url: Option<&str>) -> Result<Self, StoreError> {
+        let (store, loaded) = match (settings.store, redis_url) {
+            (TenantStore::Sqlite, _) => {
                 let (s, loaded) = SqliteStore::open(Path::new(&settings.path))?;
                 (Store::Sqlite(s), loaded)
             }
-            TenantStore::Redis => {
+            (TenantStore::Redis, Some(url)) => (
+                Store::Redis {
+                    url: url.to_owned(),
+                    conn: OnceLock::new(),
+                },
+                Vec::new(),
+            ),
+            (TenantStore::Redis, None) => {
                 return Err(StoreError {
                     store: "redis".into(),
-                    problem: "not available in this build".into(),
+                    problem: "needs cluster.redis_url".into(),
                 })
             }
         };
@@ -289,6 +311,12 @@ impl TenantRegistry {
     fn publish(&self, api: &HashMap<String, TenantSpec>, changed: &str) {
         self.view
             .send_replace(Arc::new(View::build(&self.config, api)));
+        self.kick_if_refused(changed);
+    }
+
+    /// Asks the Broker to close `tenant`'s sessions (cluster-wide, 4003) when
+    /// the registry now refuses it.
+    fn kick_if_refused(&self, changed: &str) {
         if let Err(why) = self.admit(changed) {
             log::info!(
                 "tenant refused from now on tenant={changed} reason={why}; closing its sessions"
@@ -389,5 +417,6 @@ fn static_field(path: &str) -> &'static str {
         .unwrap_or("body")
 }
 
+mod follow;
 #[cfg(test)]
 mod tests;

@@ -253,6 +253,33 @@ impl RedisBackplane {
         Some(keys::tenant_channel(&l.path, tenant.as_str()))
     }
 
+    /// Takes one of the `cap` slots of `key` (accounted in the mirror first, so
+    /// a lost answer is still released and rewritten on resync).
+    fn acquire(&self, key: String, cap: usize) -> BoxFuture<'static, SlotDecision> {
+        self.link.mirror().take_slot(&key);
+        let link = self.link.clone();
+        let decided = if link.up() {
+            let (l, k) = (link.clone(), key.clone());
+            self.on_arbiter(async move { l.acquire(&k, cap).await })
+        } else {
+            Box::pin(std::future::ready(Some(SlotDecision::Unavailable)))
+        };
+        Box::pin(async move {
+            let d = decided.await.unwrap_or(SlotDecision::Unavailable);
+            if d == SlotDecision::Full {
+                link.mirror().give_slot(&key);
+            }
+            d
+        })
+    }
+
+    /// Gives back a slot of `key`: this node's count there is rewritten.
+    fn release(&self, key: String) {
+        let mut mirror = self.link.mirror();
+        let n = mirror.give_slot(&key);
+        self.link.write_state(Op::Slots { key, n });
+    }
+
     fn slots_key(&self, listener: ListenerId, tenant: &TenantId) -> Option<String> {
         let l = self.listener(listener)?;
         Some(keys::slots_key(&l.path, tenant.as_str()))
@@ -328,33 +355,28 @@ impl Backplane for RedisBackplane {
         tenant: &TenantId,
         cap: usize,
     ) -> BoxFuture<'static, SlotDecision> {
-        let Some(key) = self.slots_key(listener, tenant) else {
-            return Box::pin(std::future::ready(SlotDecision::Unavailable));
-        };
-        self.link.mirror().take_slot(&key);
-        let link = self.link.clone();
-        let decided = if link.up() {
-            let (l, k) = (link.clone(), key.clone());
-            self.on_arbiter(async move { l.acquire(&k, cap).await })
-        } else {
-            Box::pin(std::future::ready(Some(SlotDecision::Unavailable)))
-        };
-        Box::pin(async move {
-            let d = decided.await.unwrap_or(SlotDecision::Unavailable);
-            if d == SlotDecision::Full {
-                link.mirror().give_slot(&key);
-            }
-            d
-        })
+        match self.slots_key(listener, tenant) {
+            Some(key) => self.acquire(key, cap),
+            None => Box::pin(std::future::ready(SlotDecision::Unavailable)),
+        }
     }
 
     fn release_slot(&self, listener: ListenerId, tenant: &TenantId) {
-        let Some(key) = self.slots_key(listener, tenant) else {
-            return;
-        };
-        let mut mirror = self.link.mirror();
-        let n = mirror.give_slot(&key);
-        self.link.write_state(Op::Slots { key, n });
+        if let Some(key) = self.slots_key(listener, tenant) {
+            self.release(key);
+        }
+    }
+
+    fn acquire_tenant_slot(
+        &self,
+        tenant: &TenantId,
+        cap: usize,
+    ) -> BoxFuture<'static, SlotDecision> {
+        self.acquire(keys::tenant_slots_key(tenant.as_str()), cap)
+    }
+
+    fn release_tenant_slot(&self, tenant: &TenantId) {
+        self.release(keys::tenant_slots_key(tenant.as_str()));
     }
 
     fn locate(&self, session: &SessionId) -> BoxFuture<'static, Option<String>> {

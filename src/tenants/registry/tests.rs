@@ -35,7 +35,7 @@ fn invalid_field(e: ChangeError) -> &'static str {
 #[actix_rt::test]
 async fn an_api_change_wins_until_deleted_then_the_config_record_applies_again() {
     let s = settings("merge", TenantPolicy::Open, vec![limited("acme", 5)]);
-    let reg = TenantRegistry::open(&s).unwrap();
+    let reg = TenantRegistry::open(&s, None).unwrap();
     assert_eq!(reg.view().get("acme").unwrap().source, Source::Config);
     assert_eq!(reg.admit("acme").unwrap().max_connections, Some(5));
 
@@ -53,7 +53,7 @@ async fn an_api_change_wins_until_deleted_then_the_config_record_applies_again()
     );
     // The change survives a restart.
     drop(reg);
-    let reg = TenantRegistry::open(&s).unwrap();
+    let reg = TenantRegistry::open(&s, None).unwrap();
     assert_eq!(reg.admit("acme").unwrap().max_connections, Some(9));
 
     let back = reg.delete("acme").await.unwrap().unwrap();
@@ -64,7 +64,7 @@ async fn an_api_change_wins_until_deleted_then_the_config_record_applies_again()
         ChangeError::ConfigOnly("acme".into())
     );
     drop(reg);
-    let reg = TenantRegistry::open(&s).unwrap();
+    let reg = TenantRegistry::open(&s, None).unwrap();
     assert_eq!(reg.view().get("acme").unwrap().source, Source::Config);
 }
 
@@ -72,12 +72,16 @@ async fn an_api_change_wins_until_deleted_then_the_config_record_applies_again()
 async fn admission_follows_policy_and_enabled() {
     let mut off = TenantSpec::new("off");
     off.enabled = false;
-    let open =
-        TenantRegistry::open(&settings("open", TenantPolicy::Open, vec![off.clone()])).unwrap();
+    let open = TenantRegistry::open(
+        &settings("open", TenantPolicy::Open, vec![off.clone()]),
+        None,
+    )
+    .unwrap();
     assert_eq!(open.admit("anyone"), Ok(Admission::default()));
     assert_eq!(open.admit("off"), Err(Refusal::Disabled));
 
-    let reg = TenantRegistry::open(&settings("reg", TenantPolicy::Registered, vec![off])).unwrap();
+    let reg =
+        TenantRegistry::open(&settings("reg", TenantPolicy::Registered, vec![off]), None).unwrap();
     assert_eq!(reg.admit("anyone"), Err(Refusal::Unknown));
     assert_eq!(reg.admit("off"), Err(Refusal::Disabled));
     let (rec, created) = reg.put("anyone", json!({})).await.unwrap();
@@ -96,7 +100,7 @@ async fn admission_follows_policy_and_enabled() {
 
 #[actix_rt::test]
 async fn put_replaces_and_patch_merges_with_null_removing() {
-    let reg = TenantRegistry::open(&settings("merge2", TenantPolicy::Open, vec![])).unwrap();
+    let reg = TenantRegistry::open(&settings("merge2", TenantPolicy::Open, vec![]), None).unwrap();
     reg.put("a", json!({"max_connections": 3, "max_channels": 7}))
         .await
         .unwrap();
@@ -126,7 +130,7 @@ async fn put_replaces_and_patch_merges_with_null_removing() {
 
 #[actix_rt::test]
 async fn bad_changes_name_their_field_and_change_nothing() {
-    let reg = TenantRegistry::open(&settings("bad", TenantPolicy::Open, vec![])).unwrap();
+    let reg = TenantRegistry::open(&settings("bad", TenantPolicy::Open, vec![]), None).unwrap();
     assert_eq!(
         reg.patch("ghost", json!({})).await.unwrap_err(),
         ChangeError::NotFound("ghost".into())
@@ -164,7 +168,7 @@ async fn an_issuer_selects_one_tenant() {
     let mut idp = TenantSpec::new("acme");
     idp.issuer = Some("https://acme.idp/".into());
     idp.jwks_uri = Some("https://acme.idp/jwks".into());
-    let reg = TenantRegistry::open(&settings("iss", TenantPolicy::Open, vec![idp])).unwrap();
+    let reg = TenantRegistry::open(&settings("iss", TenantPolicy::Open, vec![idp]), None).unwrap();
     assert_eq!(
         reg.view().by_issuer("https://acme.idp/").unwrap().spec.id,
         "acme"
@@ -198,7 +202,7 @@ async fn an_issuer_selects_one_tenant() {
 #[actix_rt::test]
 async fn an_unwritable_store_refuses_the_change_and_keeps_the_old_record() {
     let s = settings("ro", TenantPolicy::Open, vec![]);
-    let reg = TenantRegistry::open(&s).unwrap();
+    let reg = TenantRegistry::open(&s, None).unwrap();
     // The file's place is taken by a directory: nothing can be written.
     std::fs::create_dir(&s.path).unwrap();
     let e = reg.put("a", json!({})).await.unwrap_err();
@@ -228,7 +232,8 @@ async fn disabling_or_unregistering_closes_the_sessions() {
     use actix::Actor;
     let kicked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let probe = Probe(kicked.clone()).start();
-    let reg = TenantRegistry::open(&settings("kick", TenantPolicy::Registered, vec![])).unwrap();
+    let reg =
+        TenantRegistry::open(&settings("kick", TenantPolicy::Registered, vec![]), None).unwrap();
     reg.attach(probe.clone().recipient());
     reg.put("a", json!({})).await.unwrap();
     reg.put("b", json!({})).await.unwrap();

@@ -1,8 +1,10 @@
 //! Where admin-API tenant records persist (`tenants.store`). Only API records
 //! are stored: the config file's records are read from the config at start.
 
+mod redis;
 mod sqlite;
 
+pub use redis::{RedisStore, FOLLOW_INTERVAL};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 
 /// A store that cannot be read or written. At start this stops the server;

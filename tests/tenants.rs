@@ -229,7 +229,8 @@ async fn a_tenant_rate_replaces_the_listener_rate() {
     }
     let app = TestApp::spawn(s);
     let mut slow = app.connect(B, "slow").await;
-    for i in 0..5 {
+    // The server closes the socket right after the 4008: send no more.
+    for i in 0..2 {
         slow.send_text(&format!("m{i}")).await;
     }
     assert_eq!(slow.recv_text().await, "m0");

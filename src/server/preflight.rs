@@ -107,7 +107,7 @@ pub fn missing_secret(e: SetupError, settings: &Settings, source: &Source) -> su
 }
 
 fn tenant_store(settings: &Settings) -> Option<Problem> {
-    TenantRegistry::open(&settings.tenants)
+    TenantRegistry::open(&settings.tenants, settings.cluster.redis_url.as_deref())
         .err()
         .map(|e| Problem {
             line: super::StartError::from(e).to_string(),

@@ -314,6 +314,22 @@ secret_file = "/f"
     }
 
     #[test]
+    fn channels_listeners_refuse_the_message_hook_and_channel_hooks_for_now() {
+        let toml = "[[listeners]]\npath = \"/c\"\nmode = \"channels\"\n[listeners.hooks]\nurl = \"http://h\"\nhooks = [\"connect\", \"message\", \"rpc\"]\nsecret_env = \"S\"\n";
+        let p = problems(toml);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("listeners[0].hooks.hooks[1]: \"message\" is for payload")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|l| l == "listeners[0].hooks.hooks[2]: \"rpc\" is not served on channels-mode listeners yet"),
+            "{p:#?}"
+        );
+        assert!(!p.iter().any(|l| l.contains("hooks[0]")), "{p:#?}");
+    }
+
+    #[test]
     fn a_valid_hooks_table_passes() {
         let toml = "[[listeners]]\npath = \"/a\"\n[listeners.hooks]\nurl = \"http://127.0.0.1:3000/wsplus\"\nhooks = [\"connect\", \"message\"]\nsecret_env = \"S\"\n";
         assert!(problems(toml).is_empty(), "{:#?}", problems(toml));

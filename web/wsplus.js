@@ -292,3 +292,277 @@ function redact(url) {
   if (u.searchParams.has('token')) u.searchParams.set('token', '***');
   return u.toString();
 }
+
+/**
+ * An error reply of the `wsplus.v1` protocol (or `disconnected` / `timeout`
+ * for a command that got no reply).
+ */
+export class WsPlusError extends Error {
+  /** @param {{code: string, message?: string, reason?: string}} e */
+  constructor(e) {
+    super(e.message || e.code);
+    this.code = e.code;
+    this.reason = e.reason;
+  }
+}
+
+/**
+ * A subscription returned by {@link WsPlusChannels#subscribe}.
+ */
+export class Subscription {
+  constructor(client, channel, handlers) {
+    this.client = client;
+    this.channel = channel;
+    this.handlers = handlers || {};
+    /** Last seen position (history): `{epoch, offset}` or null. */
+    this.position = null;
+    /** True between the server's subscribe reply and an unsubscribe. */
+    this.active = false;
+  }
+
+  /** Ends the subscription. @returns {Promise<void>} */
+  unsubscribe() { return this.client._unsubscribe(this); }
+}
+
+/**
+ * A client of channels-mode listeners (the `wsplus.v1` protocol), built on
+ * {@link WsPlusClient}'s reconnecting transport: subscriptions with handlers,
+ * publish with a Promise, ping, automatic in-band token refresh through
+ * `getToken()` before `expires_at` (and on the server's `expiring` push), and
+ * after a reconnect every channel subscribed again (with `since` = the last
+ * seen position when history gave one).
+ *
+ * Events: everything {@link WsPlusClient} emits (`open`, `close`, `state`,
+ * `error`), plus `connected` (`session`, `expiresAt`), `refreshed`
+ * (`expiresAt`) and `push` (any push, `data`).
+ *
+ * @example
+ * const c = new WsPlusChannels({ url: '/ws/channels', getToken });
+ * const sub = c.subscribe('news', { onPublication: (data, pub) => show(data, pub._session) });
+ * await c.publish('news', { text: 'hi' });
+ */
+export class WsPlusChannels extends EventTarget {
+  /**
+   * @param {object} options all of {@link WsPlusClient}'s (url, getToken, backoff...), plus:
+   * @param {number} [options.refreshMarginMs=30000] refresh this long before `expires_at`
+   *   (at most half the remaining lifetime).
+   * @param {number} [options.timeoutMs=10000] a command without reply after this long rejects.
+   */
+  constructor(options) {
+    super();
+    this._o = { refreshMarginMs: 30000, timeoutMs: 10000, ...options };
+    this._nextId = 0;
+    this._pending = new Map();
+    /** @type {Map<string, Subscription>} */
+    this.subscriptions = new Map();
+    this.session = null;
+    this.expiresAt = null;
+    this._refreshTimer = null;
+    this._refreshing = null;
+    this.transport = new WsPlusClient({ ...options, mode: 'payload', onMessage: undefined });
+    this.transport.addEventListener('message', (e) => this._frame(e.data));
+    for (const t of ['open', 'state', 'error']) {
+      this.transport.addEventListener(t, (e) => this._emit(t, e));
+    }
+    this.transport.addEventListener('close', (e) => {
+      this._disconnected();
+      this._emit('close', e);
+    });
+  }
+
+  /** @returns {'connecting'|'open'|'closed'|'stopped'} */
+  get state() { return this.transport.state; }
+
+  /** Start again after close(). */
+  connect() { this.transport.connect(); return this; }
+
+  /** Close and stop reconnecting. */
+  close(code, reason) {
+    clearTimeout(this._refreshTimer);
+    this.transport.close(code, reason);
+    this._disconnected();
+  }
+
+  /**
+   * Subscribes to `channel` (now, or as soon as connected; again after every reconnect).
+   * @param {string} channel
+   * @param {{onPublication?: (data: any, pub: object) => void, onSubscribed?: (result: object) => void,
+   *   onUnsubscribed?: (reason: string) => void, onError?: (err: WsPlusError) => void}} [handlers]
+   * @returns {Subscription}
+   */
+  subscribe(channel, handlers) {
+    const existing = this.subscriptions.get(channel);
+    if (existing) return existing;
+    const sub = new Subscription(this, channel, handlers);
+    this.subscriptions.set(channel, sub);
+    if (this.session) this._sendSubscribe(sub);
+    return sub;
+  }
+
+  /** Publishes `data` to `channel`. @returns {Promise<object>} the result (`{offset?}`). */
+  publish(channel, data) { return this.call('publish', { channel, data }); }
+
+  /** Round trip to the server. @returns {Promise<object>} */
+  ping() { return this.call('ping', {}); }
+
+  /** Who is subscribed (when the listener has presence). */
+  presence(channel) { return this.call('presence', { channel }); }
+
+  /** Kept publications (when the listener has history). */
+  history(channel, opts = {}) { return this.call('history', { channel, ...opts }); }
+
+  /** A backend call (when the listener has hooks). */
+  rpc(method, data) { return this.call('rpc', { method, data }); }
+
+  /**
+   * Sends a command; resolves with its `result`, rejects with a {@link WsPlusError}.
+   * @param {string} op @param {object} fields @returns {Promise<object>}
+   */
+  call(op, fields) {
+    return new Promise((resolve, reject) => {
+      const id = ++this._nextId;
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new WsPlusError({ code: 'timeout', message: `${op}: no reply` }));
+      }, this._o.timeoutMs);
+      this._pending.set(id, { resolve, reject, timer });
+      if (!this.session || !this.transport.send(JSON.stringify({ id, op, ...fields }))) {
+        clearTimeout(timer);
+        this._pending.delete(id);
+        reject(new WsPlusError({ code: 'disconnected', message: `${op}: not connected` }));
+      }
+    });
+  }
+
+  /** Fetches a token with getToken() and refreshes in-band now. @returns {Promise<object>} */
+  async refresh() {
+    if (this._refreshing) return this._refreshing;
+    this._refreshing = (async () => {
+      try {
+        const token = await this._o.getToken();
+        const r = await this.call('refresh', { token });
+        this._setExpiry(r.expires_at);
+        this._emit('refreshed', { expiresAt: r.expires_at });
+        return r;
+      } finally {
+        this._refreshing = null;
+      }
+    })();
+    return this._refreshing;
+  }
+
+  _frame(text) {
+    if (typeof text !== 'string') return;
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      let m;
+      try { m = JSON.parse(line); } catch { continue; }
+      if (m && m.push) this._push(m);
+      else if (m && m.id != null) this._reply(m);
+    }
+  }
+
+  _reply(m) {
+    const p = this._pending.get(m.id);
+    if (!p) return;
+    this._pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (m.error) p.reject(new WsPlusError(m.error));
+    else p.resolve(m.result);
+  }
+
+  _push(m) {
+    this._emit('push', { data: m });
+    const sub = m.channel != null ? this.subscriptions.get(m.channel) : null;
+    switch (m.push) {
+      case 'connected':
+        this.session = m.session;
+        this._setExpiry(m.expires_at);
+        this._emit('connected', { session: m.session, expiresAt: m.expires_at });
+        for (const s of this.subscriptions.values()) this._sendSubscribe(s);
+        break;
+      case 'pub':
+        if (sub) {
+          if (m.offset != null && sub.position) sub.position.offset = m.offset;
+          sub.handlers.onPublication?.(m.data, m);
+        }
+        break;
+      case 'subscribe': // server-side subscription
+        if (!sub) {
+          const s = new Subscription(this, m.channel, {});
+          s.active = true;
+          this.subscriptions.set(m.channel, s);
+        }
+        break;
+      case 'unsubscribe':
+        if (sub) {
+          sub.active = false;
+          this.subscriptions.delete(m.channel);
+          sub.handlers.onUnsubscribed?.(m.reason);
+        }
+        break;
+      case 'expiring':
+        this.refresh().catch((error) => this._emit('error', { error }));
+        break;
+      default:
+        break;
+    }
+  }
+
+  _sendSubscribe(sub) {
+    const fields = { channel: sub.channel };
+    if (sub.position) fields.since = sub.position;
+    this.call('subscribe', fields).then((r) => {
+      if (this.subscriptions.get(sub.channel) !== sub) return;
+      sub.active = true;
+      if (r.epoch != null) sub.position = { epoch: r.epoch, offset: r.offset };
+      for (const p of r.publications || []) sub.handlers.onPublication?.(p.data, p);
+      sub.handlers.onSubscribed?.(r);
+    }, (err) => {
+      if (err.code === 'disconnected' || err.code === 'timeout') return; // again on reconnect
+      this.subscriptions.delete(sub.channel);
+      sub.handlers.onError?.(err);
+    });
+  }
+
+  async _unsubscribe(sub) {
+    if (this.subscriptions.get(sub.channel) !== sub) return;
+    this.subscriptions.delete(sub.channel);
+    sub.active = false;
+    if (this.session) await this.call('unsubscribe', { channel: sub.channel });
+  }
+
+  _setExpiry(expiresAt) {
+    this.expiresAt = expiresAt ?? null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (this.expiresAt == null) return;
+    const left = this.expiresAt * 1000 - Date.now();
+    const wait = Math.max(0, left - Math.min(this._o.refreshMarginMs, left / 2));
+    this._refreshTimer = setTimeout(() => {
+      this.refresh().catch((error) => this._emit('error', { error }));
+    }, wait);
+  }
+
+  _disconnected() {
+    this.session = null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    for (const s of this.subscriptions.values()) s.active = false;
+    for (const [id, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.reject(new WsPlusError({ code: 'disconnected', message: 'connection closed' }));
+      this._pending.delete(id);
+    }
+  }
+
+  _emit(type, fields) {
+    // Own string-keyed fields only: a re-emitted Event carries internal state
+    // (Node: symbol keys) and browsers make `isTrusted` an own read-only field.
+    const copy = {};
+    for (const k of Object.keys(fields || {})) {
+      if (k !== 'type' && k !== 'isTrusted') copy[k] = fields[k];
+    }
+    this.dispatchEvent(new WsPlusEvent(type, copy));
+  }
+}

@@ -4,7 +4,7 @@
 //! atomic add, and readers (admin stats, Prometheus scrapes) never block writers.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::close::CloseCode;
 use crate::ids::ListenerId;
@@ -112,6 +112,7 @@ pub struct Counters {
     heartbeat_timeouts: AtomicU64,
     /// In-band token refreshes by result (channels mode).
     pub refreshes: crate::channels::counters::RefreshCounters,
+    backpressure_micros: AtomicU64,
 }
 
 impl Counters {
@@ -127,6 +128,7 @@ impl Counters {
             closes: Default::default(),
             heartbeat_timeouts: AtomicU64::new(0),
             refreshes: Default::default(),
+            backpressure_micros: AtomicU64::new(0),
         }
     }
 
@@ -197,6 +199,18 @@ impl Counters {
     /// Sessions dropped by the heartbeat.
     pub fn heartbeat_timeouts(&self) -> u64 {
         self.heartbeat_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Counts time a room held its publishers back (a member's queue full).
+    pub fn add_backpressure(&self, held: Duration) {
+        let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX);
+        self.backpressure_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Seconds rooms held their publishers back, summed over rooms.
+    pub fn backpressure_seconds(&self) -> f64 {
+        self.backpressure_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 

@@ -3,8 +3,9 @@
 //! Rooms and the Broker push deliveries into an [`Outbox`]; the Session drains the
 //! matching [`OutboxReceiver`]. The queue is bounded twice: in messages and in
 //! payload bytes. A push that would exceed either bound fails with
-//! [`PushError::Full`]: the consumer is too slow and is closed with 4009 by
-//! whoever pushed.
+//! [`PushError::Full`]; the pusher then waits for room ([`Outbox::space`])
+//! while the session drains, and closes it with 4009 only if it stays full for
+//! `slow_consumer_timeout_ms` (a burst is not a slow consumer).
 //!
 //! Control commands (close with a code) have their own slot so that a full data
 //! queue never blocks a close.
@@ -57,6 +58,8 @@ struct State {
     /// A pending command; the first one wins until the session takes it.
     control: Option<Control>,
     control_waker: Option<Waker>,
+    /// Pushers waiting for room (a room, an admin publish): a handful at most.
+    space_wakers: Vec<Waker>,
     /// Live [`Outbox`] clones.
     senders: usize,
     /// The session dropped its [`DataStream`].
@@ -74,6 +77,30 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; a poisoned one is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A delivery of `len` bytes fits now.
+    fn fits(&self, st: &State, len: usize) -> bool {
+        st.queue.len() < self.max_messages && (st.bytes + len <= self.max_bytes || st.bytes == 0)
+    }
+
+    /// Drained to half its bounds: a waiting pusher may go on (with room for
+    /// a run of deliveries, rather than one at a time).
+    fn below_low_water(&self, st: &State) -> bool {
+        st.queue.len() <= self.max_messages / 2 && st.bytes <= self.max_bytes / 2
+    }
+
+    /// Takes the next delivery; wakes waiting pushers at the low-water mark.
+    fn take(&self, st: &mut State) -> Option<Delivery> {
+        let d = st.queue.pop_front()?;
+        st.bytes -= d.len();
+        if st.queue.is_empty() && st.queue.capacity() > SHRINK_ABOVE {
+            st.queue = VecDeque::new();
+        }
+        if !st.space_wakers.is_empty() && self.below_low_water(st) {
+            st.space_wakers.drain(..).for_each(Waker::wake);
+        }
+        Some(d)
     }
 }
 
@@ -102,6 +129,7 @@ pub fn outbox(max_messages: usize, max_bytes: usize) -> (Outbox, OutboxReceiver)
             data_waker: None,
             control: None,
             control_waker: None,
+            space_wakers: Vec::new(),
             senders: 1,
             receiver_gone: false,
         }),
@@ -154,9 +182,7 @@ impl Outbox {
             if st.receiver_gone {
                 return Err(PushError::Closed);
             }
-            if st.queue.len() >= self.shared.max_messages
-                || (st.bytes + len > self.shared.max_bytes && st.bytes > 0)
-            {
+            if !self.shared.fits(&st, len) {
                 return Err(PushError::Full);
             }
             st.bytes += len;
@@ -194,6 +220,24 @@ impl Outbox {
     pub fn queued_bytes(&self) -> usize {
         self.shared.lock().bytes
     }
+
+    /// Resolves once a delivery of `len` bytes fits and the queue has drained
+    /// to half its bounds, or once the session is gone (the push that follows
+    /// then says which). Never resolves for a session that stopped reading:
+    /// callers bound the wait.
+    pub fn space(&self, len: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        std::future::poll_fn(move |cx| {
+            let mut st = shared.lock();
+            if st.receiver_gone || (shared.fits(&st, len) && shared.below_low_water(&st)) {
+                return Poll::Ready(());
+            }
+            if !st.space_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                st.space_wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
 }
 
 /// Stream of deliveries; gives their bytes back to the budget as they are taken.
@@ -205,7 +249,7 @@ pub struct DataStream {
 impl DataStream {
     /// Takes the next delivery if one is queued (for tests and probes).
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        take(&mut self.shared.lock())
+        self.shared.take(&mut self.shared.lock())
     }
 
     /// Waits for the next delivery; `None` once every sender is gone.
@@ -214,21 +258,12 @@ impl DataStream {
     }
 }
 
-fn take(st: &mut State) -> Option<Delivery> {
-    let d = st.queue.pop_front()?;
-    st.bytes -= d.len();
-    if st.queue.is_empty() && st.queue.capacity() > SHRINK_ABOVE {
-        st.queue = VecDeque::new();
-    }
-    Some(d)
-}
-
 impl Stream for DataStream {
     type Item = Delivery;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         let mut st = self.shared.lock();
-        if let Some(d) = take(&mut st) {
+        if let Some(d) = self.shared.take(&mut st) {
             return Poll::Ready(Some(d));
         }
         if st.senders == 0 {
@@ -252,6 +287,7 @@ impl Drop for DataStream {
         // Queued deliveries can no longer be written: free them now.
         st.queue = VecDeque::new();
         st.bytes = 0;
+        st.space_wakers.drain(..).for_each(Waker::wake);
     }
 }
 

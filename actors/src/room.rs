@@ -8,9 +8,18 @@
 //! backplane after local delivery, so other nodes deliver it to their sessions
 //! of the tenant; a message that is for this node only ([`LocalFanout`]: global
 //! or admin fan-out by the Broker, or a message from another node) is not.
+//!
+//! A burst is not a slow consumer: when a member's queue is at its bound, the
+//! room keeps the message for it, closes its [`Gate`] (its publishers' sockets
+//! are no longer read) and stops taking messages (admin publishes, bridges
+//! and global fan-out wait in its bounded mailbox) until the member has
+//! drained to half its bounds. A member still full after
+//! `slow_consumer_timeout` is closed with 4009 and removed; the room goes on.
+//! Nothing is lost for anyone else, and no queue grows past its bound.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -18,6 +27,7 @@ use crate::backplane::{Backplane, LocalBackplane};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason};
 use crate::delivery::Delivery;
+use crate::gate::Gate;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::outbox::{Outbox, PushError};
 
@@ -95,7 +105,14 @@ pub struct TenantRoom {
     counters: Arc<Counters>,
     mailbox_capacity: usize,
     backplane: Arc<dyn Backplane>,
+    /// Closed while a member's queue is full: publishers hold back.
+    gate: Gate,
+    /// How long a full member may hold the room back before it is closed.
+    slow_consumer_timeout: Duration,
 }
+
+/// Default of `limits.slow_consumer_timeout_ms`.
+pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl TenantRoom {
     /// An empty room for one tenant of one listener.
@@ -113,7 +130,20 @@ impl TenantRoom {
             counters,
             mailbox_capacity,
             backplane: Arc::new(LocalBackplane),
+            gate: Gate::new(),
+            slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
         }
+    }
+
+    /// Closes a member that stays full for `timeout` (default 2 s).
+    pub fn with_slow_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.slow_consumer_timeout = timeout;
+        self
+    }
+
+    /// The gate this room's publishers wait at.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 
     /// Hands the room's own tenant messages to `backplane` after local delivery.
@@ -145,6 +175,8 @@ impl Actor for TenantRoom {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Nobody may wait at the gate of a room that is gone.
+        self.gate.open();
         log::debug!(
             "room stopped listener={} tenant={}",
             self.listener.0,
@@ -187,8 +219,8 @@ impl Handler<RemoveMember> for TenantRoom {
 impl Handler<Fanout> for TenantRoom {
     type Result = usize;
 
-    fn handle(&mut self, msg: Fanout, _ctx: &mut Self::Context) -> usize {
-        let delivered = self.deliver(&msg.delivery);
+    fn handle(&mut self, msg: Fanout, ctx: &mut Self::Context) -> usize {
+        let delivered = self.deliver(&msg.delivery, None, ctx);
         self.backplane
             .publish_tenant(self.listener, &self.tenant, &msg.delivery);
         delivered
@@ -198,16 +230,16 @@ impl Handler<Fanout> for TenantRoom {
 impl Handler<LocalFanout> for TenantRoom {
     type Result = usize;
 
-    fn handle(&mut self, msg: LocalFanout, _ctx: &mut Self::Context) -> usize {
-        self.deliver(&msg.delivery)
+    fn handle(&mut self, msg: LocalFanout, ctx: &mut Self::Context) -> usize {
+        self.deliver(&msg.delivery, None, ctx)
     }
 }
 
 impl Handler<FanoutFrom> for TenantRoom {
     type Result = usize;
 
-    fn handle(&mut self, msg: FanoutFrom, _ctx: &mut Self::Context) -> usize {
-        let delivered = self.deliver_except(&msg.delivery, Some(&msg.origin));
+    fn handle(&mut self, msg: FanoutFrom, ctx: &mut Self::Context) -> usize {
+        let delivered = self.deliver(&msg.delivery, Some(&msg.origin), ctx);
         self.backplane
             .publish_tenant(self.listener, &self.tenant, &msg.delivery);
         delivered
@@ -215,29 +247,22 @@ impl Handler<FanoutFrom> for TenantRoom {
 }
 
 impl TenantRoom {
-    /// Pushes `delivery` into every member's queue; closes slow consumers.
-    fn deliver(&mut self, delivery: &Delivery) -> usize {
-        self.deliver_except(delivery, None)
-    }
-
-    /// Like [`TenantRoom::deliver`], skipping the member `skip`.
-    fn deliver_except(&mut self, delivery: &Delivery, skip: Option<&SessionId>) -> usize {
+    /// Pushes `delivery` into every member's queue but `skip`'s. Returns how
+    /// many queues took it or will: a member whose queue is full gets it once
+    /// it has drained (the room waits for that), or is closed with 4009.
+    fn deliver(
+        &mut self,
+        delivery: &Delivery,
+        skip: Option<&SessionId>,
+        ctx: &mut Context<Self>,
+    ) -> usize {
         let mut delivered = 0;
         let mut gone: Vec<SessionId> = Vec::new();
+        let mut full: Vec<(SessionId, Outbox)> = Vec::new();
         for member in self.members.iter().filter(|m| Some(&m.id) != skip) {
             match member.outbox.push(delivery.clone()) {
                 Ok(()) => delivered += 1,
-                Err(PushError::Full) => {
-                    log::warn!(
-                        "slow consumer closed tenant={} session={} queued_bytes={}",
-                        self.tenant,
-                        member.id,
-                        member.outbox.queued_bytes()
-                    );
-                    self.counters.add_dropped(DropReason::SlowConsumer);
-                    member.outbox.close(CloseCode::SlowConsumer);
-                    gone.push(member.id.clone());
-                }
+                Err(PushError::Full) => full.push((member.id.clone(), member.outbox.clone())),
                 Err(PushError::Closed) => gone.push(member.id.clone()),
             }
         }
@@ -248,7 +273,58 @@ impl TenantRoom {
             .listener(self.listener)
             .deliveries
             .add(delivered as u64);
-        delivered
+        let waiting = full.len();
+        if waiting > 0 {
+            self.hold_back(delivery.clone(), full, ctx);
+        }
+        delivered + waiting
+    }
+
+    /// Stops taking messages and holds publishers back until every member of
+    /// `full` has taken `delivery`, closing those that cannot within
+    /// `slow_consumer_timeout`.
+    fn hold_back(
+        &mut self,
+        delivery: Delivery,
+        full: Vec<(SessionId, Outbox)>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.gate.close();
+        let since = Instant::now();
+        let deadline = since + self.slow_consumer_timeout;
+        let wait = async move {
+            let mut outcome = Vec::with_capacity(full.len());
+            for (id, outbox) in full {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let pushed = match actix::clock::timeout(left, outbox.space(delivery.len())).await {
+                    Ok(()) => outbox.push(delivery.clone()),
+                    Err(_) => Err(PushError::Full),
+                };
+                outcome.push((id, outbox, pushed));
+            }
+            outcome
+        };
+        ctx.wait(wait.into_actor(self).map(move |outcome, act, _ctx| {
+            for (id, outbox, pushed) in outcome {
+                match pushed {
+                    Ok(()) => act.counters.listener(act.listener).deliveries.add(1),
+                    Err(PushError::Full) => {
+                        log::warn!(
+                            "slow consumer closed tenant={} session={} queued_bytes={}",
+                            act.tenant,
+                            id,
+                            outbox.queued_bytes()
+                        );
+                        act.counters.add_dropped(DropReason::SlowConsumer);
+                        outbox.close(CloseCode::SlowConsumer);
+                        act.remove(&id);
+                    }
+                    Err(PushError::Closed) => act.remove(&id),
+                }
+            }
+            act.counters.add_backpressure(since.elapsed());
+            act.gate.open();
+        }));
     }
 }
 
@@ -263,7 +339,7 @@ impl Handler<StopRoom> for TenantRoom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{outbox, Control};
+    use crate::outbox::{outbox, Control, OutboxReceiver};
 
     fn room(tenant: &str) -> Addr<TenantRoom> {
         TenantRoom::new(
@@ -344,56 +420,115 @@ mod tests {
         assert_eq!(r2.data.try_recv(), Some(Delivery::Text("x".into())));
     }
 
+    /// A room with a 200 ms slow-consumer timeout, a member whose queue holds
+    /// one message and one with room for eight; returns the room, its gate and
+    /// both receivers.
+    async fn room_with_a_small_member() -> (Addr<TenantRoom>, Gate, OutboxReceiver, OutboxReceiver)
+    {
+        let room = TenantRoom::new(
+            ListenerId(0),
+            TenantId::new("a"),
+            Arc::new(Counters::new(1)),
+            64,
+        )
+        .with_slow_consumer_timeout(Duration::from_millis(200));
+        let gate = room.gate();
+        let r = room.start();
+        let (small, small_rx) = outbox(1, 1 << 20);
+        let (big, big_rx) = outbox(8, 1 << 20);
+        for o in [small, big] {
+            r.send(AddMember {
+                tenant: TenantId::new("a"),
+                id: SessionId::random(),
+                outbox: o,
+            })
+            .await
+            .unwrap();
+        }
+        (r, gate, small_rx, big_rx)
+    }
+
+    fn text(s: &str) -> Delivery {
+        Delivery::Text(s.into())
+    }
+
     #[actix::test]
-    async fn slow_consumer_is_closed_and_removed() {
-        let r = room("a");
-        let (slow, mut slow_rx) = outbox(1, 1 << 20);
-        let (fast, mut fast_rx) = outbox(8, 1 << 20);
-        r.send(AddMember {
-            tenant: TenantId::new("a"),
-            id: SessionId::random(),
-            outbox: slow,
-        })
-        .await
-        .unwrap();
-        r.send(AddMember {
-            tenant: TenantId::new("a"),
-            id: SessionId::random(),
-            outbox: fast,
-        })
-        .await
-        .unwrap();
+    async fn a_full_member_holds_the_room_back_until_it_drains_and_loses_nothing() {
+        let (r, gate, mut small_rx, mut big_rx) = room_with_a_small_member().await;
         assert_eq!(
             r.send(Fanout {
-                delivery: Delivery::Text("1".into())
+                delivery: text("1")
             })
             .await
             .unwrap(),
             2
         );
+        // "2" does not fit the small queue: the room keeps it for it and
+        // holds its publishers back.
         assert_eq!(
             r.send(Fanout {
-                delivery: Delivery::Text("2".into())
+                delivery: text("2")
+            })
+            .await
+            .unwrap(),
+            2
+        );
+        assert!(!gate.is_open(), "publishers are held back");
+        let later = r.send(Fanout {
+            delivery: text("3"),
+        });
+        assert_eq!(big_rx.data.recv().await, Some(text("1")));
+        assert_eq!(big_rx.data.recv().await, Some(text("2")));
+        // The small member drains: it gets "2", then "3"; nobody is closed.
+        assert_eq!(small_rx.data.recv().await, Some(text("1")));
+        assert_eq!(small_rx.data.recv().await, Some(text("2")));
+        assert_eq!(later.await.unwrap(), 2);
+        assert_eq!(small_rx.data.recv().await, Some(text("3")));
+        assert_eq!(big_rx.data.recv().await, Some(text("3")));
+        assert!(gate.is_open(), "open again once the member drained");
+        assert_eq!(small_rx.control.try_recv(), None);
+    }
+
+    #[actix::test]
+    async fn a_member_full_past_the_timeout_is_closed_4009_and_the_room_goes_on() {
+        let (r, gate, mut small_rx, mut big_rx) = room_with_a_small_member().await;
+        let t0 = std::time::Instant::now();
+        r.send(Fanout {
+            delivery: text("1"),
+        })
+        .await
+        .unwrap();
+        r.send(Fanout {
+            delivery: text("2"),
+        })
+        .await
+        .unwrap();
+        // Taken only once the small member is gone.
+        assert_eq!(
+            r.send(Fanout {
+                delivery: text("3")
             })
             .await
             .unwrap(),
             1
         );
+        let held = t0.elapsed();
+        assert!(held >= Duration::from_millis(200), "{held:?}");
+        assert!(held < Duration::from_millis(1200), "{held:?}");
+        assert!(gate.is_open());
         assert_eq!(
-            slow_rx.control.try_recv(),
+            small_rx.control.try_recv(),
             Some(Control::Close(CloseCode::SlowConsumer))
         );
         assert_eq!(
-            r.send(Fanout {
-                delivery: Delivery::Text("3".into())
-            })
-            .await
-            .unwrap(),
-            1
+            small_rx.data.try_recv(),
+            Some(text("1")),
+            "an unbroken prefix"
         );
-        assert_eq!(fast_rx.data.try_recv(), Some(Delivery::Text("1".into())));
-        assert_eq!(fast_rx.data.try_recv(), Some(Delivery::Text("2".into())));
-        assert_eq!(fast_rx.data.try_recv(), Some(Delivery::Text("3".into())));
+        assert_eq!(small_rx.data.try_recv(), None);
+        for want in ["1", "2", "3"] {
+            assert_eq!(big_rx.data.try_recv(), Some(text(want)));
+        }
     }
 
     #[actix::test]

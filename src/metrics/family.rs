@@ -51,7 +51,7 @@ pub fn labels2<'a>(
     [(k1, Escaped(v1.into())), (k2, Escaped(v2.into()))]
 }
 
-/// Counter or gauge (all values here are non-negative integers).
+/// Counter or gauge (non-negative integers, or seconds as a float).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Counter,

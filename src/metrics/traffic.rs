@@ -65,6 +65,12 @@ impl Collector for Traffic {
             "Sessions dropped because the peer answered no ping within two heartbeat intervals.",
         )
         .single(&mut out, c.heartbeat_timeouts())?;
+        Family::counter(
+            "backpressure",
+            "Time rooms held their publishers back because a member's outbound queue was full, summed over rooms.",
+        )
+        .unit(Unit::Seconds)
+        .single_f64(&mut out, c.backpressure_seconds())?;
         Family::gauge("uptime", "Seconds since the process started.")
             .unit(Unit::Seconds)
             .single(&mut out, c.uptime_s())

@@ -303,6 +303,9 @@ impl Plan {
                 max_sessions: settings.limits.max_connections,
                 arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
                 backplane: cluster.backplane(),
+                slow_consumer_timeout: Duration::from_millis(
+                    settings.limits.slow_consumer_timeout_ms,
+                ),
             },
         )
         .start();

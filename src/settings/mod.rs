@@ -332,10 +332,14 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSettings {
-    /// Per-connection outbound queue, in messages. Full → close 4009.
+    /// Per-connection outbound queue, in messages. Full → the room holds its
+    /// publishers back until it drains (4009 after `slow_consumer_timeout_ms`).
     pub outbound_queue_messages: usize,
-    /// Per-connection outbound queue, in bytes. Full → close 4009.
+    /// Per-connection outbound queue, in bytes. Same policy.
     pub outbound_queue_bytes: usize,
+    /// Milliseconds a session's full outbound queue may hold its room's
+    /// publishers back before the session is closed with 4009.
+    pub slow_consumer_timeout_ms: u64,
     /// Messages waiting in one room before publishers are held back.
     pub room_queue: usize,
     /// Open connections, all listeners; 0 = none. HTTP 503 above.
@@ -359,7 +363,8 @@ impl Default for LimitsSettings {
     fn default() -> Self {
         Self {
             outbound_queue_messages: 1024,
-            outbound_queue_bytes: 4 << 20,
+            outbound_queue_bytes: 1 << 20,
+            slow_consumer_timeout_ms: 2000,
             room_queue: 4096,
             max_connections: 0,
             request_timeout_ms: 5000,

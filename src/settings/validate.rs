@@ -72,6 +72,12 @@ pub fn validate(s: &Settings) -> Vec<String> {
         1024,
         1 << 30,
     );
+    p.range(
+        "limits.slow_consumer_timeout_ms",
+        lim.slow_consumer_timeout_ms,
+        10,
+        600_000,
+    );
     p.range("limits.room_queue", lim.room_queue as u64, 16, 1 << 20);
     p.range(
         "limits.max_connections",
@@ -382,6 +388,7 @@ token_env = ""
 max_body_bytes = 0
 [limits]
 outbound_queue_messages = 0
+slow_consumer_timeout_ms = 0
 [cluster]
 backend = "redis"
 "#;
@@ -392,6 +399,7 @@ backend = "redis"
             "admin.token_env: \"\" is not an environment variable name",
             "admin.max_body_bytes: must be between 1 and 16777216, got 0",
             "limits.outbound_queue_messages: must be between 1 and 1048576, got 0",
+            "limits.slow_consumer_timeout_ms: must be between 10 and 600000, got 0",
             "cluster.redis_url: required when cluster.backend = \"redis\"",
         ] {
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");

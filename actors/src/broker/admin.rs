@@ -116,31 +116,48 @@ impl Broker {
         n
     }
 
-    /// Pushes an admin message into one local session's queue; 1 if it took it.
+    /// Pushes an admin message into one local session's queue; 1 if it took
+    /// it. A full queue is waited for (outside message handling), for
+    /// `slow_consumer_timeout` at most; then the session is closed with 4009.
     pub(super) fn local_push(
         &self,
         listener: ListenerId,
         id: &SessionId,
         delivery: crate::delivery::Delivery,
-    ) -> usize {
-        let Some(e) = self.sessions.get(id) else {
-            return 0;
+    ) -> BoxFuture<'static, usize> {
+        let Some(e) = self
+            .sessions
+            .get(id)
+            .filter(|e| e.info.listener == listener)
+        else {
+            return Box::pin(async { 0 });
         };
-        if e.info.listener != listener {
-            return 0;
-        }
-        match e.outbox.push(delivery) {
-            Ok(()) => {
-                self.counters.listener(listener).deliveries.add(1);
-                1
+        let outbox = e.outbox.clone();
+        let counters = self.counters.clone();
+        let timeout = self.config.slow_consumer_timeout;
+        Box::pin(async move {
+            let pushed = match outbox.push(delivery.clone()) {
+                Err(PushError::Full) => {
+                    match actix::clock::timeout(timeout, outbox.space(delivery.len())).await {
+                        Ok(()) => outbox.push(delivery),
+                        Err(_) => Err(PushError::Full),
+                    }
+                }
+                first => first,
+            };
+            match pushed {
+                Ok(()) => {
+                    counters.listener(listener).deliveries.add(1);
+                    1
+                }
+                Err(PushError::Full) => {
+                    counters.add_dropped(DropReason::SlowConsumer);
+                    outbox.close(CloseCode::SlowConsumer);
+                    0
+                }
+                Err(PushError::Closed) => 0,
             }
-            Err(PushError::Full) => {
-                self.counters.add_dropped(DropReason::SlowConsumer);
-                e.outbox.close(CloseCode::SlowConsumer);
-                0
-            }
-            Err(PushError::Closed) => 0,
-        }
+        })
     }
 
     /// Delivers an admin message to local rooms and counts the queues that took
@@ -152,10 +169,7 @@ impl Broker {
         delivery: crate::delivery::Delivery,
     ) -> BoxFuture<'static, usize> {
         let rooms: Vec<_> = match target {
-            Target::Session(id) => {
-                let n = self.local_push(listener, id, delivery);
-                return Box::pin(async move { n });
-            }
+            Target::Session(id) => return self.local_push(listener, id, delivery),
             Target::Tenant(tenant) => self
                 .rooms
                 .get(&(listener, tenant.clone()))

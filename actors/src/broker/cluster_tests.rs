@@ -13,6 +13,7 @@ use crate::ids::{Mode, Scope, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::outbox;
 use crate::room::Fanout;
+use crate::router::PublishGlobal;
 
 fn broker(scope: Scope, cap: usize, probe: Arc<Probe>) -> Addr<Broker> {
     let mut p = ListenerPolicy::for_tests(0, "/ws", Mode::Payload, scope);
@@ -39,7 +40,7 @@ async fn tenant_messages_go_to_the_backplane_once_after_local_delivery() {
     let b = broker(Scope::Tenant, 0, probe.clone());
     let (r, mut rx1) = join(&b, info("a")).await;
     let (_, mut rx2) = join(&b, info("a")).await;
-    let Route::Room(room) = r.unwrap().route else {
+    let Route::Room { room, .. } = r.unwrap().route else {
         panic!("tenant scope")
     };
     assert_eq!(
@@ -85,13 +86,15 @@ async fn global_messages_are_published_once_and_remote_ones_reach_every_room() {
     let b = broker(Scope::Global, 0, probe.clone());
     let (r, mut rx_a) = join(&b, info("a")).await;
     let (_, mut rx_b) = join(&b, info("b")).await;
-    assert!(matches!(r.unwrap().route, Route::Global(_)));
-    b.send(PublishGlobal {
-        listener: ListenerId(0),
-        delivery: text("g"),
-    })
-    .await
-    .unwrap();
+    let Route::Global { router } = r.unwrap().route else {
+        panic!("global scope routes via the listener's router")
+    };
+    router
+        .send(PublishGlobal {
+            delivery: text("g"),
+        })
+        .await
+        .unwrap();
     assert_eq!(probe.seen("publish"), ["publish_global 0 g"]);
     b.send(RemoteDeliver {
         listener: ListenerId(0),

@@ -1,6 +1,5 @@
 //! Every message the Broker accepts, and their replies, in one place: from
-//! the server (joins, leaves, shutdown), from sessions (global publishes), from
-//! bridges and operators (publishes, queries, kicks), from metrics scrapes
+//! the server (joins, leaves, shutdown), from and operators (publishes, queries, kicks), from metrics scrapes
 //! (load) and from other nodes through the backplane (remote deliveries and
 //! admin requests). The handlers live beside the Broker (`mod.rs`, `admin.rs`,
 //! `origin.rs`, `load.rs`, `remote.rs`).
@@ -15,14 +14,14 @@ use crate::backplane::{NodeReply, NodeRequest};
 use crate::close::CloseCode;
 use crate::counters::SessionStats;
 use crate::delivery::Delivery;
+use crate::gate::Gate;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::Outbox;
 use crate::room::TenantRoom;
+use crate::router::GlobalRouter;
 
 pub use crate::views::{SessionView, StatsView, TenantView};
-
-use super::Broker;
 
 /// Registers a verified session and joins it to its room. Sent by the server
 /// before it answers the upgrade with 101.
@@ -47,9 +46,17 @@ pub enum Route {
     /// Session scope: back to the sender only.
     Own,
     /// Tenant scope: the tenant's room.
-    Room(Addr<TenantRoom>),
-    /// Global scope: the Broker fans out to every room of the listener.
-    Global(Addr<Broker>),
+    Room {
+        /// The room.
+        room: Addr<TenantRoom>,
+        /// Closed while the room holds its publishers back.
+        gate: Gate,
+    },
+    /// Global scope: the listener's router fans out to every room of it.
+    Global {
+        /// The router.
+        router: Addr<GlobalRouter>,
+    },
 }
 
 /// A successful join.
@@ -86,16 +93,6 @@ pub enum JoinError {
 pub struct SessionClosed {
     /// The session.
     pub id: SessionId,
-}
-
-/// A client message on a global-scope listener.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct PublishGlobal {
-    /// The listener.
-    pub listener: ListenerId,
-    /// The serialized message.
-    pub delivery: Delivery,
 }
 
 /// Who an admin publish goes to.

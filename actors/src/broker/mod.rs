@@ -1,11 +1,11 @@
 //! Broker: one per process. Owns the registry of rooms and sessions, per-tenant
-//! connection caps, global fan-out, admin queries and commands, and each
+//! connection caps, the global-scope routers (which it keeps told of the
+//! listener's rooms), admin queries and commands, and each
 //! session's deadline (token expiry or session timeout, whichever is earlier),
 //! kept in one ordered queue served by a single timer (`deadlines.rs`).
 //!
 //! In a cluster it also drives the [`Backplane`]: it tells it about rooms and
-//! sessions, asks it for tenant slots before a join completes, hands it global
-//! messages after local fan-out, and merges other nodes' answers into the admin
+//! sessions, asks it for tenant slots before a join completes, and merges other nodes' answers into the admin
 //! replies (see `admin.rs` and `remote.rs`). Every backplane round trip runs as a
 //! future outside message handling, so the Broker keeps serving while it waits.
 
@@ -18,7 +18,7 @@ mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -26,11 +26,13 @@ use tokio::sync::oneshot;
 use crate::backplane::{Backplane, LocalBackplane, SlotDecision};
 use crate::close::CloseCode;
 use crate::counters::{Counters, SessionStats};
+use crate::gate::Gate;
 use crate::ids::{ListenerId, Scope, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::outbox::Outbox;
 use crate::policy::{ListenerPolicy, OnTokenExpiry};
-use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom};
+use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom, DEFAULT_SLOW_CONSUMER_TIMEOUT};
+use crate::router::{GlobalRouter, RouterRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
 pub use messages::*;
@@ -48,6 +50,9 @@ pub struct BrokerConfig {
     pub arbiters: Vec<ArbiterHandle>,
     /// Other nodes of the cluster ([`LocalBackplane`] for a single node).
     pub backplane: Arc<dyn Backplane>,
+    /// How long a member with a full queue may hold its room back before it
+    /// is closed with 4009 (`limits.slow_consumer_timeout_ms`).
+    pub slow_consumer_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -58,6 +63,7 @@ impl Default for BrokerConfig {
             max_sessions: 0,
             arbiters: Vec::new(),
             backplane: Arc::new(LocalBackplane),
+            slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
         }
     }
 }
@@ -65,6 +71,7 @@ impl Default for BrokerConfig {
 #[derive(Debug)]
 struct RoomEntry {
     addr: Addr<TenantRoom>,
+    gate: Gate,
     members: usize,
 }
 
@@ -94,6 +101,8 @@ pub struct Broker {
     counters: Arc<Counters>,
     config: BrokerConfig,
     rooms: HashMap<(ListenerId, TenantId), RoomEntry>,
+    /// The router of each global-scope listener, by listener id.
+    routers: Vec<Option<Addr<GlobalRouter>>>,
     /// Joins waiting for the backplane, per (listener, tenant): they count
     /// against the local tenant cap and keep the tenant's subscription open.
     pending: HashMap<(ListenerId, TenantId), usize>,
@@ -119,6 +128,7 @@ impl Broker {
             counters,
             config,
             rooms: HashMap::new(),
+            routers: Vec::new(),
             pending: HashMap::new(),
             sessions: HashMap::new(),
             deadlines: Deadlines::default(),
@@ -137,21 +147,63 @@ impl Broker {
         &self.config.backplane
     }
 
-    fn start_room(&mut self, listener: ListenerId, tenant: TenantId) -> Addr<TenantRoom> {
+    /// The next arbiter to start a room or router in (`None`: the Broker's).
+    fn next_arbiter(&mut self) -> Option<ArbiterHandle> {
+        let arbiters = &self.config.arbiters;
+        let arbiter =
+            (!arbiters.is_empty()).then(|| arbiters[self.next_arbiter % arbiters.len()].clone());
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        arbiter
+    }
+
+    fn start_room(&mut self, listener: ListenerId, tenant: TenantId) -> RoomEntry {
         let room = TenantRoom::new(
             listener,
-            tenant,
+            tenant.clone(),
             self.counters.clone(),
             self.config.room_queue,
         )
-        .with_backplane(self.config.backplane.clone());
-        if self.config.arbiters.is_empty() {
-            room.start()
-        } else {
-            let arbiter = &self.config.arbiters[self.next_arbiter % self.config.arbiters.len()];
-            self.next_arbiter = self.next_arbiter.wrapping_add(1);
-            TenantRoom::start_in_arbiter(arbiter, |_| room)
+        .with_backplane(self.config.backplane.clone())
+        .with_slow_consumer_timeout(self.config.slow_consumer_timeout);
+        let gate = room.gate();
+        let addr = match self.next_arbiter() {
+            None => room.start(),
+            Some(arbiter) => TenantRoom::start_in_arbiter(&arbiter, |_| room),
+        };
+        self.tell_router(listener, tenant, Some(addr.clone()));
+        RoomEntry {
+            addr,
+            gate,
+            members: 0,
         }
+    }
+
+    /// Keeps a global listener's router told of its rooms.
+    fn tell_router(&self, listener: ListenerId, tenant: TenantId, room: Option<Addr<TenantRoom>>) {
+        if let Some(Some(router)) = self.routers.get(usize::from(listener.0)) {
+            router.do_send(RouterRoom { tenant, room });
+        }
+    }
+
+    /// One router per global-scope listener.
+    fn start_routers(&mut self) {
+        let policies = self.policies.clone();
+        self.routers = policies
+            .iter()
+            .map(|p| {
+                (p.scope == Scope::Global).then(|| {
+                    let router = GlobalRouter::new(
+                        p.id,
+                        self.config.backplane.clone(),
+                        self.config.room_queue,
+                    );
+                    match self.next_arbiter() {
+                        None => router.start(),
+                        Some(arbiter) => GlobalRouter::start_in_arbiter(&arbiter, |_| router),
+                    }
+                })
+            })
+            .collect();
     }
 
     /// The earliest deadline of a session and the code to close with then.
@@ -219,6 +271,7 @@ impl Broker {
             if room.members == 0 {
                 room.addr.do_send(StopRoom);
                 self.rooms.remove(&key);
+                self.tell_router(listener, entry.info.tenant.clone(), None);
                 self.close_subscription(&key);
             } else {
                 room.addr.do_send(RemoveMember { id: id.clone() });
@@ -301,23 +354,13 @@ impl Broker {
     ) -> Joined {
         let info = msg.info;
         let key = (info.listener, info.tenant.clone());
-        let room = match self.rooms.get_mut(&key) {
-            Some(r) => {
-                r.members += 1;
-                r.addr.clone()
-            }
-            None => {
-                let addr = self.start_room(info.listener, info.tenant.clone());
-                self.rooms.insert(
-                    key,
-                    RoomEntry {
-                        addr: addr.clone(),
-                        members: 1,
-                    },
-                );
-                addr
-            }
-        };
+        if !self.rooms.contains_key(&key) {
+            let entry = self.start_room(info.listener, info.tenant.clone());
+            self.rooms.insert(key.clone(), entry);
+        }
+        let entry = self.rooms.get_mut(&key).expect("inserted above");
+        entry.members += 1;
+        let (room, gate) = (entry.addr.clone(), entry.gate.clone());
         room.do_send(AddMember {
             tenant: info.tenant.clone(),
             id: info.id.clone(),
@@ -347,8 +390,14 @@ impl Broker {
         );
         let route = match policy.scope {
             Scope::Session => Route::Own,
-            Scope::Tenant => Route::Room(room),
-            Scope::Global => Route::Global(ctx.address()),
+            Scope::Tenant => Route::Room { room, gate },
+            Scope::Global => match self.routers.get(usize::from(info.listener.0)) {
+                Some(Some(router)) => Route::Global {
+                    router: router.clone(),
+                },
+                // Routers are started with the Broker for every global listener.
+                _ => unreachable!("no router for global listener {:?}", info.listener),
+            },
         };
         Joined { route }
     }
@@ -436,6 +485,7 @@ impl Actor for Broker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.broker_queue);
+        self.start_routers();
     }
 }
 
@@ -459,15 +509,6 @@ impl Handler<SessionClosed> for Broker {
 
     fn handle(&mut self, msg: SessionClosed, _ctx: &mut Self::Context) {
         self.leave(&msg.id);
-    }
-}
-
-impl Handler<PublishGlobal> for Broker {
-    type Result = ();
-
-    fn handle(&mut self, msg: PublishGlobal, _ctx: &mut Self::Context) {
-        self.fanout_listener(msg.listener, &msg.delivery);
-        self.backplane().publish_global(msg.listener, &msg.delivery);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::ids::{Mode, Scope, SessionId, TenantId};
 use crate::info::{AuthStatus, SessionInfo};
 use crate::outbox::{outbox, Control, OutboxReceiver};
 use crate::policy::ListenerPolicy;
+use crate::router::PublishGlobal;
 
 fn broker_with(policies: Vec<ListenerPolicy>) -> Addr<Broker> {
     let n = policies.len();
@@ -92,16 +93,16 @@ async fn rooms_are_created_per_tenant_and_torn_down_when_empty() {
     let a2 = info(0, "a", Scope::Tenant);
     let c1 = info(0, "c", Scope::Tenant);
     let (r, _x1) = join(&b, a1.clone()).await;
-    let Route::Room(room_a) = r.unwrap().route else {
+    let Route::Room { room: room_a, .. } = r.unwrap().route else {
         panic!("tenant scope routes to a room")
     };
     let (r, _x2) = join(&b, a2.clone()).await;
-    let Route::Room(room_a2) = r.unwrap().route else {
+    let Route::Room { room: room_a2, .. } = r.unwrap().route else {
         panic!()
     };
     assert_eq!(room_a, room_a2, "same tenant shares a room");
     let (r, _x3) = join(&b, c1.clone()).await;
-    let Route::Room(room_c) = r.unwrap().route else {
+    let Route::Room { room: room_c, .. } = r.unwrap().route else {
         panic!()
     };
     assert_ne!(room_a, room_c);
@@ -264,13 +265,12 @@ async fn global_publish_from_a_session_reaches_every_room_of_its_listener() {
         ListenerPolicy::for_tests(1, "/t", Mode::Payload, Scope::Tenant),
     ]);
     let (r, mut k1) = join(&b, info(0, "a", Scope::Global)).await;
-    let Route::Global(g) = r.unwrap().route else {
-        panic!("global scope routes via the broker")
+    let Route::Global { router: g } = r.unwrap().route else {
+        panic!("global scope routes via the listener's router")
     };
     let (_, mut k2) = join(&b, info(0, "b", Scope::Global)).await;
     let (_, mut k3) = join(&b, info(1, "a", Scope::Tenant)).await;
     g.send(PublishGlobal {
-        listener: ListenerId(0),
         delivery: text("hi"),
     })
     .await
@@ -548,4 +548,56 @@ async fn fanout_beyond_room_queue_is_dropped_and_counted() {
         }
     }
     assert_eq!(received + dropped, BURST);
+}
+
+/// An admin publish to one session whose queue is full waits for it to drain
+/// instead of closing it; one that stays full past the timeout is closed 4009.
+#[actix::test]
+async fn an_admin_publish_to_a_full_session_waits_then_closes_it_4009() {
+    let b = Broker::new(
+        vec![Arc::new(ListenerPolicy::for_tests(
+            0,
+            "/a",
+            Mode::Payload,
+            Scope::Tenant,
+        ))],
+        Arc::new(Counters::new(1)),
+        BrokerConfig {
+            slow_consumer_timeout: Duration::from_millis(200),
+            ..BrokerConfig::default()
+        },
+    )
+    .start();
+    let me = info(0, "t", Scope::Tenant);
+    let (_, mut rx) = join(&b, me.clone()).await;
+    let publish = |s: &str| Publish {
+        listener: ListenerId(0),
+        target: Target::Session(me.id.clone()),
+        delivery: text(s),
+    };
+    // `join` gives a queue of 16 messages.
+    for i in 0..16 {
+        assert_eq!(b.send(publish(&i.to_string())).await.unwrap(), 1);
+    }
+    let waiting = b.send(publish("16"));
+    let drain = async {
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        for i in 0..8 {
+            assert_eq!(rx.data.recv().await, Some(text(&i.to_string())));
+        }
+    };
+    let (n, ()) = tokio::join!(waiting, drain);
+    assert_eq!(n.unwrap(), 1, "taken once the queue drained");
+    assert_eq!(rx.control.try_recv(), None);
+    // Nobody drains now: full again, then closed after the timeout.
+    for i in 17..24 {
+        assert_eq!(b.send(publish(&i.to_string())).await.unwrap(), 1);
+    }
+    let t0 = std::time::Instant::now();
+    assert_eq!(b.send(publish("late")).await.unwrap(), 0);
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert_eq!(
+        rx.control.try_recv(),
+        Some(Control::Close(CloseCode::SlowConsumer))
+    );
 }

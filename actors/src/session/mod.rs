@@ -8,8 +8,10 @@
 
 mod frames;
 mod hooks;
+mod publish;
 mod size_guard;
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,18 +21,17 @@ use actix_http::ws::{CloseReason, Codec, Message, ProtocolError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, WebsocketContext};
 
-use crate::broker::PublishGlobal;
 use crate::broker::{Broker, Route, SessionClosed};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason, SessionStats};
 use crate::delivery::Delivery;
+use crate::gate::{Gate, GatedStream};
 use crate::ids::Mode;
 use crate::info::SessionInfo;
 use crate::outbox::{Control, OutboxReceiver};
 use crate::policy::{ListenerPolicy, OnRateLimit};
 use crate::protocol::{self, Frame};
 use crate::rate::TokenBucket;
-use crate::room::Fanout;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -126,6 +127,10 @@ pub struct Session {
     pipeline: Option<mpsc::Sender<HookCall>>,
     /// The close code the session ends with, for [`SessionHooks::closed`].
     close_code: u16,
+    /// Closed while messages wait for the room or router (`publish.rs`).
+    held: Gate,
+    /// Messages the room or router could not take yet, oldest first.
+    waiting: VecDeque<Delivery>,
 }
 
 impl Session {
@@ -151,6 +156,8 @@ impl Session {
             hooks: parts.hooks,
             pipeline: None,
             close_code: CLOSE_ABNORMAL,
+            held: Gate::new(),
+            waiting: VecDeque::new(),
         }
     }
 
@@ -165,6 +172,12 @@ impl Session {
     ) -> Result<HttpResponse, actix_web::Error> {
         let max = self.policy.max_message_bytes;
         let codec = Codec::new().max_size(max);
+        // Not read while this session's messages wait, or its room holds
+        // publishers back (a member's queue is full).
+        let payload = match &self.route {
+            Route::Room { gate, .. } => GatedStream::new(payload, &[&self.held, gate]),
+            Route::Own | Route::Global { .. } => GatedStream::new(payload, &[&self.held]),
+        };
         ws::WsResponseBuilder::new(self, req, GuardedPayload::new(payload, max))
             .codec(codec)
             .start()
@@ -227,28 +240,7 @@ impl Session {
                 self.counters.listener(self.policy.id).deliveries.add(1);
                 self.write(delivery, ctx);
             }
-            Route::Room(room) => match room.try_send(Fanout { delivery }) {
-                Ok(()) => {}
-                // The room is behind: hold this session's input until it takes
-                // the message (back-pressure to the publisher's socket).
-                Err(SendError::Full(msg)) => {
-                    ctx.wait(room.send(msg).into_actor(self).map(|_, _, _| ()))
-                }
-                Err(SendError::Closed(_)) => {}
-            },
-            Route::Global(broker) => {
-                let msg = PublishGlobal {
-                    listener: self.policy.id,
-                    delivery,
-                };
-                match broker.try_send(msg) {
-                    Ok(()) => {}
-                    Err(SendError::Full(msg)) => {
-                        ctx.wait(broker.send(msg).into_actor(self).map(|_, _, _| ()))
-                    }
-                    Err(SendError::Closed(_)) => {}
-                }
-            }
+            Route::Room { .. } | Route::Global { .. } => self.publish(delivery, ctx),
         }
     }
 

@@ -116,8 +116,8 @@ impl Family {
         self.value(m, v)
     }
 
-    /// Writes the family with one unlabelled fractional sample (seconds of
-    /// CPU time, a start time).
+    /// Writes the family with one unlabelled fractional sample (seconds: CPU
+    /// time, a start time, time held back).
     pub fn single_f64(&self, out: &mut DescriptorEncoder, v: f64) -> std::fmt::Result {
         let m =
             out.encode_descriptor(self.name, self.help, self.unit.as_ref(), self.metric_type())?;

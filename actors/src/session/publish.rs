@@ -71,16 +71,17 @@ impl Session {
     }
 
     /// Hands the oldest waiting message over, then the next, then reopens the
-    /// session's gate.
+    /// session's gate. A message stays in `waiting` until the route took it,
+    /// so a later one cannot overtake it.
     fn hand_over_next(&mut self, ctx: &mut WebsocketContext<Self>) {
-        let Some(delivery) = self.waiting.pop_front() else {
+        let Some(delivery) = self.waiting.front().cloned() else {
             self.held.open();
             return;
         };
         let send = hand_over(self.route.clone(), delivery);
-        ctx.spawn(
-            send.into_actor(self)
-                .map(|(), act, ctx| act.hand_over_next(ctx)),
-        );
+        ctx.spawn(send.into_actor(self).map(|(), act, ctx| {
+            act.waiting.pop_front();
+            act.hand_over_next(ctx);
+        }));
     }
 }

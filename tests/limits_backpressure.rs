@@ -219,7 +219,7 @@ async fn shutdown_waits_for_a_frozen_session_at_most_the_grace_period() {
 
 /// Opens `readers` sessions of tenant acme, then a publisher that sends `n`
 /// numbered messages of `len` bytes as fast as it can while reading its own
-/// copies back; returns the readers' sockets (still open) once every session
+/// copies back; returns every socket (still open) once every session
 /// received every message, in order, and the longest any reader waited
 /// between two messages.
 async fn burst(app: &TestApp, readers: usize, n: usize, len: usize) -> (Vec<Sock>, Duration) {
@@ -233,22 +233,26 @@ async fn burst(app: &TestApp, readers: usize, n: usize, len: usize) -> (Vec<Sock
     }
     let publisher = open(app, PATH, "acme").await;
     let (mut sink, mut echo) = publisher.split();
-    let echo = tokio::spawn(async move { read_numbered_stream(&mut echo, n).await });
+    let echo = tokio::spawn(async move {
+        read_numbered_stream(&mut echo, n).await;
+        echo
+    });
     for i in 0..n {
         sink.feed(Message::text(numbered(i, len)))
             .await
             .expect("publish");
     }
     sink.flush().await.expect("flush");
-    echo.await.expect("the publisher lost one of its messages");
-    let mut open_readers = Vec::new();
+    let echo = echo.await.expect("the publisher lost one of its messages");
+    let publisher = sink.reunite(echo).expect("halves of one socket");
+    let mut still_open = vec![publisher];
     let mut longest = Duration::ZERO;
     for t in tasks {
         let (ws, gap) = t.await.expect("a reader lost a message");
-        open_readers.push(ws);
+        still_open.push(ws);
         longest = longest.max(gap);
     }
-    (open_readers, longest)
+    (still_open, longest)
 }
 
 /// The burst of the reliability report, full size (the old policy closed

@@ -340,6 +340,10 @@ pub struct GuardedPayload<S> {
     limit: usize,
     /// The last poll returned `Pending`: the decoder has decoded since.
     parked: bool,
+    /// An error of the inner stream, held until the decoder has taken the
+    /// complete frames before it: a client that sends its close frame and
+    /// resets the connection at once closed normally, not with 1002.
+    failed: Option<PayloadError>,
 }
 
 impl<S> GuardedPayload<S> {
@@ -352,6 +356,7 @@ impl<S> GuardedPayload<S> {
             decoder: DecoderModel::default(),
             limit: max_bytes.saturating_add(MAX_HEADER),
             parked: false,
+            failed: None,
         }
     }
 }
@@ -367,6 +372,16 @@ where
         if std::mem::take(&mut this.parked) {
             this.decoder.decoded_one();
         }
+        if let Some(err) = this.failed.take() {
+            if this.decoder.complete.is_empty() {
+                return Poll::Ready(Some(Err(err)));
+            }
+            // Let the decoder take the frames before the error first.
+            this.failed = Some(err);
+            this.parked = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         loop {
             if this.guard.tripped() {
                 // The refusing header is out; the session closes.
@@ -380,6 +395,12 @@ where
                     }
                     Poll::Pending => {
                         this.parked = true;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Err(err))) if !this.decoder.complete.is_empty() => {
+                        this.failed = Some(err);
+                        this.parked = true;
+                        cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
                     other => return other,
@@ -515,6 +536,55 @@ mod tests {
         let mut payload = GuardedPayload::new(chunks, max);
         let (frames, err, _) = run_decoder(&mut payload, max);
         (frames, err)
+    }
+
+    #[test]
+    fn a_close_frame_followed_by_a_reset_is_decoded_before_the_error() {
+        // The client sends its close and resets the connection at once: the
+        // decoder must see the close (normal closure), not only the error.
+        let close = frame(0x88, &1000u16.to_be_bytes());
+        let items = vec![Ok(Bytes::from(close)), Err(PayloadError::Incomplete(None))];
+        let mut payload = GuardedPayload::new(items_stream(items), 1024);
+        let mut codec = Codec::new().max_size(1024);
+        let mut buf = BytesMut::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            loop {
+                match Pin::new(&mut payload).poll_next(&mut cx) {
+                    Poll::Ready(Some(Ok(b))) => buf.extend_from_slice(&b),
+                    Poll::Ready(Some(Err(_))) => {
+                        seen.push("error");
+                        break;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            if let Ok(Some(Frame::Close(_))) = codec.decode(&mut buf) {
+                seen.push("close");
+            }
+            if seen.contains(&"error") {
+                break;
+            }
+        }
+        assert_eq!(seen, ["close", "error"]);
+    }
+
+    /// A stream of the given items, then its end.
+    fn items_stream(
+        items: Vec<Result<Bytes, PayloadError>>,
+    ) -> impl Stream<Item = Result<Bytes, PayloadError>> + Unpin {
+        struct Items(std::vec::IntoIter<Result<Bytes, PayloadError>>);
+        impl Stream for Items {
+            type Item = Result<Bytes, PayloadError>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Self::Item>> {
+                Poll::Ready(self.0.next())
+            }
+        }
+        Items(items.into_iter())
     }
 
     fn texts(frames: &[Frame]) -> Vec<String> {

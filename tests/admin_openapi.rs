@@ -5,6 +5,7 @@
 //! enums, no undocumented keys where the schema closes the object).
 
 use common::admin::*;
+use common::channels::CHANNELS;
 use common::*;
 use serde_json::{json, Value};
 use wsplus::settings::{BridgeEndpoint, BridgeSettings};
@@ -164,6 +165,11 @@ fn conforms(doc: &Value, what: &str, op: &Value, res: &Response) {
 /// to an address where nothing listens).
 fn app() -> TestApp {
     let mut s = admin_settings();
+    s.listeners.push(common::channels::channels_listener(
+        CHANNELS,
+        wsplus::settings::Scope::Tenant,
+        Default::default(),
+    ));
     s.bridges = vec![BridgeSettings {
         name: "hq".into(),
         url: "ws://127.0.0.1:9/upstream".into(),
@@ -227,11 +233,33 @@ async fn real_responses_match_the_documented_schemas() {
         app.connect(EVENTS, "acme").await,
     ];
     let session = session_ids(&app, "acme").await[0].clone();
-    let real = |name: &str| match name {
-        "tenant" => "acme".to_owned(),
-        "id" => session.clone(),
-        "name" => "hq".to_owned(),
-        other => panic!("undocumented parameter {other}"),
+    let token = common::channels::channels_token("acme", Some("u"), 3600, json!({}));
+    let subscriber = common::channels::Chan::connect(&app, CHANNELS, &token).await;
+    let channels_session = subscriber.connected["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Query parameters take their documented examples.
+    let query = |op: &Value| -> String {
+        let q: Vec<String> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| resolve(&doc, p))
+            .filter(|p| p["in"] == "query" && p.get("example").is_some())
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p["name"].as_str().unwrap(),
+                    p["example"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
     };
     let mut ops = operations(&doc);
     // Reads first, then publish, then the kicks (one session before its tenant).
@@ -240,7 +268,15 @@ async fn real_responses_match_the_documented_schemas() {
         (rank, t.starts_with("/admin/v1/tenants"))
     });
     for (template, method, op) in &ops {
-        let path = fill(template, real);
+        let real = |name: &str| match name {
+            "tenant" => "acme".to_owned(),
+            "id" if template.contains("subscriptions") => channels_session.clone(),
+            "id" => session.clone(),
+            "name" => "hq".to_owned(),
+            "channel" => "news".to_owned(),
+            other => panic!("undocumented parameter {other}"),
+        };
+        let path = format!("{}{}", fill(template, real), query(op));
         let what = format!("{method} {path}");
         let mut req = Req::new(&method.to_ascii_uppercase(), &path);
         if let Some(body) = op.pointer("/requestBody/content/application~1json") {
@@ -257,7 +293,7 @@ async fn real_responses_match_the_documented_schemas() {
         if template.contains('{') {
             let unknown = Req::new(
                 &method.to_ascii_uppercase(),
-                &fill(template, |_| "nope".into()),
+                &format!("{}{}", fill(template, |_| "nope".into()), query(op)),
             );
             conforms(
                 &doc,

@@ -208,6 +208,12 @@ async fn the_development_default_prints_working_urls_for_two_tenants_the_demo_pa
         assert!(c["exp"].as_i64().unwrap() > now() + 3600);
     }
 
+    // The channels listener speaks wsplus.v1 from its first message.
+    let mut ch = Ws::connect(run.url("/ws/channels", "demo")).await;
+    let connected = ch.recv_json().await;
+    assert_eq!(connected["push"], "connected");
+    assert_eq!(connected["session"]["tenantId"], "demo");
+
     // Two terminals: demo and other on /ws/chat (message mode).
     let mut demo = Ws::connect(run.url("/ws/chat", "demo")).await;
     let mut other = Ws::connect(run.url("/ws/chat", "other")).await;

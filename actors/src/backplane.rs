@@ -26,6 +26,7 @@ use std::fmt;
 use futures_core::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::channels::ChannelName;
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::info::SessionInfo;
@@ -74,6 +75,37 @@ pub trait Backplane: Send + Sync + fmt::Debug {
 
     /// This node no longer holds sessions of `(listener, tenant)`.
     fn room_closed(&self, _listener: ListenerId, _tenant: &TenantId) {}
+
+    /// A channel publication (the `pub` push) made on this node, already
+    /// delivered to this node's subscribers: hand it to the other nodes.
+    /// `tenant` is `None` on a global-scope channels listener.
+    fn publish_channel(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+        _delivery: &Delivery,
+    ) {
+    }
+
+    /// This node has a first subscriber of the channel: start receiving its
+    /// publications from other nodes.
+    fn channel_opened(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+    ) {
+    }
+
+    /// This node's last subscriber of the channel left.
+    fn channel_closed(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+    ) {
+    }
 
     /// A session joined this node (session registry).
     fn session_joined(&self, _info: &SessionInfo) {}

@@ -240,6 +240,28 @@ impl Outbox {
     }
 }
 
+/// Waits, for each of `full` in turn, until it has room for `delivery` and
+/// pushes it there, giving up at `deadline`: the hold-back of a room or a
+/// channel hub whose members' queues were at their bound. Returns each
+/// member with the outcome of its push (`Full` when the deadline passed: a
+/// slow consumer).
+pub async fn push_when_space<K>(
+    full: Vec<(K, Outbox)>,
+    delivery: Delivery,
+    deadline: std::time::Instant,
+) -> Vec<(K, Outbox, Result<(), PushError>)> {
+    let mut outcome = Vec::with_capacity(full.len());
+    for (key, outbox) in full {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let pushed = match actix::clock::timeout(left, outbox.space(delivery.len())).await {
+            Ok(()) => outbox.push(delivery.clone()),
+            Err(_) => Err(PushError::Full),
+        };
+        outcome.push((key, outbox, pushed));
+    }
+    outcome
+}
+
 /// Stream of deliveries; gives their bytes back to the budget as they are taken.
 #[derive(Debug)]
 pub struct DataStream {

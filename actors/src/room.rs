@@ -29,7 +29,7 @@ use crate::counters::{Counters, DropReason};
 use crate::delivery::Delivery;
 use crate::gate::Gate;
 use crate::ids::{ListenerId, SessionId, TenantId};
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{push_when_space, Outbox, PushError};
 
 /// Adds a session's queue to the room. Refused (returns `false`) when the tenant
 /// is not the room's own.
@@ -292,18 +292,7 @@ impl TenantRoom {
         self.gate.close();
         let since = Instant::now();
         let deadline = since + self.slow_consumer_timeout;
-        let wait = async move {
-            let mut outcome = Vec::with_capacity(full.len());
-            for (id, outbox) in full {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let pushed = match actix::clock::timeout(left, outbox.space(delivery.len())).await {
-                    Ok(()) => outbox.push(delivery.clone()),
-                    Err(_) => Err(PushError::Full),
-                };
-                outcome.push((id, outbox, pushed));
-            }
-            outcome
-        };
+        let wait = push_when_space(full, delivery, deadline);
         ctx.wait(wait.into_actor(self).map(move |outcome, act, _ctx| {
             for (id, outbox, pushed) in outcome {
                 match pushed {

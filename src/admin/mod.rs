@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bridges;
 pub mod console;
+pub mod channels;
 pub mod error;
 mod health;
 pub mod listeners;
@@ -47,6 +48,7 @@ pub fn protected(cfg: &mut web::ServiceConfig) {
         .configure(tenant_settings::configure)
         .configure(sessions::configure)
         .configure(publish::configure)
+        .configure(channels::configure)
         .configure(crate::metrics::routes)
         .configure(bridges::configure);
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wsplus_actors::broker::{Publish, Target};
 use wsplus_actors::protocol::{admin_stamp, encode_value};
-use wsplus_actors::{Scope, SessionId, TenantId};
+use wsplus_actors::{Mode, Scope, SessionId, TenantId};
 
 use super::error::{resource, ApiError};
 use super::{listeners, sessions};
@@ -38,8 +38,10 @@ pub struct PublishRequest {
     pub tenant: Option<String>,
     /// The session id (session scope only).
     pub session: Option<String>,
-    /// The message.
+    /// The message (on a channels-mode listener: the publication's `data`).
     pub payload: Value,
+    /// The channel (channels-mode listeners only, where it is required).
+    pub channel: Option<String>,
 }
 
 /// The reply of `POST /admin/v1/publish`.
@@ -47,6 +49,9 @@ pub struct PublishRequest {
 pub struct Delivered {
     /// Session queues that accepted the message.
     pub delivered: usize,
+    /// The publication's offset in the channel's history (when history is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// A non-empty optional field, or a 400 naming it.
@@ -110,6 +115,34 @@ async fn publish(
 ) -> Result<web::Json<Delivered>, ApiError> {
     let req = body.into_inner();
     let listener = listeners::find(&state, &req.listener)?;
+    match (&req.channel, listener.policy.mode) {
+        (Some(channel), Mode::Channels) => {
+            let delivered = super::channels::publish(
+                &state,
+                &req.listener,
+                req.scope,
+                req.tenant.as_deref(),
+                channel,
+                &req.payload,
+            )
+            .await?;
+            return Ok(web::Json(Delivered {
+                delivered,
+                offset: None,
+            }));
+        }
+        (None, Mode::Channels) => {
+            return Err(ApiError::BadRequest(
+                "channel is required on a channels-mode listener".into(),
+            ))
+        }
+        (Some(_), Mode::Payload | Mode::Message) => {
+            return Err(ApiError::BadRequest(
+                "channel is only for channels-mode listeners".into(),
+            ))
+        }
+        (None, Mode::Payload | Mode::Message) => {}
+    }
     let (target, tenant) = target(&state, &req).await?;
     let stamp = admin_stamp(tenant.as_deref(), req.scope.as_str());
     let delivery = encode_value(listener.policy.mode, req.payload, &stamp);
@@ -121,5 +154,8 @@ async fn publish(
             delivery,
         })
         .await?;
-    Ok(web::Json(Delivered { delivered }))
+    Ok(web::Json(Delivered {
+        delivered,
+        offset: None,
+    }))
 }

@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
+use wsplus_actors::channels::hub::HubRoute;
 use wsplus_actors::channels::refresh::{TokenVerifier, Verification, VerifiedToken};
 use wsplus_actors::channels::{ChannelsPolicy, Grants};
-use wsplus_actors::TenantId;
+use wsplus_actors::session::ChannelsParts;
+use wsplus_actors::{Mode, Outbox, TenantId};
+
+use crate::settings::ListenerSettings;
 
 use crate::auth::{Authenticator, Identity};
 
@@ -16,6 +20,45 @@ pub fn grants(identity: &Identity, policy: &ChannelsPolicy) -> Grants {
         identity.claims.get(&policy.claim),
         identity.subject.as_deref(),
     )
+}
+
+/// What the upgrade needs for a channels-mode listener.
+#[derive(Debug, Clone)]
+pub struct ChannelsListener {
+    /// The enforced `[listeners.channels]`.
+    pub policy: Arc<ChannelsPolicy>,
+    /// Refresh verification, shared by the listener's sessions.
+    pub verifier: Arc<dyn TokenVerifier>,
+}
+
+impl ChannelsListener {
+    /// `Some` for a channels-mode listener.
+    pub fn new(l: &ListenerSettings, auth: &Arc<Authenticator>) -> Option<Self> {
+        if l.mode != Mode::Channels {
+            return None;
+        }
+        let policy = Arc::new(l.channels.clone().unwrap_or_default().policy());
+        Some(Self {
+            verifier: Arc::new(ListenerVerifier::new(auth.clone(), policy.clone())),
+            policy,
+        })
+    }
+
+    /// The permissions `identity`'s token grants on this listener.
+    pub fn grants(&self, identity: &Identity) -> Grants {
+        grants(identity, &self.policy)
+    }
+
+    /// The session's channel parts: its hub, its queue and its token's grants.
+    pub fn parts(&self, grants: Grants, route: HubRoute, outbox: Outbox) -> ChannelsParts {
+        ChannelsParts {
+            policy: self.policy.clone(),
+            route,
+            outbox,
+            grants,
+            verifier: self.verifier.clone(),
+        }
+    }
 }
 
 /// Verifies refresh tokens with a listener's [`Authenticator`].

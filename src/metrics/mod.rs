@@ -13,6 +13,7 @@
 //!
 //! * `load.rs` — the Broker's live figures (connections, rooms, tenants);
 //! * `traffic.rs` — messages, deliveries, drops, close codes, uptime;
+//! * `channels.rs` — channels, subscriptions, token refreshes;
 //! * `handshake.rs` — refused upgrades by reason;
 //! * `cluster.rs` — the Redis backplane's counters.
 //! * `bridges.rs` — each bridge's connection state and counters;
@@ -26,6 +27,7 @@
 //! session, and per-tenant labels exist only behind `[metrics] tenant_labels`.
 
 mod bridges;
+mod channels;
 mod cluster;
 pub mod family;
 pub mod format;
@@ -90,6 +92,14 @@ pub fn collectors(state: &AppState, load: Load) -> Vec<Box<dyn Collector>> {
                 .filter_map(|l| Some((l.settings.path.clone(), l.hooks.clone()?)))
                 .collect(),
             webhooks: state.webhooks.clone(),
+        }),
+        Box::new(channels::ChannelMetrics {
+            counters: state.counters.clone(),
+            paths: state
+                .listeners
+                .iter()
+                .map(|l| l.channels.is_some().then(|| l.settings.path.clone()))
+                .collect(),
         }),
     ]
 }

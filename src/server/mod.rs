@@ -226,10 +226,11 @@ impl Plan {
             listeners.push(Listener {
                 policy,
                 settings: l.clone(),
-                auth,
                 allowed_origins: l.allowed_origins.iter().cloned().collect(),
                 hooks,
                 session_hooks,
+                channels: crate::channels::ChannelsListener::new(l, &auth),
+                auth,
             });
         }
 

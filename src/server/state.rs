@@ -27,6 +27,8 @@ pub struct Listener {
     /// What its sessions are given to reach the backend (message hook,
     /// webhooks), if anything.
     pub session_hooks: Option<Arc<dyn wsplus_actors::session::SessionHooks>>,
+    /// Channels mode only: its policy and refresh verifier.
+    pub channels: Option<crate::channels::ChannelsListener>,
 }
 
 /// State shared by all workers.

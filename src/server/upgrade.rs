@@ -59,6 +59,7 @@ async fn accept(
     let admission = state.tenants.admit(&identity.tenant)?;
 
     let policy = admission.policy(&listener.policy);
+    let grants = listener.channels.as_ref().map(|c| c.grants(&identity));
     let info = Arc::new(SessionInfo {
         id: SessionId::random(),
         listener: policy.id,
@@ -85,7 +86,7 @@ async fn accept(
         .broker
         .send(Join {
             info: info.clone(),
-            outbox: tx,
+            outbox: tx.clone(),
             stats: stats.clone(),
             tenant_cap: admission.max_connections,
         })
@@ -111,6 +112,11 @@ async fn accept(
         info.id,
         info.subject.as_deref().unwrap_or("-")
     );
+    let channels = match (&listener.channels, grants, joined.channels) {
+        (Some(c), Some(grants), Some(hub)) => Some(c.parts(grants, hub, tx)),
+        // The Broker gives every session of a channels listener its hub.
+        _ => None,
+    };
     let session = Session::new(SessionParts {
         guard,
         policy,
@@ -119,6 +125,7 @@ async fn accept(
         stats,
         outbox: rx,
         hooks: listener.session_hooks.clone(),
+        channels,
     });
     // The handshake was validated above; a failure here drops the session, whose
     // guard tells the Broker it left.

@@ -55,12 +55,18 @@ impl Default for Settings {
         Self {
             server: ServerSettings::default(),
             admin: AdminSettings::default(),
-            // The embedded default's two listeners (config/default.toml).
+            // The embedded default's three listeners (config/default.toml).
             listeners: vec![
                 ListenerSettings::default(),
                 ListenerSettings {
                     path: "/ws/chat".into(),
                     mode: Mode::Message,
+                    ..ListenerSettings::default()
+                },
+                ListenerSettings {
+                    path: "/ws/channels".into(),
+                    mode: Mode::Channels,
+                    channels: Some(ChannelsSettings::default()),
                     ..ListenerSettings::default()
                 },
             ],

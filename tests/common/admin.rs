@@ -35,6 +35,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/admin/v1/tenants/acme/settings"),
     ("PATCH", "/admin/v1/tenants/acme/settings"),
     ("DELETE", "/admin/v1/tenants/acme/settings"),
+    ("GET", "/admin/v1/channels?listener=/ws/events"),
+    ("GET", "/admin/v1/channels/news?listener=/ws/events"),
+    ("POST", "/admin/v1/sessions/nope/subscriptions"),
+    ("DELETE", "/admin/v1/sessions/nope/subscriptions/news"),
 ];
 
 /// Base settings plus a message-mode tenant listener ([`MSG`]) and a

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod bridge;
 pub mod browser;
+pub mod channels;
 pub mod client;
 pub mod cluster;
 pub mod hooks;

@@ -64,6 +64,8 @@ pub enum Route {
 pub struct Joined {
     /// How the session publishes.
     pub route: Route,
+    /// Channels mode: the hub of the session's own channel space.
+    pub channels: Option<crate::channels::hub::HubRoute>,
 }
 
 /// Why a join was refused.
@@ -246,6 +248,14 @@ pub enum RemoteTarget {
     Tenant(TenantId),
     /// Every session of the listener on this node.
     Global,
+    /// The subscribers on this node of a channel of a channels-mode listener
+    /// (`tenant` `None` on a global-scope one).
+    Channel {
+        /// The tenant of the channel space.
+        tenant: Option<TenantId>,
+        /// The channel.
+        channel: crate::channels::ChannelName,
+    },
 }
 
 /// A message published on another node, for this node's sessions only (it is

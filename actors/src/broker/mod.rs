@@ -10,6 +10,7 @@
 //! future outside message handling, so the Broker keeps serving while it waits.
 
 mod admin;
+mod channels;
 mod deadlines;
 mod load;
 pub mod messages;
@@ -35,6 +36,10 @@ use crate::room::{AddMember, RemoveMember, StopRoom, TenantRoom, DEFAULT_SLOW_CO
 use crate::router::{GlobalRouter, RouterRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
+pub use channels::{
+    ChannelSpaceKey, CountChannelSubscribers, ListChannelSpace, PublishToChannel,
+    SessionSubscription, TokenRefreshed,
+};
 pub use messages::*;
 
 /// Broker-wide settings (per-listener ones are in each [`ListenerPolicy`]).
@@ -73,6 +78,8 @@ struct RoomEntry {
     addr: Addr<TenantRoom>,
     gate: Gate,
     members: usize,
+    /// The tenant's channel hub (tenant-scope channels listeners only).
+    hub: Option<crate::channels::hub::HubRoute>,
 }
 
 #[derive(Debug)]
@@ -103,6 +110,8 @@ pub struct Broker {
     rooms: HashMap<(ListenerId, TenantId), RoomEntry>,
     /// The router of each global-scope listener, by listener id.
     routers: Vec<Option<Addr<GlobalRouter>>>,
+    /// The channel hub of each global-scope channels listener, by listener id.
+    global_hubs: Vec<Option<crate::channels::hub::HubRoute>>,
     /// Joins waiting for the backplane, per (listener, tenant): they count
     /// against the local tenant cap and keep the tenant's subscription open.
     pending: HashMap<(ListenerId, TenantId), usize>,
@@ -129,6 +138,7 @@ impl Broker {
             config,
             rooms: HashMap::new(),
             routers: Vec::new(),
+            global_hubs: Vec::new(),
             pending: HashMap::new(),
             sessions: HashMap::new(),
             deadlines: Deadlines::default(),
@@ -166,15 +176,18 @@ impl Broker {
         .with_backplane(self.config.backplane.clone())
         .with_slow_consumer_timeout(self.config.slow_consumer_timeout);
         let gate = room.gate();
-        let addr = match self.next_arbiter() {
+        let arbiter = self.next_arbiter();
+        let addr = match &arbiter {
             None => room.start(),
-            Some(arbiter) => TenantRoom::start_in_arbiter(&arbiter, |_| room),
+            Some(arbiter) => TenantRoom::start_in_arbiter(arbiter, |_| room),
         };
+        let hub = self.start_tenant_hub(listener, &tenant, arbiter.as_ref());
         self.tell_router(listener, tenant, Some(addr.clone()));
         RoomEntry {
             addr,
             gate,
             members: 0,
+            hub,
         }
     }
 
@@ -270,6 +283,9 @@ impl Broker {
             room.members -= 1;
             if room.members == 0 {
                 room.addr.do_send(StopRoom);
+                if let Some(route) = &room.hub {
+                    route.hub.do_send(crate::channels::hub::StopHub);
+                }
                 self.rooms.remove(&key);
                 self.tell_router(listener, entry.info.tenant.clone(), None);
                 self.close_subscription(&key);
@@ -399,7 +415,8 @@ impl Broker {
                 _ => unreachable!("no router for global listener {:?}", info.listener),
             },
         };
-        Joined { route }
+        let channels = self.session_hub(info.listener, &info.tenant);
+        Joined { route, channels }
     }
 
     /// The cluster part of a join: the tenant's subscription (when this node has
@@ -486,6 +503,7 @@ impl Actor for Broker {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.broker_queue);
         self.start_routers();
+        self.start_global_hubs();
     }
 }
 

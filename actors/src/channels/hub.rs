@@ -8,14 +8,35 @@
 //! named by a session can only ever be looked up in its own tenant's space.
 //! A global-scope listener has one hub for all its tenants, started with the
 //! Broker.
+//!
+//! A burst is not a slow consumer, as in a room: when a subscriber's queue is
+//! at its bound the hub keeps the push for it, closes its [`Gate`] (the
+//! sockets of the listener's channel sessions using this hub are not read)
+//! and stops taking messages until the subscriber drained; one still full
+//! after `slow_consumer_timeout` is closed with 4009.
+
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+
+use crate::gate::Gate;
+use crate::outbox::push_when_space;
 
 use super::name::ChannelName;
 use super::space::{
     ChannelOp, ChannelSpace, CountSubscribers, ListChannels, PublishLocal, ServerSubscribe,
     ServerUnsubscribe,
 };
+
+/// A hub's address with the gate its publishers wait at: what a session of
+/// a channels listener gets from its join.
+#[derive(Debug, Clone)]
+pub struct HubRoute {
+    /// The hub of the session's channel space.
+    pub hub: Addr<ChannelHub>,
+    /// Closed while the hub holds its publishers back.
+    pub gate: Gate,
+}
 
 /// Stops a hub (its room closed).
 #[derive(Message, Debug)]
@@ -27,16 +48,57 @@ pub struct StopHub;
 pub struct ChannelHub {
     space: ChannelSpace,
     mailbox_capacity: usize,
+    gate: Gate,
+    slow_consumer_timeout: Duration,
 }
 
 impl ChannelHub {
     /// A hub for `space`; its mailbox holds `mailbox_capacity` messages before
-    /// publishers wait.
-    pub fn new(space: ChannelSpace, mailbox_capacity: usize) -> Self {
+    /// publishers wait; a subscriber full for `slow_consumer_timeout` is closed.
+    pub fn new(
+        space: ChannelSpace,
+        mailbox_capacity: usize,
+        slow_consumer_timeout: Duration,
+    ) -> Self {
         Self {
             space,
             mailbox_capacity,
+            gate: Gate::new(),
+            slow_consumer_timeout,
         }
+    }
+
+    /// The gate the sessions using this hub wait at.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone()
+    }
+
+    /// Holds the hub (and its publishers) back until the pushes that found a
+    /// full queue are delivered or their subscribers closed.
+    fn hold_back(&mut self, ctx: &mut Context<Self>) {
+        let held = self.space.take_held();
+        if held.is_empty() {
+            return;
+        }
+        self.gate.close();
+        let since = Instant::now();
+        let deadline = since + self.slow_consumer_timeout;
+        let wait = async move {
+            let mut outcome = Vec::with_capacity(held.len());
+            for (id, outbox, delivery) in held {
+                outcome.extend(push_when_space(vec![(id, outbox)], delivery, deadline).await);
+            }
+            outcome
+        };
+        ctx.wait(wait.into_actor(self).map(move |outcome, act, ctx| {
+            for (id, outbox, pushed) in outcome {
+                act.space.settle(&id, &outbox, pushed);
+            }
+            act.space.counters().add_backpressure(since.elapsed());
+            act.gate.open();
+            // Settling may have queued replies to slow consumers' peers.
+            act.hold_back(ctx);
+        }));
     }
 }
 
@@ -48,6 +110,8 @@ impl Actor for ChannelHub {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Nobody may wait at the gate of a hub that is gone.
+        self.gate.open();
         // Give the gauges back: every subscription here ends with the hub.
         let sessions: Vec<_> = self.space.table().sessions().cloned().collect();
         for s in sessions {
@@ -59,33 +123,43 @@ impl Actor for ChannelHub {
 impl Handler<ChannelOp> for ChannelHub {
     type Result = ();
 
-    fn handle(&mut self, msg: ChannelOp, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ChannelOp, ctx: &mut Self::Context) {
         self.space.apply(msg);
+        self.hold_back(ctx);
     }
 }
 
 impl Handler<PublishLocal> for ChannelHub {
     type Result = usize;
 
-    fn handle(&mut self, msg: PublishLocal, _ctx: &mut Self::Context) -> usize {
-        self.space.publish(&msg.channel, &msg.delivery)
+    fn handle(&mut self, msg: PublishLocal, ctx: &mut Self::Context) -> usize {
+        let n = if msg.forward {
+            self.space.publish_everywhere(&msg.channel, &msg.delivery)
+        } else {
+            self.space.publish(&msg.channel, &msg.delivery)
+        };
+        self.hold_back(ctx);
+        n
     }
 }
 
 impl Handler<ServerSubscribe> for ChannelHub {
     type Result = ();
 
-    fn handle(&mut self, msg: ServerSubscribe, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ServerSubscribe, ctx: &mut Self::Context) {
         self.space
             .server_subscribe(&msg.session, &msg.outbox, &msg.channel);
+        self.hold_back(ctx);
     }
 }
 
 impl Handler<ServerUnsubscribe> for ChannelHub {
     type Result = bool;
 
-    fn handle(&mut self, msg: ServerUnsubscribe, _ctx: &mut Self::Context) -> bool {
-        self.space.end(&msg.session, &msg.channel, msg.reason)
+    fn handle(&mut self, msg: ServerUnsubscribe, ctx: &mut Self::Context) -> bool {
+        let ended = self.space.end(&msg.session, &msg.channel, msg.reason);
+        self.hold_back(ctx);
+        ended
     }
 }
 
@@ -134,7 +208,7 @@ mod tests {
 
     fn hub(counters: &Arc<Counters>) -> Addr<ChannelHub> {
         let space = ChannelSpace::new(ListenerId(0), Some(TenantId::new("t")), counters.clone());
-        ChannelHub::new(space, 64).start()
+        ChannelHub::new(space, 64, std::time::Duration::from_millis(100)).start()
     }
 
     fn ch(s: &str) -> ChannelName {
@@ -150,6 +224,62 @@ mod tests {
 
     fn id(n: u64) -> CommandId {
         CommandId::new(n).unwrap()
+    }
+
+    #[actix::test]
+    async fn a_burst_waits_for_the_subscriber_and_loses_nothing() {
+        let counters = Arc::new(Counters::new(1));
+        let space = ChannelSpace::new(ListenerId(0), None, counters.clone());
+        let hub = ChannelHub::new(space, 64, std::time::Duration::from_secs(10));
+        let gate = hub.gate();
+        let h = hub.start();
+        let (o, mut rx) = outbox(2, 1 << 20);
+        let s = SessionId::random();
+        h.send(ServerSubscribe {
+            session: s.clone(),
+            outbox: o,
+            channel: ch("a"),
+        })
+        .await
+        .unwrap();
+        for i in 0..3 {
+            let d = push_pub(&ch("a"), &json!(i), None, &Value::Null);
+            let publish = PublishLocal {
+                channel: ch("a"),
+                delivery: d,
+                forward: false,
+            };
+            if i < 2 {
+                h.send(publish).await.unwrap();
+            } else {
+                // Queued behind the held-back one: the hub takes it once the
+                // subscriber drained.
+                h.do_send(publish);
+            }
+        }
+        assert!(!gate.is_open(), "publishers are held back");
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            if let Some(v) = next(&mut rx) {
+                got.push(v);
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(got[0]["push"], "subscribe");
+        assert_eq!(
+            got[1..]
+                .iter()
+                .map(|v| v["data"].clone())
+                .collect::<Vec<_>>(),
+            [json!(0), json!(1), json!(2)]
+        );
+        assert_eq!(
+            h.send(CountSubscribers { channel: ch("a") }).await.unwrap(),
+            1
+        );
+        assert!(gate.is_open());
+        assert_eq!(rx.control.try_recv(), None);
     }
 
     #[actix::test]
@@ -182,7 +312,8 @@ mod tests {
         assert_eq!(
             h.send(PublishLocal {
                 channel: ch("a"),
-                delivery: d.clone()
+                delivery: d.clone(),
+                forward: false,
             })
             .await
             .unwrap(),
@@ -191,7 +322,8 @@ mod tests {
         assert_eq!(
             h.send(PublishLocal {
                 channel: ch("b"),
-                delivery: d
+                delivery: d,
+                forward: false,
             })
             .await
             .unwrap(),
@@ -301,26 +433,25 @@ mod tests {
             .await
             .unwrap();
         }
-        // The slow one's queue is full with its subscribe push.
+        // The slow one's queue is full with its subscribe push: the hub waits
+        // for it (100 ms here), then closes it 4009.
         let d = push_pub(&ch("a"), &json!(1), None, &Value::Null);
-        assert_eq!(
-            h.send(PublishLocal {
+        let n = h
+            .send(PublishLocal {
                 channel: ch("a"),
-                delivery: d.clone()
+                delivery: d.clone(),
+                forward: false,
             })
             .await
-            .unwrap(),
-            1
-        );
+            .unwrap();
+        assert_eq!(n, 2);
+        let n = h.send(CountSubscribers { channel: ch("a") }).await.unwrap();
+        assert_eq!(n, 1);
         assert_eq!(
             slow_rx.control.try_recv(),
             Some(crate::outbox::Control::Close(
                 crate::close::CloseCode::SlowConsumer
             ))
-        );
-        assert_eq!(
-            h.send(CountSubscribers { channel: ch("a") }).await.unwrap(),
-            1
         );
         h.send(ChannelOp::Leave { session: s2 }).await.unwrap();
         assert_eq!(
@@ -328,6 +459,7 @@ mod tests {
             0
         );
         assert_eq!(counters.listener(ListenerId(0)).channels.channels(), 0);
+        assert_eq!(counters.listener(ListenerId(0)).channels.subscriptions(), 0);
         assert_eq!(next(&mut fast_rx).unwrap()["push"], "subscribe");
         assert_eq!(next(&mut fast_rx).unwrap()["push"], "pub");
     }

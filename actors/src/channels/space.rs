@@ -23,6 +23,7 @@ use super::permissions::{AccessRules, Grants};
 use super::table::{ChannelTable, Subscribed, SubscriptionOrigin, Unsubscribed};
 use super::ChannelError;
 use super::ErrorCode;
+use crate::backplane::{Backplane, LocalBackplane};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason};
 use crate::delivery::Delivery;
@@ -66,8 +67,8 @@ pub enum ChannelOp {
         channel: ChannelName,
         /// The `pub` push, serialized once.
         delivery: Delivery,
-        /// The publisher's queue and command, answered after the fan-out.
-        reply: Option<(Outbox, CommandId)>,
+        /// The publisher, its queue and its command, answered after the fan-out.
+        reply: Option<(SessionId, Outbox, CommandId)>,
     },
     /// A refresh replaced the session's permissions: end the client
     /// subscriptions they no longer allow (push `unsubscribe`/`forbidden`).
@@ -86,8 +87,8 @@ pub enum ChannelOp {
     },
 }
 
-/// Publishes to a channel of this space on this node (admin publish, a
-/// publication from another node). Returns how many queues took it.
+/// Publishes to a channel of this space (admin publish, a publication from
+/// another node). Returns how many queues of this node took it.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "usize")]
 pub struct PublishLocal {
@@ -95,6 +96,8 @@ pub struct PublishLocal {
     pub channel: ChannelName,
     /// The `pub` push.
     pub delivery: Delivery,
+    /// Hand it to the other nodes too (false for what came from one).
+    pub forward: bool,
 }
 
 /// A server-side subscription (admin API): pushes `{"push": "subscribe"}`,
@@ -144,6 +147,9 @@ pub struct ChannelSpace {
     tenant: Option<TenantId>,
     table: ChannelTable,
     counters: Arc<Counters>,
+    backplane: Arc<dyn Backplane>,
+    /// Pushes waiting for a full queue (see [`ChannelSpace::take_held`]).
+    held: Vec<(SessionId, Outbox, Delivery)>,
 }
 
 impl ChannelSpace {
@@ -154,7 +160,24 @@ impl ChannelSpace {
             tenant,
             table: ChannelTable::new(),
             counters,
+            backplane: Arc::new(LocalBackplane),
+            held: Vec::new(),
         }
+    }
+
+    /// Publications cross nodes through `backplane`; a channel is received
+    /// from other nodes while it has a subscriber here.
+    pub fn with_backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.backplane = backplane;
+        self
+    }
+
+    /// Delivers a publication here, then hands it to the other nodes.
+    pub fn publish_everywhere(&mut self, channel: &ChannelName, delivery: &Delivery) -> usize {
+        let n = self.publish(channel, delivery);
+        self.backplane
+            .publish_channel(self.listener, self.tenant.as_ref(), channel, delivery);
+        n
     }
 
     /// The table (admin listings, tests).
@@ -182,7 +205,7 @@ impl ChannelSpace {
                 );
                 let text = match outcome {
                     Subscribed::Added { first } => {
-                        self.opened(first);
+                        self.opened(&channel, first);
                         subscribe_reply(reply, &channel, since.is_some())
                     }
                     Subscribed::Already => subscribe_reply(reply, &channel, since.is_some()),
@@ -199,7 +222,7 @@ impl ChannelSpace {
                 reply,
             } => {
                 let outcome = self.table.unsubscribe(&session, &channel);
-                self.closed(outcome);
+                self.closed(&channel, outcome);
                 self.answer(&session, &outbox, codec::reply_empty(reply));
             }
             ChannelOp::Publish {
@@ -207,10 +230,9 @@ impl ChannelSpace {
                 delivery,
                 reply,
             } => {
-                self.publish(&channel, &delivery);
-                if let Some((outbox, id)) = reply {
-                    // The publisher, not a subscriber: identified by its queue.
-                    let _ = outbox.push(text(codec::reply_empty(id)));
+                self.publish_everywhere(&channel, &delivery);
+                if let Some((session, outbox, id)) = reply {
+                    self.answer(&session, &outbox, codec::reply_empty(id));
                 }
             }
             ChannelOp::Recheck {
@@ -230,12 +252,19 @@ impl ChannelSpace {
 
     /// Drops every subscription of `session`.
     pub fn leave(&mut self, session: &SessionId) {
-        let gone = self.table.remove_session(session);
-        self.channels_gauge(-(gone.len() as i64));
+        let (removed, emptied) = self.table.remove_session(session);
+        let gauges = &self.counters.listener(self.listener).channels;
+        gauges.add_subscriptions(-(removed as i64));
+        gauges.add_channels(-(emptied.len() as i64));
+        for channel in &emptied {
+            self.backplane
+                .channel_closed(self.listener, self.tenant.as_ref(), channel);
+        }
     }
 
-    /// Delivers a publication to every subscriber of `channel` here; closes
-    /// slow consumers. Returns how many queues took it.
+    /// Delivers a publication to every subscriber of `channel` here. A
+    /// subscriber whose queue is full gets it once it has drained (see
+    /// [`ChannelSpace::take_held`]). Returns how many queues took it or will.
     pub fn publish(&mut self, channel: &ChannelName, delivery: &Delivery) -> usize {
         let mut delivered = 0;
         let mut gone = Vec::new();
@@ -243,15 +272,8 @@ impl ChannelSpace {
             match outbox.push(delivery.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
-                    log::warn!(
-                        "slow consumer closed channel={} session={} queued_bytes={}",
-                        channel,
-                        id,
-                        outbox.queued_bytes()
-                    );
-                    self.counters.add_dropped(DropReason::SlowConsumer);
-                    outbox.close(CloseCode::SlowConsumer);
-                    gone.push(id.clone());
+                    self.held
+                        .push((id.clone(), outbox.clone(), delivery.clone()))
                 }
                 Err(PushError::Closed) => gone.push(id.clone()),
             }
@@ -263,7 +285,34 @@ impl ChannelSpace {
             .listener(self.listener)
             .deliveries
             .add(delivered as u64);
-        delivered
+        delivered + self.held.len()
+    }
+
+    /// The pushes that found a full queue since the last call: the owner
+    /// holds its publishers back until they are delivered, and closes with
+    /// 4009 the subscribers that stay full (see [`ChannelSpace::settle`]).
+    pub fn take_held(&mut self) -> Vec<(SessionId, Outbox, Delivery)> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// The outcome of a held push: counted when delivered; a subscriber still
+    /// full is a slow consumer, closed with 4009 and dropped.
+    pub fn settle(&mut self, id: &SessionId, outbox: &Outbox, pushed: Result<(), PushError>) {
+        match pushed {
+            Ok(()) => self.counters.listener(self.listener).deliveries.add(1),
+            Err(PushError::Full) => {
+                log::warn!(
+                    "slow consumer closed listener={} session={} queued_bytes={}",
+                    self.listener.0,
+                    id,
+                    outbox.queued_bytes()
+                );
+                self.counters.add_dropped(DropReason::SlowConsumer);
+                outbox.close(CloseCode::SlowConsumer);
+                self.leave(id);
+            }
+            Err(PushError::Closed) => self.leave(id),
+        }
     }
 
     /// A server-side subscription (see [`ServerSubscribe`]).
@@ -281,7 +330,7 @@ impl ChannelSpace {
             usize::MAX,
         );
         if let Subscribed::Added { first } = outcome {
-            self.opened(first);
+            self.opened(channel, first);
         }
         self.answer(session, outbox, codec::push_subscribe(channel, None));
     }
@@ -298,11 +347,16 @@ impl ChannelSpace {
         if outcome == Unsubscribed::NotSubscribed {
             return false;
         }
-        self.closed(outcome);
+        self.closed(channel, outcome);
         if let Some(outbox) = outbox {
             self.answer(session, &outbox, codec::push_unsubscribe(channel, reason));
         }
         true
+    }
+
+    /// The process counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The tenant of this space (`None`: global listener).
@@ -310,42 +364,34 @@ impl ChannelSpace {
         self.tenant.as_ref()
     }
 
-    fn opened(&self, first: bool) {
-        self.counters
-            .listener(self.listener)
-            .channels
-            .add_subscriptions(1);
+    fn opened(&self, channel: &ChannelName, first: bool) {
+        let gauges = &self.counters.listener(self.listener).channels;
+        gauges.add_subscriptions(1);
         if first {
-            self.channels_gauge(1);
+            gauges.add_channels(1);
+            self.backplane
+                .channel_opened(self.listener, self.tenant.as_ref(), channel);
         }
     }
 
-    fn closed(&self, outcome: Unsubscribed) {
+    fn closed(&self, channel: &ChannelName, outcome: Unsubscribed) {
         if let Unsubscribed::Removed { last } = outcome {
-            self.counters
-                .listener(self.listener)
-                .channels
-                .add_subscriptions(-1);
+            let gauges = &self.counters.listener(self.listener).channels;
+            gauges.add_subscriptions(-1);
             if last {
-                self.channels_gauge(-1);
+                gauges.add_channels(-1);
+                self.backplane
+                    .channel_closed(self.listener, self.tenant.as_ref(), channel);
             }
         }
     }
 
-    fn channels_gauge(&self, delta: i64) {
-        self.counters
-            .listener(self.listener)
-            .channels
-            .add_channels(delta);
-    }
-
-    /// Pushes a reply or push into a session's queue; a full queue is a slow
-    /// consumer like any other.
+    /// Pushes a reply or push into a session's queue; a full one gets it once
+    /// drained, like a publication.
     fn answer(&mut self, session: &SessionId, outbox: &Outbox, reply: String) {
-        if let Err(PushError::Full) = outbox.push(text(reply)) {
-            self.counters.add_dropped(DropReason::SlowConsumer);
-            outbox.close(CloseCode::SlowConsumer);
-            self.leave(session);
+        let d = text(reply);
+        if let Err(PushError::Full) = outbox.push(d.clone()) {
+            self.held.push((session.clone(), outbox.clone(), d));
         }
     }
 }

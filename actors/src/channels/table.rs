@@ -149,16 +149,19 @@ impl ChannelTable {
         }
     }
 
-    /// Ends every subscription of `session` (it left); returns the channels
-    /// that have no subscriber left here.
-    pub fn remove_session(&mut self, session: &SessionId) -> Vec<ChannelName> {
+    /// Ends every subscription of `session` (it left); returns how many it
+    /// had and the channels that have no subscriber left here.
+    pub fn remove_session(&mut self, session: &SessionId) -> (usize, Vec<ChannelName>) {
         let Some(subs) = self.sessions.remove(session) else {
-            return Vec::new();
+            return (0, Vec::new());
         };
-        subs.channels
+        let removed = subs.channels.len();
+        let emptied = subs
+            .channels
             .into_keys()
             .filter(|c| self.detach(session, c))
-            .collect()
+            .collect();
+        (removed, emptied)
     }
 
     /// The subscribers of `channel`, with their queues.
@@ -319,12 +322,12 @@ mod tests {
             Unsubscribed::Removed { last: false }
         );
         assert_eq!(t.unsubscribe(&s2, &ch("a")), Unsubscribed::NotSubscribed);
-        let mut gone = t.remove_session(&s1);
+        let (removed, mut gone) = t.remove_session(&s1);
         gone.sort();
-        assert_eq!(gone, [ch("a"), ch("b")]);
+        assert_eq!((removed, gone), (2, vec![ch("a"), ch("b")]));
         assert_eq!(t.channel_count(), 0);
         assert_eq!(t.subscription_count(), 0);
-        assert!(t.remove_session(&s1).is_empty());
+        assert_eq!(t.remove_session(&s1), (0, Vec::new()));
         assert!(!t.is_subscribed(&s1, &ch("a")));
     }
 }

@@ -6,6 +6,7 @@
 //! `WebsocketContext` stays in this module, so a move to another WebSocket
 //! implementation changes one place.
 
+mod channels;
 mod frames;
 mod hooks;
 mod publish;
@@ -40,6 +41,7 @@ const CLOSE_ABNORMAL: u16 = 1006;
 /// The close code of a close frame without a status (RFC 6455).
 const CLOSE_NO_STATUS: u16 = 1005;
 
+pub use channels::ChannelsParts;
 pub use frames::{close_code_for, Reassembler};
 pub use hooks::{HookAnswer, HookCall, SessionHooks};
 pub use size_guard::{FrameSizeGuard, GuardedPayload};
@@ -104,6 +106,8 @@ pub struct SessionParts {
     pub outbox: OutboxReceiver,
     /// The listener's backend hooks, when it has any.
     pub hooks: Option<Arc<dyn SessionHooks>>,
+    /// Channels mode only: the session's hub, permissions and verifier.
+    pub channels: Option<ChannelsParts>,
 }
 
 /// The per-connection actor.
@@ -131,6 +135,8 @@ pub struct Session {
     held: Gate,
     /// Messages the room or router could not take yet, oldest first.
     waiting: VecDeque<Delivery>,
+    /// Channels mode only (`channels.rs`).
+    channels: Option<channels::ChannelsSession>,
 }
 
 impl Session {
@@ -138,6 +144,9 @@ impl Session {
     pub fn new(parts: SessionParts) -> Self {
         let bucket = (parts.policy.rate_limit_per_s > 0)
             .then(|| TokenBucket::new(parts.policy.rate_limit_per_s));
+        let channels = parts
+            .channels
+            .map(|c| channels::ChannelsSession::new(c, &parts.guard.info));
         Self {
             stamp: match parts.policy.mode {
                 Mode::Message | Mode::Channels => parts.guard.info.stamp(),
@@ -158,6 +167,7 @@ impl Session {
             close_code: CLOSE_ABNORMAL,
             held: Gate::new(),
             waiting: VecDeque::new(),
+            channels,
         }
     }
 
@@ -174,13 +184,25 @@ impl Session {
         let codec = Codec::new().max_size(max);
         // Not read while this session's messages wait, or its room holds
         // publishers back (a member's queue is full).
-        let payload = match &self.route {
-            Route::Room { gate, .. } => GatedStream::new(payload, &[&self.held, gate]),
-            Route::Own | Route::Global { .. } => GatedStream::new(payload, &[&self.held]),
+        let mut gates = vec![&self.held];
+        if let Route::Room { gate, .. } = &self.route {
+            gates.push(gate);
+        }
+        if let Some(c) = &self.channels {
+            gates.push(&c.hub_gate);
+        }
+        let payload = GatedStream::new(payload, &gates);
+        let channels = self.channels.is_some();
+        let builder =
+            ws::WsResponseBuilder::new(self, req, GuardedPayload::new(payload, max)).codec(codec);
+        // Selected when the client offers it; a client that offers nothing
+        // gets no Sec-WebSocket-Protocol.
+        let builder = if channels {
+            builder.protocols(&[crate::channels::PROTOCOL])
+        } else {
+            builder
         };
-        ws::WsResponseBuilder::new(self, req, GuardedPayload::new(payload, max))
-            .codec(codec)
-            .start()
+        builder.start()
     }
 
     fn info(&self) -> &SessionInfo {
@@ -208,6 +230,14 @@ impl Session {
     }
 
     fn on_message(&mut self, frame: Frame, ctx: &mut WebsocketContext<Self>) {
+        if self.policy.mode == Mode::Channels {
+            // Never routed like a message, even without channel state (which
+            // the Broker gives every session of a channels listener).
+            if self.channels.is_some() {
+                self.on_channels_frame(frame, ctx);
+            }
+            return;
+        }
         if let Some(bucket) = self.bucket.as_mut() {
             if !bucket.try_take() {
                 match self.policy.on_rate_limit {
@@ -258,6 +288,10 @@ impl Actor for Session {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.channels.is_some() {
+            // Before anything queued: `connected` is always the first message.
+            self.channels_started(ctx);
+        }
         if let Some(outbox) = self.outbox.take() {
             ctx.add_stream(outbox.data);
             ctx.add_stream(outbox.control);

@@ -1,0 +1,282 @@
+//! The Broker's part in channels mode: it starts the channel hubs (one beside
+//! each room of a tenant-scope channels listener, on the room's arbiter; one
+//! per global-scope channels listener), hands a joining session its own hub,
+//! answers the admin API's channel queries and commands, and moves a
+//! session's deadline when it refreshed its token.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix::prelude::*;
+
+use super::Broker;
+use crate::channels::codec::UnsubscribeReason;
+use crate::channels::hub::{ChannelHub, HubRoute};
+use crate::channels::name::ChannelName;
+use crate::channels::space::{
+    ChannelSpace, CountSubscribers, ListChannels, PublishLocal, ServerSubscribe, ServerUnsubscribe,
+};
+use crate::delivery::Delivery;
+use crate::ids::{ListenerId, Mode, Scope, SessionId, TenantId};
+
+/// Names a channel space: a listener, and the tenant on a tenant-scope one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelSpaceKey {
+    /// The channels-mode listener.
+    pub listener: ListenerId,
+    /// The tenant (`None` on a global-scope listener).
+    pub tenant: Option<TenantId>,
+}
+
+/// An admin publication to a channel; returns how many queues took it here.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct PublishToChannel {
+    /// The space.
+    pub space: ChannelSpaceKey,
+    /// The channel.
+    pub channel: ChannelName,
+    /// The `pub` push, serialized once.
+    pub delivery: Delivery,
+}
+
+/// The channels of a space with their subscriber counts.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<(ChannelName, usize)>")]
+pub struct ListChannelSpace {
+    /// The space.
+    pub space: ChannelSpaceKey,
+}
+
+/// The subscriber count of one channel of a space (0 when nobody is).
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct CountChannelSubscribers {
+    /// The space.
+    pub space: ChannelSpaceKey,
+    /// The channel.
+    pub channel: ChannelName,
+}
+
+/// Subscribes a session to a channel on the server's initiative (`end` =
+/// `None`), or ends one of its subscriptions (`Some(reason)`). Returns false
+/// when the session is not a channels session of this node.
+#[derive(Message, Debug)]
+#[rtype(result = "bool")]
+pub struct SessionSubscription {
+    /// The session.
+    pub id: SessionId,
+    /// The channel.
+    pub channel: ChannelName,
+    /// Why the subscription ends, or `None` to subscribe.
+    pub end: Option<UnsubscribeReason>,
+}
+
+/// A session refreshed its token: its expiry is now `expires_at`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TokenRefreshed {
+    /// The session.
+    pub id: SessionId,
+    /// The new token's deadline (`None`: no expiry).
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Broker {
+    /// Whether `listener` speaks the channels protocol.
+    fn is_channels(&self, listener: ListenerId) -> bool {
+        self.policy(listener)
+            .is_some_and(|p| p.mode == Mode::Channels)
+    }
+
+    /// A hub for a new room of a tenant-scope channels listener, on `arbiter`
+    /// (the room's), or `None` for any other room.
+    pub(super) fn start_tenant_hub(
+        &self,
+        listener: ListenerId,
+        tenant: &TenantId,
+        arbiter: Option<&ArbiterHandle>,
+    ) -> Option<HubRoute> {
+        let scoped = self
+            .policy(listener)
+            .is_some_and(|p| p.mode == Mode::Channels && p.scope == Scope::Tenant);
+        scoped.then(|| self.start_hub(listener, Some(tenant.clone()), arbiter))
+    }
+
+    fn start_hub(
+        &self,
+        listener: ListenerId,
+        tenant: Option<TenantId>,
+        arbiter: Option<&ArbiterHandle>,
+    ) -> HubRoute {
+        let space = ChannelSpace::new(listener, tenant, self.counters.clone())
+            .with_backplane(self.config.backplane.clone());
+        let hub = ChannelHub::new(
+            space,
+            self.config.room_queue,
+            self.config.slow_consumer_timeout,
+        );
+        let gate = hub.gate();
+        let hub = match arbiter {
+            None => hub.start(),
+            Some(a) => ChannelHub::start_in_arbiter(a, |_| hub),
+        };
+        HubRoute { hub, gate }
+    }
+
+    /// One hub per global-scope channels listener, for the Broker's life.
+    pub(super) fn start_global_hubs(&mut self) {
+        let policies = self.policies.clone();
+        self.global_hubs = policies
+            .iter()
+            .map(|p| {
+                (p.mode == Mode::Channels && p.scope == Scope::Global).then(|| {
+                    let arbiter = self.next_arbiter();
+                    self.start_hub(p.id, None, arbiter.as_ref())
+                })
+            })
+            .collect();
+    }
+
+    /// The hub of a space, when it exists on this node: a global-scope
+    /// listener's own, or the hub beside the tenant's room.
+    pub(super) fn hub(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+    ) -> Option<Addr<ChannelHub>> {
+        self.hub_route(listener, tenant).map(|r| r.hub)
+    }
+
+    fn hub_route(&self, listener: ListenerId, tenant: Option<&TenantId>) -> Option<HubRoute> {
+        if let Some(Some(h)) = self.global_hubs.get(usize::from(listener.0)) {
+            return Some(h.clone());
+        }
+        self.rooms.get(&(listener, tenant?.clone()))?.hub.clone()
+    }
+
+    /// The hub a session of `listener`/`tenant` uses.
+    pub(super) fn session_hub(&self, listener: ListenerId, tenant: &TenantId) -> Option<HubRoute> {
+        if !self.is_channels(listener) {
+            return None;
+        }
+        self.hub_route(listener, Some(tenant))
+    }
+}
+
+impl Handler<PublishToChannel> for Broker {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: PublishToChannel, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
+        Box::pin(async move {
+            match hub {
+                Some(h) => h
+                    .send(PublishLocal {
+                        channel: msg.channel,
+                        delivery: msg.delivery,
+                        forward: true,
+                    })
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            }
+        })
+    }
+}
+
+impl Handler<ListChannelSpace> for Broker {
+    type Result = ResponseFuture<Vec<(ChannelName, usize)>>;
+
+    fn handle(&mut self, msg: ListChannelSpace, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
+        Box::pin(async move {
+            match hub {
+                Some(h) => h.send(ListChannels).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
+    }
+}
+
+impl Handler<CountChannelSubscribers> for Broker {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: CountChannelSubscribers, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
+        Box::pin(async move {
+            match hub {
+                Some(h) => h
+                    .send(CountSubscribers {
+                        channel: msg.channel,
+                    })
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            }
+        })
+    }
+}
+
+impl Handler<SessionSubscription> for Broker {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: SessionSubscription, _ctx: &mut Self::Context) -> Self::Result {
+        let found = self.sessions.get(&msg.id).and_then(|e| {
+            let route = self.session_hub(e.info.listener, &e.info.tenant)?;
+            Some((route.hub, e.outbox.clone()))
+        });
+        Box::pin(async move {
+            let Some((hub, outbox)) = found else {
+                return false;
+            };
+            match msg.end {
+                None => hub
+                    .send(ServerSubscribe {
+                        session: msg.id,
+                        outbox,
+                        channel: msg.channel,
+                    })
+                    .await
+                    .is_ok(),
+                Some(reason) => hub
+                    .send(ServerUnsubscribe {
+                        session: msg.id,
+                        channel: msg.channel,
+                        reason,
+                    })
+                    .await
+                    .is_ok(),
+            }
+        })
+    }
+}
+
+impl Handler<TokenRefreshed> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: TokenRefreshed, ctx: &mut Self::Context) {
+        let Some(entry) = self.sessions.get_mut(&msg.id) else {
+            return;
+        };
+        let mut info = (*entry.info).clone();
+        info.expires_at = msg.expires_at;
+        let info = Arc::new(info);
+        entry.info = info.clone();
+        if let Some(key) = entry.timer.take() {
+            self.deadlines.remove(key);
+        }
+        let Some(policy) = self.policy(info.listener).cloned() else {
+            return;
+        };
+        let timer = Self::deadline(&policy, &info).map(|(at, code)| {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            self.deadlines
+                .insert(Instant::now() + wait, (info.id.clone(), code))
+        });
+        if let Some(entry) = self.sessions.get_mut(&msg.id) {
+            entry.timer = timer;
+        }
+        self.arm_alarm(ctx);
+    }
+}

@@ -1,0 +1,186 @@
+//! Channels mode (`wsplus.v1`): a listener builder, token minting with
+//! permission claims, and a protocol client that numbers its commands, splits
+//! batched frames and keeps pushes apart from replies.
+
+use std::collections::VecDeque;
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use wsplus::settings::{ChannelsSettings, ListenerSettings, Mode, Scope};
+
+use crate::auth::{hmac, now, sign};
+use crate::{listener, TestApp, Ws, SECRET};
+
+/// The conventional path of a channels-mode test listener.
+pub const CHANNELS: &str = "/ws/channels";
+
+/// An HS256 channels-mode listener at `path` with `scope` and `channels`.
+pub fn channels_listener(path: &str, scope: Scope, channels: ChannelsSettings) -> ListenerSettings {
+    let mut l = listener(path);
+    l.mode = Mode::Channels;
+    l.scope = scope;
+    l.channels = Some(channels);
+    l
+}
+
+/// An HS256 token for `tenant`/`sub` valid `ttl_s` seconds (no `exp` when 0),
+/// with `extra` claims merged in (e.g. `{"channels": {...}}`).
+pub fn channels_token(tenant: &str, sub: Option<&str>, ttl_s: i64, extra: Value) -> String {
+    let mut c = json!({"tenant_id": tenant, "iat": now()});
+    if let Some(s) = sub {
+        c["sub"] = json!(s);
+    }
+    if ttl_s > 0 {
+        c["exp"] = json!(now() + ttl_s);
+    }
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        c[k] = v;
+    }
+    sign(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &c,
+        &hmac(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+}
+
+/// A `wsplus.v1` client.
+pub struct Chan {
+    /// The socket.
+    pub ws: Ws,
+    /// The `connected` push.
+    pub connected: Value,
+    next_id: u64,
+    pushes: VecDeque<Value>,
+    replies: VecDeque<Value>,
+}
+
+impl Chan {
+    /// Connects with `token` and reads the `connected` push (which must come first).
+    pub async fn connect(app: &TestApp, path: &str, token: &str) -> Chan {
+        let ws = Ws::connect(&app.ws_url(path, Some(token))).await;
+        Self::start(ws).await
+    }
+
+    /// Wraps a connected socket; reads the `connected` push.
+    pub async fn start(ws: Ws) -> Chan {
+        let mut c = Chan {
+            ws,
+            connected: Value::Null,
+            next_id: 0,
+            pushes: VecDeque::new(),
+            replies: VecDeque::new(),
+        };
+        let first = c.read_one().await;
+        assert_eq!(first["push"], "connected", "first message: {first}");
+        c.connected = first;
+        c
+    }
+
+    /// Reads one frame and files its messages; returns the first one.
+    async fn read_frame(&mut self) -> Vec<Value> {
+        let text = self.ws.recv_text().await;
+        text.split('\n')
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    }
+
+    async fn read_one(&mut self) -> Value {
+        let mut msgs = self.read_frame().await;
+        let first = msgs.remove(0);
+        for m in msgs {
+            self.file(m);
+        }
+        first
+    }
+
+    fn file(&mut self, m: Value) {
+        if m.get("push").is_some() {
+            self.pushes.push_back(m);
+        } else {
+            self.replies.push_back(m);
+        }
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send_text(text).await;
+    }
+
+    /// The next id this client will use.
+    pub fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Sends `command` (an object without `id`) and returns its reply; pushes
+    /// read meanwhile are kept for [`Chan::push`].
+    pub async fn cmd(&mut self, command: Value) -> Value {
+        let id = self.fresh_id();
+        let mut c = command;
+        c["id"] = json!(id);
+        self.send_raw(&c.to_string()).await;
+        self.reply(json!(id)).await
+    }
+
+    /// The reply with `id` (`null` for replies to lines without a valid id).
+    pub async fn reply(&mut self, id: Value) -> Value {
+        loop {
+            if let Some(pos) = self.replies.iter().position(|r| r["id"] == id) {
+                return self.replies.remove(pos).unwrap();
+            }
+            let msgs = self.read_frame().await;
+            for m in msgs {
+                self.file(m);
+            }
+        }
+    }
+
+    /// The next push.
+    pub async fn push(&mut self) -> Value {
+        loop {
+            if let Some(p) = self.pushes.pop_front() {
+                return p;
+            }
+            let msgs = self.read_frame().await;
+            for m in msgs {
+                self.file(m);
+            }
+        }
+    }
+
+    /// Asserts no push is waiting after a `ping` round trip (everything sent
+    /// to this client before the ping's reply has arrived by then).
+    pub async fn no_push(&mut self) {
+        let pong = self.cmd(json!({"op": "ping"})).await;
+        assert_eq!(pong["result"], json!({}));
+        assert!(
+            self.pushes.is_empty(),
+            "unexpected pushes: {:?}",
+            self.pushes
+        );
+    }
+
+    /// `subscribe` that must succeed.
+    pub async fn subscribe(&mut self, channel: &str) {
+        let r = self
+            .cmd(json!({"op": "subscribe", "channel": channel}))
+            .await;
+        assert_eq!(r["result"]["channel"], channel, "{r}");
+    }
+
+    /// `publish` that must succeed.
+    pub async fn publish(&mut self, channel: &str, data: Value) {
+        let r = self
+            .cmd(json!({"op": "publish", "channel": channel, "data": data}))
+            .await;
+        assert_eq!(r["result"], json!({}), "{r}");
+    }
+
+    /// The error code of a reply (panics on a result).
+    pub fn code(reply: &Value) -> &str {
+        reply["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error: {reply}"))
+    }
+}

@@ -60,6 +60,20 @@ pub fn global_channel(listener: &str) -> String {
     format!("{PREFIX}:g:{{{}}}", escape(listener))
 }
 
+/// The Redis channel of one channel of a channels-mode listener: of a tenant
+/// (`Some`) or of the whole listener (global scope, `None`).
+pub fn topic_channel(listener: &str, tenant: Option<&str>, channel: &str) -> String {
+    match tenant {
+        Some(t) => format!(
+            "{PREFIX}:c:{{{}:{}:{}}}",
+            escape(listener),
+            escape(t),
+            escape(channel)
+        ),
+        None => format!("{PREFIX}:cg:{{{}:{}}}", escape(listener), escape(channel)),
+    }
+}
+
 /// The channel of one node (admin requests and replies).
 pub fn node_channel(node: &str) -> String {
     format!("{PREFIX}:n:{{{}}}", escape(node))
@@ -90,6 +104,9 @@ pub enum Channel {
     Global(String),
     /// A node's admin traffic.
     Node(String),
+    /// A channel of a channels-mode listener: (listener path, tenant or
+    /// `None` for a global-scope listener, channel).
+    Topic(String, Option<String>, String),
 }
 
 /// Parses a channel name made by this module.
@@ -104,6 +121,22 @@ pub fn parse_channel(name: &str) -> Option<Channel> {
         }
         "g" => Some(Channel::Global(unescape(inner)?)),
         "n" => Some(Channel::Node(unescape(inner)?)),
+        "c" => {
+            let mut parts = inner.split(':');
+            let (l, t, c) = (parts.next()?, parts.next()?, parts.next()?);
+            if parts.next().is_some() {
+                return None;
+            }
+            Some(Channel::Topic(
+                unescape(l)?,
+                Some(unescape(t)?),
+                unescape(c)?,
+            ))
+        }
+        "cg" => {
+            let (l, c) = inner.split_once(':')?;
+            Some(Channel::Topic(unescape(l)?, None, unescape(c)?))
+        }
         _ => None,
     }
 }
@@ -145,7 +178,21 @@ mod tests {
             parse_channel(&node_channel("n-1")),
             Some(Channel::Node("n-1".into()))
         );
+        for (t, c) in [(Some("acme"), "doc:1/a"), (None, "all"), (Some("a:b"), "x")] {
+            let name = topic_channel("/ws/c", t, c);
+            assert_eq!(
+                parse_channel(&name),
+                Some(Channel::Topic("/ws/c".into(), t.map(Into::into), c.into()))
+            );
+        }
+        assert_eq!(
+            topic_channel("/c", Some("t"), "a:b"),
+            "wsplus:c:{/c:t:a%3Ab}"
+        );
+        assert_ne!(topic_channel("/c", None, "t"), tenant_channel("/c", "t"));
         for bad in [
+            "wsplus:c:{a:b}",
+            "wsplus:c:{a:b:c:d}",
             "",
             "other:t:{a:b}",
             "wsplus:t:{ab}",

@@ -118,6 +118,19 @@ impl Dispatch {
             (Some(Channel::Global(path)), Body::Delivery(d)) => {
                 self.deliver(&path, RemoteTarget::Global, d)
             }
+            (Some(Channel::Topic(path, tenant, channel)), Body::Delivery(d)) => {
+                match wsplus_actors::channels::ChannelName::parse(&channel) {
+                    Ok(channel) => self.deliver(
+                        &path,
+                        RemoteTarget::Channel {
+                            tenant: tenant.map(TenantId::new),
+                            channel,
+                        },
+                        d,
+                    ),
+                    Err(_) => log::warn!("cluster: invalid channel name on {channel:?}"),
+                }
+            }
             (Some(Channel::Node(_)), Body::Request(id, req)) => {
                 if self.rpc.try_send((env.origin, id, req)).is_err() {
                     log::warn!("cluster: admin request queue full, request dropped");

@@ -41,6 +41,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::PushInfo;
 use tokio::sync::{mpsc, oneshot};
 use wsplus_actors::backplane::{Backplane, NodeReply, NodeRequest, SlotDecision};
+use wsplus_actors::channels::ChannelName;
 use wsplus_actors::{
     Broker, Counters, Delivery, ListenerId, Scope, SessionId, SessionInfo, TenantId,
 };
@@ -285,6 +286,31 @@ impl RedisBackplane {
         Some(keys::slots_key(&l.path, tenant.as_str()))
     }
 
+    fn topic_channel(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) -> Option<String> {
+        let l = self.listener(listener)?;
+        Some(keys::topic_channel(
+            &l.path,
+            tenant.map(TenantId::as_str),
+            channel.as_str(),
+        ))
+    }
+
+    /// Starts receiving `channel` (kept wanted across reconnects); resolves
+    /// once Redis confirmed, or at once while Redis is unreachable.
+    fn want(&self, channel: String) -> BoxFuture<'static, ()> {
+        let confirmed = self.link.subs.want(channel);
+        Box::pin(async move {
+            if let Some(rx) = confirmed {
+                let _ = rx.await;
+            }
+        })
+    }
+
     fn publish(&self, channel: String, delivery: &Delivery) {
         let payload = wire::delivery(&self.link.node, delivery);
         self.link.publish(channel, payload);
@@ -313,19 +339,51 @@ impl Backplane for RedisBackplane {
     }
 
     fn room_opened(&self, listener: ListenerId, tenant: &TenantId) -> BoxFuture<'static, ()> {
-        let confirmed = self
-            .tenant_channel(listener, tenant)
-            .and_then(|channel| self.link.subs.want(channel));
-        Box::pin(async move {
-            if let Some(rx) = confirmed {
-                let _ = rx.await;
-            }
-        })
+        match self.tenant_channel(listener, tenant) {
+            Some(channel) => self.want(channel),
+            None => Box::pin(std::future::ready(())),
+        }
     }
 
     fn room_closed(&self, listener: ListenerId, tenant: &TenantId) {
         if let Some(channel) = self.tenant_channel(listener, tenant) {
             self.link.subs.unwant(&channel);
+        }
+    }
+
+    fn publish_channel(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+        delivery: &Delivery,
+    ) {
+        if let Some(name) = self.topic_channel(listener, tenant, channel) {
+            self.publish(name, delivery);
+        }
+    }
+
+    fn channel_opened(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) {
+        if let Some(name) = self.topic_channel(listener, tenant, channel) {
+            // Publications until Redis confirmed are missed, as for a room:
+            // cross-node delivery is at most once.
+            drop(self.want(name));
+        }
+    }
+
+    fn channel_closed(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) {
+        if let Some(name) = self.topic_channel(listener, tenant, channel) {
+            self.link.subs.unwant(&name);
         }
     }
 

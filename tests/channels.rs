@@ -383,3 +383,47 @@ async fn without_refresh_the_session_ends_with_4001() {
     assert_eq!(c.push().await["push"], "expiring");
     assert_eq!(c.ws.recv_close().await.0, 4001);
 }
+
+#[tokio::test]
+async fn a_burst_to_many_subscribers_loses_nothing_and_closes_no_one() {
+    let mut s = base_settings();
+    s.listeners = vec![channels_listener(
+        PATH,
+        Scope::Tenant,
+        ChannelsSettings::default(),
+    )];
+    // Small queues: the burst fills them many times over.
+    s.limits.outbound_queue_messages = 16;
+    let app = TestApp::spawn(s);
+    let mut subs = Vec::new();
+    for i in 0..10 {
+        let mut c = client(&app, "acme", &format!("s{i}")).await;
+        c.subscribe("burst").await;
+        subs.push(c);
+    }
+    let mut publisher = client(&app, "acme", "p").await;
+    const N: usize = 2000;
+    // Batched frames of 100 publish commands each, sent as fast as possible.
+    for chunk in (1..=N).collect::<Vec<_>>().chunks(100) {
+        let frame: Vec<String> = chunk
+            .iter()
+            .map(|n| format!(r#"{{"id":{n},"op":"publish","channel":"burst","data":{n}}}"#))
+            .collect();
+        publisher.send_raw(&frame.join("\n")).await;
+    }
+    let readers = subs.into_iter().map(|mut c| {
+        tokio::spawn(async move {
+            for n in 1..=N {
+                assert_eq!(c.push().await["data"], n);
+            }
+        })
+    });
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(publisher.reply(json!(N)).await["result"], json!({}));
+    assert_eq!(
+        app.counters.closes(wsplus_actors::CloseCode::SlowConsumer),
+        0
+    );
+}

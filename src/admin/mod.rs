@@ -7,8 +7,8 @@
 
 pub mod auth;
 pub mod bridges;
-pub mod console;
 pub mod channels;
+pub mod console;
 pub mod error;
 mod health;
 pub mod listeners;

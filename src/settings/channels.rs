@@ -159,17 +159,8 @@ pub(super) fn validate(p: &mut Problems, at: &str, l: &ListenerSettings) {
     }
 }
 
-/// Why a channels-mode listener is refused by this build.
-const NOT_SERVED: &str =
-    "\"channels\" is validated but not served by this build yet (the wsplus.v1 session is not in it)";
-
 /// The scope rule of channels mode (called for every listener).
 pub(super) fn validate_scope(p: &mut Problems, at: &str, l: &ListenerSettings) {
-    if l.mode == Mode::Channels {
-        // Fail closed until the session side lands: without it a channels
-        // listener would route frames like a message-mode one.
-        p.push(&format!("{at}.mode"), NOT_SERVED);
-    }
     if l.mode == Mode::Channels && l.scope == Scope::Session {
         p.push(
             &format!("{at}.scope"),
@@ -184,11 +175,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_apply_without_a_section() {
-        let not_served = format!("listeners[0].mode: {}", super::NOT_SERVED);
         let toml = "[[listeners]]\npath = \"/c\"\nmode = \"channels\"\n";
-        assert_eq!(problems(toml), std::slice::from_ref(&not_served));
+        assert!(problems(toml).is_empty());
         let toml = "[[listeners]]\npath = \"/c\"\nmode = \"channels\"\nscope = \"global\"\n[listeners.channels]\nsubscribe = \"claim\"\npublish = \"none\"\n";
-        assert_eq!(problems(toml), [not_served]);
+        assert!(problems(toml).is_empty());
     }
 
     #[test]
@@ -220,10 +210,7 @@ subscribe = "hook"
 publish = "claim"
 claim = ""
 "#;
-        let p: Vec<String> = problems(toml)
-            .into_iter()
-            .filter(|x| !x.ends_with(super::NOT_SERVED))
-            .collect();
+        let p = problems(toml);
         let expect = [
             "listeners[0].scope: must be \"tenant\" or \"global\" with mode = \"channels\"",
             "listeners[0].channels.subscribe: must be \"any\", \"claim\" or \"hook\"",
@@ -256,10 +243,7 @@ auth = "none"
 mode = "channels"
 into = { listener = "/c", tenant = "acme" }
 "#;
-        let p: Vec<String> = problems(toml)
-            .into_iter()
-            .filter(|x| !x.ends_with(super::NOT_SERVED))
-            .collect();
+        let p = problems(toml);
         assert_eq!(
             p,
             [

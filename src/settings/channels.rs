@@ -119,7 +119,7 @@ pub(super) fn validate(p: &mut Problems, at: &str, l: &ListenerSettings) {
             ),
             ChannelAccess::Hook => p.push(
                 &key(&format!("channels.{name}")),
-                "\"hook\" needs backend hooks, which this build does not have yet; use \"any\" or \"claim\"",
+                "\"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
             ),
         }
     }
@@ -214,14 +214,14 @@ claim = ""
         let expect = [
             "listeners[0].scope: must be \"tenant\" or \"global\" with mode = \"channels\"",
             "listeners[0].channels.subscribe: must be \"any\", \"claim\" or \"hook\"",
-            "listeners[0].channels.publish: \"hook\" needs backend hooks, which this build does not have yet; use \"any\" or \"claim\"",
+            "listeners[0].channels.publish: \"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
             "listeners[0].channels.max_per_session: must be between 1 and 100000, got 0",
             "listeners[0].channels.history_size: must be between 0 and 100000, got 100001",
             "listeners[0].channels.history_ttl_s: must be between 0 and 2592000, got 2592001",
             "listeners[0].channels.refresh_notice_s: must be between 0 and 86400, got 86401",
             "listeners[0].channels.join_leave: needs channels.presence = true",
             "listeners[1].channels: only for mode = \"channels\"",
-            "listeners[2].channels.subscribe: \"hook\" needs backend hooks, which this build does not have yet; use \"any\" or \"claim\"",
+            "listeners[2].channels.subscribe: \"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
             "listeners[2].channels.claim: must not be empty in claim mode",
         ];
         for e in expect {

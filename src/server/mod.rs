@@ -55,7 +55,7 @@ impl Sockets {
     /// Binds `server.bind` and `admin.bind`; an error names the one that failed.
     pub fn bind(settings: &Settings) -> Result<Self, BindError> {
         let bind = |key: &'static str, port: &'static str, addr: &str| {
-            TcpListener::bind(addr).map_err(|source| BindError {
+            socket::bind_listener(addr).map_err(|source| BindError {
                 key,
                 port,
                 addr: addr.to_owned(),

@@ -9,8 +9,13 @@
 //! again. `TCP_USER_TIMEOUT` aborts such a socket (Linux also applies it to a
 //! zero receive window), the dispatcher sees the error, drops the Session, and
 //! its drop guard frees the registry entry, the tenant slot and the timers.
+//!
+//! The ports themselves are bound here too, with an explicit listen backlog.
 
+use std::net::{TcpListener, ToSocketAddrs};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::settings::LimitsSettings;
 
@@ -67,6 +72,36 @@ fn set_send_timeout(_: &actix_web::rt::net::TcpStream, _: Duration) -> std::io::
     Ok(())
 }
 
+/// Connections the kernel keeps waiting to be accepted on each port (the
+/// standard library's `TcpListener::bind` asks for only 128).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `addr` (the first of its addresses that binds) with
+/// [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as `TcpListener::bind` would.
+pub fn bind_listener(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| {
+                #[cfg(unix)]
+                s.set_reuse_address(true)?;
+                s.bind(&a.into())?;
+                s.listen(LISTEN_BACKLOG)?;
+                Ok(s)
+            });
+        match bound {
+            Ok(s) => return Ok(s.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +122,18 @@ mod tests {
             ConnectionLimits::new(&l, 1).send_timeout,
             Some(Duration::from_secs(7))
         );
+    }
+
+    #[test]
+    fn bind_listener_binds_port_zero_and_names_bad_addresses() {
+        let l = bind_listener("127.0.0.1:0").unwrap();
+        assert_ne!(l.local_addr().unwrap().port(), 0);
+        let taken = l.local_addr().unwrap().to_string();
+        assert_eq!(
+            bind_listener(&taken).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        assert!(bind_listener("not an address").is_err());
     }
 
     #[cfg(target_os = "linux")]

@@ -32,7 +32,7 @@ pub async fn scrape(admin: SocketAddr) -> Exposition {
     parse(&a.body).unwrap_or_else(|e| panic!("bad exposition: {e}\n{}", a.body))
 }
 
-/// Scrapes until `check` holds, failing after [`WAIT`] with the last
+/// Scrapes until `check` holds, failing after [`crate::WAIT`] with the last
 /// exposition (figures settle asynchronously after a socket event).
 pub async fn wait_until(
     admin: SocketAddr,

@@ -47,12 +47,7 @@ async fn wait_subscribers(redis: &RedisServer, name: &str, want: i64) {
 }
 
 async fn client(app: &TestApp, path: &str, tenant: &str) -> Chan {
-    Chan::connect(
-        app,
-        path,
-        &channels_token(tenant, Some("u"), 3600, json!({})),
-    )
-    .await
+    Chan::connect_as(app, path, tenant).await
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wsplus_actors::broker::{
     ChannelSpaceKey, CountChannelSubscribers, ListChannelSpace, PublishToChannel,
-    SessionSubscription,
+    SessionSubscription, SubscriptionChange,
 };
 use wsplus_actors::channels::codec::{push_pub, UnsubscribeReason};
 use wsplus_actors::channels::ChannelName;
@@ -175,7 +175,7 @@ async fn change(
 ) -> Result<web::Json<Empty>, ApiError> {
     let s = super::sessions::find(state, id).await?;
     channels_listener(state, &s.listener)?;
-    let found = state
+    let change = state
         .broker
         .send(SessionSubscription {
             id: SessionId::from_string(id),
@@ -183,10 +183,14 @@ async fn change(
             end,
         })
         .await?;
-    if !found {
-        return Err(ApiError::unknown("session", id));
+    match change {
+        SubscriptionChange::Done => Ok(web::Json(Empty {})),
+        SubscriptionChange::NoSession => Err(ApiError::unknown("session", id)),
+        SubscriptionChange::MaxChannels => Err(ApiError::Conflict(format!(
+            "limit_exceeded: tenant {:?} has max_channels channels on listener {:?}",
+            s.tenant, s.listener
+        ))),
     }
-    Ok(web::Json(Empty {}))
 }
 
 /// The channel branch of `POST /admin/v1/publish`: the `pub` push with the

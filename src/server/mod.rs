@@ -307,6 +307,7 @@ impl Plan {
                 slow_consumer_timeout: Duration::from_millis(
                     settings.limits.slow_consumer_timeout_ms,
                 ),
+                channel_limits: tenants.clone(),
             },
         )
         .start();

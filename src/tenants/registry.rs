@@ -20,6 +20,7 @@ use actix::Recipient;
 use serde_json::{Map, Value};
 use tokio::sync::{watch, Mutex};
 use wsplus_actors::broker::KickTenant;
+use wsplus_actors::channels::TenantChannelLimits;
 use wsplus_actors::{CloseCode, TenantId};
 
 use super::admission::{Admission, Refusal};
@@ -329,6 +330,18 @@ impl TenantRegistry {
                     code: CloseCode::Kicked,
                 });
             }
+        }
+    }
+}
+
+/// What the channel spaces of the tenant's sessions read: the record's
+/// `max_channels` as it is now, `0` and omitted both meaning no limit (no
+/// listener setting bounds a tenant's channels).
+impl TenantChannelLimits for TenantRegistry {
+    fn max_channels(&self, tenant: &TenantId) -> Option<usize> {
+        match TenantRegistry::max_channels(self, tenant.as_str()) {
+            None | Some(0) => None,
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
         }
     }
 }

@@ -62,6 +62,24 @@ impl Chan {
         Self::start(ws).await
     }
 
+    /// Connects as `tenant`/`u` with no permission claims.
+    pub async fn connect_as(app: &TestApp, path: &str, tenant: &str) -> Chan {
+        Self::connect(
+            app,
+            path,
+            &channels_token(tenant, Some("u"), 3600, json!({})),
+        )
+        .await
+    }
+
+    /// The session id of the `connected` push.
+    pub fn session_id(&self) -> String {
+        self.connected["session"]["id"]
+            .as_str()
+            .expect("a session id")
+            .to_owned()
+    }
+
     /// Wraps a connected socket; reads the `connected` push.
     pub async fn start(ws: Ws) -> Chan {
         let mut c = Chan {

@@ -59,10 +59,9 @@ pub struct CountChannelSubscribers {
 }
 
 /// Subscribes a session to a channel on the server's initiative (`end` =
-/// `None`), or ends one of its subscriptions (`Some(reason)`). Returns false
-/// when the session is not a channels session of this node.
+/// `None`), or ends one of its subscriptions (`Some(reason)`).
 #[derive(Message, Debug)]
-#[rtype(result = "bool")]
+#[rtype(result = "SubscriptionChange")]
 pub struct SessionSubscription {
     /// The session.
     pub id: SessionId,
@@ -70,6 +69,18 @@ pub struct SessionSubscription {
     pub channel: ChannelName,
     /// Why the subscription ends, or `None` to subscribe.
     pub end: Option<UnsubscribeReason>,
+}
+
+/// What a [`SessionSubscription`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionChange {
+    /// Subscribed, or the subscription ended (or there was none).
+    Done,
+    /// The session is not a channels session of this node.
+    NoSession,
+    /// The subscribe would open a channel beyond the tenant's
+    /// `max_channels`; nothing changed.
+    MaxChannels,
 }
 
 /// A session refreshed its token: its expiry is now `expires_at`.
@@ -110,7 +121,8 @@ impl Broker {
         arbiter: Option<&ArbiterHandle>,
     ) -> HubRoute {
         let space = ChannelSpace::new(listener, tenant, self.counters.clone())
-            .with_backplane(self.config.backplane.clone());
+            .with_backplane(self.config.backplane.clone())
+            .with_limits(self.config.channel_limits.clone());
         let hub = ChannelHub::new(
             space,
             self.config.room_queue,
@@ -219,7 +231,7 @@ impl Handler<CountChannelSubscribers> for Broker {
 }
 
 impl Handler<SessionSubscription> for Broker {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<SubscriptionChange>;
 
     fn handle(&mut self, msg: SessionSubscription, _ctx: &mut Self::Context) -> Self::Result {
         let found = self.sessions.get(&msg.id).and_then(|e| {
@@ -228,9 +240,10 @@ impl Handler<SessionSubscription> for Broker {
         });
         Box::pin(async move {
             let Some((hub, outbox)) = found else {
-                return false;
+                return SubscriptionChange::NoSession;
             };
-            match msg.end {
+            // A hub that is gone took its sessions with it.
+            let done = match msg.end {
                 None => hub
                     .send(ServerSubscribe {
                         session: msg.id,
@@ -238,7 +251,13 @@ impl Handler<SessionSubscription> for Broker {
                         channel: msg.channel,
                     })
                     .await
-                    .is_ok(),
+                    .map(|subscribed| {
+                        if subscribed {
+                            SubscriptionChange::Done
+                        } else {
+                            SubscriptionChange::MaxChannels
+                        }
+                    }),
                 Some(reason) => hub
                     .send(ServerUnsubscribe {
                         session: msg.id,
@@ -246,8 +265,9 @@ impl Handler<SessionSubscription> for Broker {
                         reason,
                     })
                     .await
-                    .is_ok(),
-            }
+                    .map(|_| SubscriptionChange::Done),
+            };
+            done.unwrap_or(SubscriptionChange::NoSession)
         })
     }
 }

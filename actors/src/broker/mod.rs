@@ -38,7 +38,7 @@ use deadlines::{DeadlineKey, Deadlines};
 
 pub use channels::{
     ChannelSpaceKey, CountChannelSubscribers, ListChannelSpace, PublishToChannel,
-    SessionSubscription, TokenRefreshed,
+    SessionSubscription, SubscriptionChange, TokenRefreshed,
 };
 pub use messages::*;
 
@@ -58,6 +58,9 @@ pub struct BrokerConfig {
     /// How long a member with a full queue may hold its room back before it
     /// is closed with 4009 (`limits.slow_consumer_timeout_ms`).
     pub slow_consumer_timeout: Duration,
+    /// Tenants' `max_channels`, read by their channel spaces
+    /// ([`crate::channels::NoChannelLimits`] when no tenant has one).
+    pub channel_limits: Arc<dyn crate::channels::TenantChannelLimits>,
 }
 
 impl Default for BrokerConfig {
@@ -69,6 +72,7 @@ impl Default for BrokerConfig {
             arbiters: Vec::new(),
             backplane: Arc::new(LocalBackplane),
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
+            channel_limits: Arc::new(crate::channels::NoChannelLimits),
         }
     }
 }

@@ -14,7 +14,8 @@ pub enum ErrorCode {
     UnknownOp,
     /// The session may not subscribe or publish there.
     Forbidden,
-    /// `max_per_session` subscriptions reached.
+    /// `max_per_session` subscriptions reached, or the subscribe would open
+    /// a channel beyond the tenant's `max_channels`.
     LimitExceeded,
     /// The operation is not enabled on this listener (presence, history, rpc).
     NotAvailable,

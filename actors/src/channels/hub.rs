@@ -144,12 +144,14 @@ impl Handler<PublishLocal> for ChannelHub {
 }
 
 impl Handler<ServerSubscribe> for ChannelHub {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: ServerSubscribe, ctx: &mut Self::Context) {
-        self.space
+    fn handle(&mut self, msg: ServerSubscribe, ctx: &mut Self::Context) -> bool {
+        let done = self
+            .space
             .server_subscribe(&msg.session, &msg.outbox, &msg.channel);
         self.hold_back(ctx);
+        done
     }
 }
 

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod counters;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod name;
 pub mod permissions;
 pub mod refresh;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use codec::{Command, CommandId, Request, PROTOCOL};
 pub use error::{ChannelError, ErrorCode};
+pub use limits::{NoChannelLimits, TenantChannelLimits};
 pub use name::ChannelName;
 pub use permissions::{Access, AccessRules, Grants};
 pub use table::{ChannelTable, Subscribed, SubscriptionOrigin, Unsubscribed};

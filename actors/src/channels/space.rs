@@ -18,6 +18,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::codec::{self, CommandId, StreamPosition, SubscribeResult, UnsubscribeReason};
+use super::limits::{NoChannelLimits, TenantChannelLimits};
 use super::name::ChannelName;
 use super::permissions::{AccessRules, Grants};
 use super::table::{ChannelTable, Subscribed, SubscriptionOrigin, Unsubscribed};
@@ -101,9 +102,10 @@ pub struct PublishLocal {
 }
 
 /// A server-side subscription (admin API): pushes `{"push": "subscribe"}`,
-/// ignores `max_per_session`, survives refreshes.
+/// ignores `max_per_session`, survives refreshes. Returns false, and changes
+/// nothing, when it would open a channel beyond the tenant's `max_channels`.
 #[derive(Message, Debug)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct ServerSubscribe {
     /// The session.
     pub session: SessionId,
@@ -148,6 +150,8 @@ pub struct ChannelSpace {
     table: ChannelTable,
     counters: Arc<Counters>,
     backplane: Arc<dyn Backplane>,
+    /// The tenant's `max_channels` (read when a subscribe would open a channel).
+    limits: Arc<dyn TenantChannelLimits>,
     /// Pushes waiting for a full queue (see [`ChannelSpace::take_held`]).
     held: Vec<(SessionId, Outbox, Delivery)>,
 }
@@ -161,8 +165,30 @@ impl ChannelSpace {
             table: ChannelTable::new(),
             counters,
             backplane: Arc::new(LocalBackplane),
+            limits: Arc::new(NoChannelLimits),
             held: Vec::new(),
         }
+    }
+
+    /// A client subscribe that would open a channel beyond the tenant's
+    /// `max_channels` (as `limits` says at that moment) is `limit_exceeded`.
+    pub fn with_limits(mut self, limits: Arc<dyn TenantChannelLimits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether subscribing to `channel` would open one channel too many for
+    /// the tenant: only a channel nobody subscribes to here counts, so the
+    /// channels that exist stay joinable at the limit.
+    fn beyond_max_channels(&self, channel: &ChannelName) -> bool {
+        let Some(tenant) = &self.tenant else {
+            return false;
+        };
+        self.table.subscriber_count(channel) == 0
+            && self
+                .limits
+                .max_channels(tenant)
+                .is_some_and(|max| self.table.channel_count() >= max)
     }
 
     /// Publications cross nodes through `backplane`; a channel is received
@@ -196,6 +222,14 @@ impl ChannelSpace {
                 since,
                 max,
             } => {
+                if self.beyond_max_channels(&channel) {
+                    let e = ChannelError {
+                        message: "the tenant's max_channels is reached".into(),
+                        ..ChannelError::new(ErrorCode::LimitExceeded)
+                    };
+                    self.answer(&session, &outbox, codec::reply_err(Some(reply), &e));
+                    return;
+                }
                 let outcome = self.table.subscribe(
                     &session,
                     &outbox,
@@ -315,13 +349,17 @@ impl ChannelSpace {
         }
     }
 
-    /// A server-side subscription (see [`ServerSubscribe`]).
+    /// A server-side subscription (see [`ServerSubscribe`]); false when the
+    /// tenant's `max_channels` refuses it.
     pub fn server_subscribe(
         &mut self,
         session: &SessionId,
         outbox: &Outbox,
         channel: &ChannelName,
-    ) {
+    ) -> bool {
+        if self.beyond_max_channels(channel) {
+            return false;
+        }
         let outcome = self.table.subscribe(
             session,
             outbox,
@@ -333,6 +371,7 @@ impl ChannelSpace {
             self.opened(channel, first);
         }
         self.answer(session, outbox, codec::push_subscribe(channel, None));
+        true
     }
 
     /// Ends a subscription and tells the client why; false when there was none.

@@ -1,19 +1,26 @@
 //! The admin console at `GET /` on the admin port: served without a token,
 //! holding no data; and, in a real headless Chromium, an operator logging in
 //! with the token, seeing a connected client among its tenant's sessions,
-//! kicking it (4003), disabling the tenant (its next handshake gets 403) and
-//! publishing a message a client receives. Leaves a screenshot of the
-//! overview in docs/console.png (docs/operations.md shows it).
+//! kicking it (4003), disabling the tenant (its next handshake gets 403),
+//! publishing a message a client receives, and finding a channel a client
+//! subscribed to in the channels view and publishing to it.
+//!
+//! Leaves a screenshot of the whole console in the target directory
+//! (`$CARGO_TARGET_TMPDIR/console.png`); with `WSPLUS_UPDATE_SCREENSHOTS=1`
+//! also in docs/console.png, which docs/operations.md shows. A plain run
+//! leaves the work tree as it found it.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use common::admin::*;
 use common::browser::{js, wait_js_logging, BrowserTools, Chromedriver, Profile, BROWSER_WAIT};
+use common::channels::{channels_listener, Chan, CHANNELS};
 use common::*;
 use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
-use serde_json::Value;
+use serde_json::{json, Value};
+use wsplus::settings::{ChannelsSettings, Scope};
 
 #[actix_rt::test]
 async fn the_page_and_its_assets_need_no_token_and_the_data_does() {
@@ -62,7 +69,20 @@ async fn an_operator_kicks_disables_and_publishes_from_the_console() {
     let Some(tools) = BrowserTools::find() else {
         return;
     };
-    let app = TestApp::spawn(base_settings());
+    let mut settings = base_settings();
+    settings.listeners.push(channels_listener(
+        CHANNELS,
+        Scope::Tenant,
+        // Presence and history, so the channel detail shows them where the
+        // server serves them.
+        ChannelsSettings {
+            presence: true,
+            history_size: 10,
+            history_ttl_s: 300,
+            ..Default::default()
+        },
+    ));
+    let app = TestApp::spawn(settings);
     let driver = Chromedriver::start(&tools.chromedriver).await;
     let profile = Profile::new();
     let browser = driver.session(&tools.chromium, &profile.0).await;
@@ -153,10 +173,6 @@ async fn scenario(c: &Client, app: &TestApp) {
         let polled = format!("return wsplusConsole.polls >= {};", round + 1);
         wait_js(c, "the next poll", &polled).await;
     }
-    let png = c.screenshot().await.expect("screenshot");
-    assert!(png.starts_with(b"\x89PNG"));
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png");
-    std::fs::write(&docs, png).expect("write docs/console.png");
 
     // The tenant's sessions, with the connected client; kick it.
     click(c, &format!("{row} button.sessions")).await;
@@ -210,4 +226,101 @@ async fn scenario(c: &Client, app: &TestApp) {
         "return document.getElementById('pub-result').textContent === 'delivered to 1 session(s)';",
     )
     .await;
+
+    // The subscriber stays connected for the screenshot.
+    let _subscriber = channels_view(c, app).await;
+
+    // The whole console, tall enough for every section, for the docs.
+    let height = js(c, "return document.documentElement.scrollHeight;").await;
+    c.set_window_size(1400, height.as_u64().expect("a height") as u32 + 200)
+        .await
+        .expect("resize");
+    js(c, "window.scrollTo(0, 0); return null;").await;
+    let polled = js(c, "return wsplusConsole.polls;").await;
+    let next = format!("return wsplusConsole.polls > {polled};");
+    wait_js(c, "a poll at the new size", &next).await;
+    save_screenshot(&c.screenshot().await.expect("screenshot"));
+}
+
+/// A client of initech subscribed to `news` shows in the channels view with
+/// its subscriber count, and in the channel's detail (with its presence and
+/// the newest history entry when the server reports them); the publish form
+/// reaches it through *Publish here*. Returns the subscriber.
+async fn channels_view(c: &Client, app: &TestApp) -> Chan {
+    let mut chan = Chan::connect_as(app, CHANNELS, "initech").await;
+    chan.subscribe("news").await;
+    fill(c, "ch-tenant", "initech").await;
+    click(c, "#channels-form button").await;
+    let row = "tr[data-channel=\"news\"]";
+    wait_js(
+        c,
+        "news listed with its subscriber",
+        &format!("return document.querySelector('{row} .subscribers')?.textContent === '1';"),
+    )
+    .await;
+    click(c, &format!("{row} button.details")).await;
+    wait_js(
+        c,
+        "the channel's detail",
+        "return !document.getElementById('channel-detail').hidden && \
+         document.getElementById('cd-name').textContent === 'news' && \
+         document.getElementById('cd-subscribers').textContent === '1';",
+    )
+    .await;
+
+    click(c, &format!("{row} button.publish-here")).await;
+    let target = js(
+        c,
+        "return ['pub-listener', 'pub-scope', 'pub-tenant', 'pub-channel']\
+         .map((id) => document.getElementById(id).value);",
+    )
+    .await;
+    assert_eq!(target, json!([CHANNELS, "tenant", "initech", "news"]));
+    fill(c, "pub-payload", r#"{"n": 1}"#).await;
+    click(c, "#publish-form button[type=submit]").await;
+    let p = chan.push().await;
+    assert_eq!(
+        (&p["push"], &p["channel"], &p["data"]),
+        (&json!("pub"), &json!("news"), &json!({"n": 1}))
+    );
+
+    // What the detail route reports beyond subscribers (presence, history)
+    // must show too.
+    let detail = get(
+        app,
+        &format!("/admin/v1/channels/news?listener={CHANNELS}&tenant=initech"),
+    )
+    .await
+    .expect_ok();
+    if detail.get("presence").is_some() {
+        let id = chan.session_id();
+        wait_js(
+            c,
+            "the subscriber in the channel's presence",
+            &format!("return document.querySelector('#presence-rows tr[data-client=\"{id}\"]') !== null;"),
+        )
+        .await;
+    }
+    if detail.get("history").is_some() {
+        wait_js(
+            c,
+            "the publication among the newest history entries",
+            "return [...document.querySelectorAll('#history-rows td.data')]\
+             .some((td) => td.textContent === '{\"n\":1}');",
+        )
+        .await;
+    }
+    chan
+}
+
+/// Writes the console's screenshot to the target directory, and to
+/// docs/console.png when `WSPLUS_UPDATE_SCREENSHOTS=1`.
+fn save_screenshot(png: &[u8]) {
+    assert!(png.starts_with(b"\x89PNG"));
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    std::fs::write(&scratch, png).expect("write the screenshot");
+    if std::env::var("WSPLUS_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png");
+        std::fs::write(&docs, png).expect("write docs/console.png");
+    }
 }

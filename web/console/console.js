@@ -8,6 +8,7 @@
   const POLL_MS = 2000;
   const HISTORY = 90; // points per chart (3 minutes at 2 s)
   const LIMITS = ["max_connections", "rate_limit_per_s", "max_channels"];
+  const HISTORY_ROWS = 10; // newest publications shown for a channel
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -15,6 +16,9 @@
     last: null,           // previous stats sample {t, in, out}
     history: { connections: [], in: [], out: [] },
     tenant: null,         // tenant whose sessions are shown
+    listeners: [],        // GET /admin/v1/listeners
+    space: null,          // channel space shown {listener, scope, tenant}
+    channel: null,        // channel whose detail is shown
     edits: {},            // "tenant/field" -> value typed but not saved
     polls: 0,
   };
@@ -90,6 +94,7 @@
     try {
       await Promise.all([refreshStats(), refreshTenants(), refreshBridges(), refreshCluster()]);
       if (state.tenant !== null) await refreshSessions();
+      if (state.space !== null) await refreshChannels();
       $("status").textContent = "";
       state.polls += 1;
     } catch (e) {
@@ -315,13 +320,173 @@
     }));
   }
 
+  // ---- channels -------------------------------------------------------------
+
+  // The query naming a channel space: the listener, and the tenant on a
+  // tenant-scope listener.
+  function spaceQuery(space, extra) {
+    const q = new URLSearchParams({ listener: space.listener });
+    if (space.tenant !== null) q.set("tenant", space.tenant);
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, String(v));
+    return q.toString();
+  }
+
+  const channelPath = (name, rest) =>
+    "/admin/v1/channels/" + encodeURIComponent(name) + (rest || "");
+
+  function fillChannelListeners() {
+    const channels = state.listeners.filter((l) => l.mode === "channels");
+    $("ch-listener").replaceChildren(...channels.map((l) =>
+      el("option", { value: l.path, textContent: `${l.path} (${l.scope})` })));
+    $("channels-form").querySelector("button").disabled = channels.length === 0;
+    if (channels.length === 0) {
+      $("ch-listener").append(el("option", { textContent: "no channels-mode listener" }));
+    }
+    scopeChanged();
+  }
+
+  function scopeChanged() {
+    const l = state.listeners.find((x) => x.path === $("ch-listener").value);
+    $("ch-tenant").disabled = !l || l.scope === "global";
+  }
+  $("ch-listener").addEventListener("change", scopeChanged);
+
+  $("channels-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const l = state.listeners.find((x) => x.path === $("ch-listener").value);
+    if (!l) return;
+    const tenant = l.scope === "global" ? null : $("ch-tenant").value.trim();
+    if (tenant === "") {
+      $("status").textContent = "A tenant-scope listener needs a tenant.";
+      return;
+    }
+    state.space = { listener: l.path, scope: l.scope, tenant };
+    state.channel = null;
+    state.channelsKey = state.channelKey = null;
+    $("channel-detail").hidden = true;
+    refreshNow(refreshChannels);
+  });
+
+  // Refreshes one view at once (not waiting for the next poll).
+  function refreshNow(refresh) {
+    refresh().then(() => { $("status").textContent = ""; }, (e) => {
+      if (e.status !== 401) $("status").textContent = e.message;
+    });
+  }
+
+  async function refreshChannels() {
+    const space = state.space;
+    const rows = await api("GET", "/admin/v1/channels?" + spaceQuery(space));
+    if (space !== state.space) return;
+    const key = JSON.stringify([space, rows, state.channel]);
+    if (key !== state.channelsKey) {
+      state.channelsKey = key;
+      renderChannels(space, rows);
+    }
+    if (state.channel !== null) await refreshChannel();
+  }
+
+  function renderChannels(space, rows) {
+    $("channel-list").hidden = false;
+    $("ch-space").textContent = space.listener + (space.tenant !== null ? " / " + space.tenant : "");
+    $("channel-rows").replaceChildren(...rows.map((c) => {
+      const tr = el("tr", { className: c.channel === state.channel ? "selected" : "" },
+        el("td", { textContent: c.channel, className: "id" }),
+        el("td", { textContent: String(c.subscribers), className: "subscribers" }),
+        el("td", {},
+          button("Details", "details", () => {
+            state.channel = c.channel;
+            state.channelKey = null;
+            refreshNow(refreshChannels);
+          }),
+          " ",
+          button("Publish here", "publish-here", () => publishTo(space, c.channel))));
+      tr.dataset.channel = c.channel;
+      return tr;
+    }));
+    if (rows.length === 0) {
+      $("channel-rows").append(el("tr", {}, el("td", { colSpan: 3, className: "hint", textContent: "no channel has subscribers" })));
+    }
+  }
+
+  // The detail of the selected channel: its subscribers, and presence and
+  // the newest history entries when the listener keeps them (the detail then
+  // has `presence` and `history`).
+  async function refreshChannel() {
+    const space = state.space, name = state.channel;
+    const d = await api("GET", channelPath(name, "?" + spaceQuery(space)));
+    let history = null;
+    if (d.history) {
+      try {
+        history = await api("GET", channelPath(name, "/history?" + spaceQuery(space, { limit: HISTORY_ROWS })));
+      } catch (e) {
+        if (e.status === 401) throw e;
+        history = { error: e.message };
+      }
+    }
+    if (space !== state.space || name !== state.channel) return;
+    const key = JSON.stringify([d, history]);
+    if (key === state.channelKey) return;
+    state.channelKey = key;
+    renderChannel(d, history);
+  }
+
+  function renderChannel(d, history) {
+    $("channel-detail").hidden = false;
+    $("cd-name").textContent = d.channel;
+    $("cd-subscribers").textContent = String(d.subscribers);
+    const h = d.history;
+    $("cd-stream").textContent = h ? ` — stream epoch ${h.epoch}, offset ${h.offset}, ${h.size} kept` : "";
+    const clients = Array.isArray(d.presence) ? d.presence : d.presence && d.presence.clients;
+    $("cd-presence").hidden = !Array.isArray(clients);
+    $("presence-rows").replaceChildren(...(clients || []).map((c) => {
+      const tr = el("tr", {},
+        el("td", { textContent: c.id, className: "id" }),
+        el("td", { textContent: c.subject ?? "–" }));
+      tr.dataset.client = c.id;
+      return tr;
+    }));
+    $("cd-history").hidden = history === null;
+    if (history === null) return;
+    if (history.error !== undefined) {
+      $("history-rows").replaceChildren(el("tr", {}, el("td", { colSpan: 3, className: "error", textContent: history.error })));
+      return;
+    }
+    const pubs = (Array.isArray(history) ? history : history.publications || []).slice();
+    pubs.sort((a, b) => (b.offset ?? 0) - (a.offset ?? 0)); // newest first
+    $("history-rows").replaceChildren(...pubs.map((p) => {
+      const from = p._session ? (p._session.subject ?? p._session.id ?? "admin") : "–";
+      const tr = el("tr", {},
+        el("td", { textContent: String(p.offset ?? "–") }),
+        el("td", { textContent: JSON.stringify(p.data), className: "data" }),
+        el("td", { textContent: String(from) }));
+      tr.dataset.offset = String(p.offset);
+      return tr;
+    }));
+    if (pubs.length === 0) {
+      $("history-rows").append(el("tr", {}, el("td", { colSpan: 3, className: "hint", textContent: "nothing kept" })));
+    }
+  }
+
+  // Fills the publish form to target a channel of a space.
+  function publishTo(space, channel) {
+    $("pub-listener").value = space.listener;
+    $("pub-scope").value = space.scope;
+    $("pub-tenant").value = space.tenant ?? "";
+    $("pub-session").value = "";
+    $("pub-channel").value = channel;
+    $("publish").scrollIntoView();
+    $("pub-payload").focus();
+  }
+
   // ---- publish --------------------------------------------------------------
 
   async function loadListeners() {
     try {
-      const listeners = await api("GET", "/admin/v1/listeners");
-      $("pub-listener").replaceChildren(...listeners.map((l) =>
+      state.listeners = await api("GET", "/admin/v1/listeners");
+      $("pub-listener").replaceChildren(...state.listeners.map((l) =>
         el("option", { value: l.path, textContent: `${l.path} (${l.mode}, ${l.scope})` })));
+      fillChannelListeners();
     } catch (e) {
       if (e.status !== 401) $("status").textContent = "Listeners: " + e.message;
     }
@@ -335,11 +500,14 @@
     const body = { listener: $("pub-listener").value, scope: $("pub-scope").value, payload };
     const tenant = $("pub-tenant").value.trim();
     const session = $("pub-session").value.trim();
+    const channel = $("pub-channel").value.trim();
     if (tenant && body.scope !== "global") body.tenant = tenant;
     if (session && body.scope === "session") body.session = session;
+    if (channel) body.channel = channel;
     try {
       const r = await api("POST", "/admin/v1/publish", body);
-      $("pub-result").textContent = "delivered to " + r.delivered + " session(s)";
+      $("pub-result").textContent = "delivered to " + r.delivered + " session(s)" +
+        (r.offset !== undefined ? ", offset " + r.offset : "");
     } catch (e) {
       $("pub-result").textContent = "refused: " + e.message;
     }

@@ -68,8 +68,10 @@ export class WsPlusEvent extends Event {
 export class WsPlusClient extends EventTarget {
   /**
    * @param {object} options
-   * @param {string|(() => string|Promise<string>)} options.url ws(s):// or http(s):// URL, absolute
-   *   or relative to the page; may be a function, called before each connect (after getToken).
+   * @param {string|string[]|(() => string|Promise<string>)} options.url ws(s):// or http(s):// URL,
+   *   absolute or relative to the page; or a list of them (several nodes of a cluster: the first
+   *   connect uses the first, and every reconnect moves on to the next, round robin, so a stopped
+   *   node is left at once); or a function, called before each connect (after getToken).
    * @param {() => Promise<string|null>} [options.getToken] called before EVERY connect; its result
    *   goes in the `token` query parameter (omitted when null/empty).
    * @param {'message'|'payload'} [options.mode='message'] message: parse JSON and expose `_session`.
@@ -93,6 +95,9 @@ export class WsPlusClient extends EventTarget {
       mode: 'message', minBackoffMs: 500, maxBackoffMs: 30000, stableMs: 10000,
       maxRetries: Infinity, random: Math.random, getToken: async () => null, ...options,
     };
+    if (Array.isArray(this._o.url) && this._o.url.length === 0) {
+      throw new TypeError('WsPlusClient: options.url must not be an empty list');
+    }
     if (this._o.mode !== 'message' && this._o.mode !== 'payload') {
       throw new TypeError("WsPlusClient: mode must be 'message' or 'payload'");
     }
@@ -108,6 +113,7 @@ export class WsPlusClient extends EventTarget {
     this._openedAt = 0;
     this._last4001 = 0;   // time of the last quick 4001, to avoid a hot refresh loop
     this._gen = 0;        // bumped on every connect()/close(); stale async work checks it
+    this._urlIndex = 0;   // with a list of URLs: the one the next connect uses
     if (options.autoConnect !== false) queueMicrotask(() => { if (this._gen === 0) this.connect(); });
   }
 
@@ -170,7 +176,7 @@ export class WsPlusClient extends EventTarget {
     let url;
     try {
       const token = await this._o.getToken();
-      const base = typeof this._o.url === 'function' ? await this._o.url() : this._o.url;
+      const base = await this._nextUrl();
       if (gen !== this._gen) return;
       url = wsUrl(base, token);
     } catch (error) {
@@ -204,6 +210,13 @@ export class WsPlusClient extends EventTarget {
     ws.onclose = (ev) => { if (ws === this._ws) this._closed(ev, opened); };
   }
 
+  /** The URL of the next connect: the function's answer, or the list's current entry. */
+  async _nextUrl() {
+    const u = this._o.url;
+    if (typeof u === 'function') return u();
+    return Array.isArray(u) ? u[this._urlIndex % u.length] : u;
+  }
+
   _deliver(raw) {
     let data = raw, session = null;
     if (this._o.mode === 'message' && typeof raw === 'string') {
@@ -220,6 +233,7 @@ export class WsPlusClient extends EventTarget {
 
   _closed(ev, opened) {
     this._ws = null;
+    if (Array.isArray(this._o.url)) this._urlIndex = (this._urlIndex + 1) % this._o.url.length;
     const entry = CLOSE_CODES[ev.code || 1006] || { action: 'reconnect' };
     const lived = opened ? Date.now() - this._openedAt : 0;
     let delayMs = null;
@@ -308,33 +322,66 @@ export class WsPlusError extends Error {
 
 /**
  * A subscription returned by {@link WsPlusChannels#subscribe}.
+ *
+ * Handlers, all optional:
+ * - `onPublication(data, pub)` — each publication once, in order: first those
+ *   recovered after a reconnect, then live ones (`pub` is `{data, offset?, _session, channel?}`);
+ * - `onSubscribed(result)` — after every subscribe reply (the first and each resubscribe);
+ * - `onRecoveryFailed(channel, info)` — a resubscribe with `since` got `recovered: false`:
+ *   publications were missed and cannot be replayed; reload the channel's state from the
+ *   application. `info` is `{channel, since, epoch, offset}` (the new position);
+ * - `onUnsubscribed(reason)` — the server ended the subscription (`forbidden`, `admin`);
+ * - `onError(err)` — the subscribe was refused (a {@link WsPlusError}); the subscription is dropped.
  */
 export class Subscription {
-  constructor(client, channel, handlers) {
+  constructor(client, channel, handlers, since) {
     this.client = client;
     this.channel = channel;
     this.handlers = handlers || {};
-    /** Last seen position (history): `{epoch, offset}` or null. */
-    this.position = null;
-    /** True between the server's subscribe reply and an unsubscribe. */
+    /**
+     * Last seen position in the channel's stream, `{epoch, offset}`, or null while
+     * the listener keeps no history for it. Sent as `since` on every resubscribe.
+     */
+    this.position = since ? { epoch: since.epoch, offset: since.offset } : null;
+    /** True between the server's subscribe reply and an unsubscribe or disconnect. */
     this.active = false;
+    /** Live pushes that arrived while a subscribe was in flight; delivered after its reply. */
+    this._held = null;
   }
 
   /** Ends the subscription. @returns {Promise<void>} */
   unsubscribe() { return this.client._unsubscribe(this); }
+
+  /** A `pub` push: held while subscribing, else delivered. */
+  _live(pub) {
+    if (this._held) this._held.push(pub);
+    else this._deliver(pub);
+  }
+
+  /** Delivers `pub` unless its offset shows it was already delivered; advances the position. */
+  _deliver(pub) {
+    if (pub.offset != null && this.position) {
+      if (pub.offset <= this.position.offset) return;
+      this.position = { epoch: this.position.epoch, offset: pub.offset };
+    }
+    this.handlers.onPublication?.(pub.data, pub);
+  }
 }
 
 /**
  * A client of channels-mode listeners (the `wsplus.v1` protocol), built on
  * {@link WsPlusClient}'s reconnecting transport: subscriptions with handlers,
- * publish with a Promise, ping, automatic in-band token refresh through
- * `getToken()` before `expires_at` (and on the server's `expiring` push), and
- * after a reconnect every channel subscribed again (with `since` = the last
- * seen position when history gave one).
+ * publish with a Promise, ping, presence, history and rpc, automatic in-band
+ * token refresh through `getToken()` before `expires_at` (and on the server's
+ * `expiring` push), and after a reconnect every channel subscribed again with
+ * `since` = the last seen `{epoch, offset}` when the listener keeps history,
+ * so missed publications are delivered once each, in order, before live ones —
+ * or `recoveryfailed` says they cannot be.
  *
  * Events: everything {@link WsPlusClient} emits (`open`, `close`, `state`,
  * `error`), plus `connected` (`session`, `expiresAt`), `refreshed`
- * (`expiresAt`) and `push` (any push, `data`).
+ * (`expiresAt`), `recoveryfailed` (`channel`, `since`, `epoch`, `offset`) and
+ * `push` (any push, `data`).
  *
  * @example
  * const c = new WsPlusChannels({ url: '/ws/channels', getToken });
@@ -343,10 +390,12 @@ export class Subscription {
  */
 export class WsPlusChannels extends EventTarget {
   /**
-   * @param {object} options all of {@link WsPlusClient}'s (url, getToken, backoff...), plus:
+   * @param {object} options all of {@link WsPlusClient}'s (url or a list of URLs, getToken,
+   *   backoff...), plus:
    * @param {number} [options.refreshMarginMs=30000] refresh this long before `expires_at`
    *   (at most half the remaining lifetime).
    * @param {number} [options.timeoutMs=10000] a command without reply after this long rejects.
+   * @param {(e: WsPlusEvent) => void} [options.onRecoveryFailed] listener of `recoveryfailed`.
    */
   constructor(options) {
     super();
@@ -359,6 +408,9 @@ export class WsPlusChannels extends EventTarget {
     this.expiresAt = null;
     this._refreshTimer = null;
     this._refreshing = null;
+    if (typeof options.onRecoveryFailed === 'function') {
+      this.addEventListener('recoveryfailed', options.onRecoveryFailed);
+    }
     this.transport = new WsPlusClient({ ...options, mode: 'payload', onMessage: undefined });
     this.transport.addEventListener('message', (e) => this._frame(e.data));
     for (const t of ['open', 'state', 'error']) {
@@ -384,16 +436,21 @@ export class WsPlusChannels extends EventTarget {
   }
 
   /**
-   * Subscribes to `channel` (now, or as soon as connected; again after every reconnect).
+   * Subscribes to `channel` (now, or as soon as connected; again after every reconnect,
+   * with `since` = the last seen position). Subscribing to a channel twice returns the
+   * existing subscription.
    * @param {string} channel
    * @param {{onPublication?: (data: any, pub: object) => void, onSubscribed?: (result: object) => void,
+   *   onRecoveryFailed?: (channel: string, info: object) => void,
    *   onUnsubscribed?: (reason: string) => void, onError?: (err: WsPlusError) => void}} [handlers]
+   * @param {{since?: {epoch: string, offset: number}}} [options] `since`: recover from this
+   *   position already on the first subscribe (e.g. one saved by the page).
    * @returns {Subscription}
    */
-  subscribe(channel, handlers) {
+  subscribe(channel, handlers, options = {}) {
     const existing = this.subscriptions.get(channel);
     if (existing) return existing;
-    const sub = new Subscription(this, channel, handlers);
+    const sub = new Subscription(this, channel, handlers, options.since);
     this.subscriptions.set(channel, sub);
     if (this.session) this._sendSubscribe(sub);
     return sub;
@@ -405,13 +462,30 @@ export class WsPlusChannels extends EventTarget {
   /** Round trip to the server. @returns {Promise<object>} */
   ping() { return this.call('ping', {}); }
 
-  /** Who is subscribed (when the listener has presence). */
+  /**
+   * Who is subscribed to `channel`, cluster-wide (listeners with `presence = true`).
+   * @param {string} channel @returns {Promise<{clients: {id: string, subject: string|null}[]}>}
+   */
   presence(channel) { return this.call('presence', { channel }); }
 
-  /** Kept publications (when the listener has history). */
-  history(channel, opts = {}) { return this.call('history', { channel, ...opts }); }
+  /**
+   * Kept publications of `channel` (listeners with history): the newest `limit` (all when
+   * omitted; 0 = only the position), or those after `since` when its epoch is current.
+   * @param {string} channel
+   * @param {{limit?: number, since?: {epoch: string, offset: number}}} [opts]
+   * @returns {Promise<{epoch: string, offset: number, publications: object[]}>}
+   */
+  history(channel, opts = {}) {
+    const fields = { channel };
+    if (opts.limit != null) fields.limit = opts.limit;
+    if (opts.since != null) fields.since = opts.since;
+    return this.call('history', fields);
+  }
 
-  /** A backend call (when the listener has hooks). */
+  /**
+   * Calls the backend's RPC hook (listeners with hooks). @param {string} method
+   * @param {any} data @returns {Promise<any>} the backend's result
+   */
   rpc(method, data) { return this.call('rpc', { method, data }); }
 
   /**
@@ -482,18 +556,17 @@ export class WsPlusChannels extends EventTarget {
         for (const s of this.subscriptions.values()) this._sendSubscribe(s);
         break;
       case 'pub':
-        if (sub) {
-          if (m.offset != null && sub.position) sub.position.offset = m.offset;
-          sub.handlers.onPublication?.(m.data, m);
-        }
+        sub?._live(m);
         break;
-      case 'subscribe': // server-side subscription
-        if (!sub) {
-          const s = new Subscription(this, m.channel, {});
-          s.active = true;
-          this.subscriptions.set(m.channel, s);
+      case 'subscribe': { // server-side subscription
+        const s = sub || new Subscription(this, m.channel, {});
+        if (m.epoch != null && s.position?.epoch !== m.epoch) {
+          s.position = { epoch: m.epoch, offset: m.offset ?? 0 };
         }
+        s.active = true;
+        this.subscriptions.set(m.channel, s);
         break;
+      }
       case 'unsubscribe':
         if (sub) {
           sub.active = false;
@@ -511,24 +584,49 @@ export class WsPlusChannels extends EventTarget {
 
   _sendSubscribe(sub) {
     const fields = { channel: sub.channel };
-    if (sub.position) fields.since = sub.position;
+    const since = sub.position;
+    if (since) fields.since = since;
+    sub._held = [];
     this.call('subscribe', fields).then((r) => {
       if (this.subscriptions.get(sub.channel) !== sub) return;
-      sub.active = true;
-      if (r.epoch != null) sub.position = { epoch: r.epoch, offset: r.offset };
-      for (const p of r.publications || []) sub.handlers.onPublication?.(p.data, p);
-      sub.handlers.onSubscribed?.(r);
+      this._subscribed(sub, since, r);
     }, (err) => {
+      if (this.subscriptions.get(sub.channel) === sub) sub._held = null;
       if (err.code === 'disconnected' || err.code === 'timeout') return; // again on reconnect
-      this.subscriptions.delete(sub.channel);
+      if (this.subscriptions.get(sub.channel) === sub) this.subscriptions.delete(sub.channel);
       sub.handlers.onError?.(err);
     });
+  }
+
+  /**
+   * A subscribe reply: the new position, then (when recovery failed) the failure,
+   * the recovered publications, the subscribed handler and the live pushes held
+   * meanwhile — each publication once, by offset.
+   */
+  _subscribed(sub, since, r) {
+    const held = sub._held || [];
+    sub._held = null;
+    sub.active = true;
+    if (r.epoch == null) sub.position = null;
+    else if (!since || r.recovered !== true) sub.position = { epoch: r.epoch, offset: r.offset };
+    if (since && r.recovered === false) {
+      const info = { channel: sub.channel, since, epoch: r.epoch ?? null, offset: r.offset ?? null };
+      sub.handlers.onRecoveryFailed?.(sub.channel, info);
+      this._emit('recoveryfailed', info);
+    }
+    for (const p of r.publications || []) sub._deliver(p);
+    if (sub.position && r.offset != null && r.offset > sub.position.offset) {
+      sub.position = { epoch: sub.position.epoch, offset: r.offset };
+    }
+    sub.handlers.onSubscribed?.(r);
+    for (const p of held) sub._deliver(p);
   }
 
   async _unsubscribe(sub) {
     if (this.subscriptions.get(sub.channel) !== sub) return;
     this.subscriptions.delete(sub.channel);
     sub.active = false;
+    sub._held = null;
     if (this.session) await this.call('unsubscribe', { channel: sub.channel });
   }
 
@@ -548,7 +646,9 @@ export class WsPlusChannels extends EventTarget {
     this.session = null;
     clearTimeout(this._refreshTimer);
     this._refreshTimer = null;
-    for (const s of this.subscriptions.values()) s.active = false;
+    // Pushes held for a reply that will never come are dropped: the position was
+    // not advanced by them, so the resubscribe's `since` recovers them.
+    for (const s of this.subscriptions.values()) { s.active = false; s._held = null; }
     for (const [id, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new WsPlusError({ code: 'disconnected', message: 'connection closed' }));

@@ -2,43 +2,7 @@
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { WsPlusClient, CLOSE_CODES } from '../wsplus.js';
-
-/** Minimal stand-in for the browser WebSocket; the test plays the server. */
-class FakeWebSocket {
-  static instances = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeWebSocket.instances.push(this);
-  }
-  send(data) { this.sent.push(data); }
-  close(code = 1005, reason = '') {
-    this.readyState = 2;
-    setTimeout(() => this._closed(code, reason), 0);
-  }
-  // --- server side ---
-  open() { this.readyState = 1; this.onopen?.({}); }
-  deliver(data) { this.onmessage?.({ data }); }
-  serverClose(code, reason = '') { this._closed(code, reason); }
-  _closed(code, reason) {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.onclose?.({ code, reason, wasClean: code !== 1006 });
-  }
-}
-globalThis.WebSocket = FakeWebSocket;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(pred, ms = 2000) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await sleep(2);
-  }
-}
-const last = () => FakeWebSocket.instances.at(-1);
-const sockets = () => FakeWebSocket.instances.length;
+import { FakeWebSocket, last, sleep, sockets, waitFor } from './fake-websocket.mjs';
 
 /** A client with a counting token source; events are recorded. */
 function makeClient(opts = {}) {
@@ -57,7 +21,7 @@ function makeClient(opts = {}) {
   return { client, events, tokens: () => n, closes: () => events.filter((e) => e.type === 'close') };
 }
 
-beforeEach(() => { FakeWebSocket.instances = []; });
+beforeEach(() => FakeWebSocket.reset());
 
 test('fetches a fresh token before every connect and keeps query params', async () => {
   const { client, tokens } = makeClient();
@@ -154,7 +118,7 @@ test('every close code the broker sends has a meaning and the documented action'
 
 test('1002/1007/1008/1009 stop; 1000 from the server reconnects', async () => {
   for (const code of [1002, 1007, 1008, 1009]) {
-    FakeWebSocket.instances = [];
+    FakeWebSocket.reset();
     const { client, closes } = makeClient();
     await waitFor(() => sockets() === 1);
     last().open();
@@ -162,7 +126,7 @@ test('1002/1007/1008/1009 stop; 1000 from the server reconnects', async () => {
     assert.equal(closes()[0].willReconnect, false, `code ${code}`);
     assert.equal(client.state, 'stopped');
   }
-  FakeWebSocket.instances = [];
+  FakeWebSocket.reset();
   const { client } = makeClient();
   await waitFor(() => sockets() === 1);
   last().open();

@@ -9,6 +9,14 @@
 //!   queue drops the message and counts it: the room never sees the bridge as a
 //!   slow consumer. Kicked (4003, session timeout): it joins again under a
 //!   fresh session id. Told to go away (1001, shutdown) or stopped: it leaves.
+//!
+//! Both ends obey the tenant registry like a client of the tenant would: while
+//! the tenant is refused (disabled, or unregistered under `policy =
+//! "registered"`) nothing is published into it (frames are dropped and
+//! counted) and the membership is not joined again after the 4003 that
+//! closed it; it joins once the tenant is admitted again. A join carries the
+//! record's `max_connections`, which replaces the listener's cap for the
+//! tenant's sessions, the bridge's included.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,6 +38,7 @@ use wsplus_actors::{
 use super::echo::{self, SharedFilter};
 use super::state::{BridgeState, Counter};
 use crate::settings::Mode;
+use crate::tenants::{Admission, Refusal, TenantRegistry};
 
 /// The session id of the bridge's membership, shared by the `from` member
 /// (which takes a fresh one on every join, as a reconnecting client would) and
@@ -65,16 +74,64 @@ pub struct LocalEnd {
     pub tenant: TenantId,
 }
 
-/// Publishes every queued delivery into `end`, in order, until the queue's
-/// senders are gone.
+/// Where a bridge task publishes or joins, with what it checks first.
+pub struct LocalTarget {
+    /// The Broker.
+    pub broker: Addr<Broker>,
+    /// The local listener and tenant.
+    pub end: LocalEnd,
+    /// Whether the tenant may be served now, and with which cap.
+    pub tenants: Arc<TenantRegistry>,
+    /// The bridge's name (logs, errors).
+    pub name: String,
+    /// The bridge's state (drops and errors are recorded there).
+    pub state: Arc<BridgeState>,
+}
+
+impl LocalTarget {
+    /// The registry's answer for the tenant. A change of answer is logged
+    /// and recorded as the bridge's last error, once.
+    fn admit(&self, was: &mut Option<Refusal>) -> Result<Admission, Refusal> {
+        let now = self.tenants.admit(self.end.tenant.as_str());
+        let refused = now.as_ref().err().copied();
+        if refused != *was {
+            match refused {
+                Some(why) => {
+                    log::info!(
+                        "bridge={} local tenant={} refused ({why}): not served until admitted",
+                        self.name,
+                        self.end.tenant
+                    );
+                    self.state
+                        .set_error(format!("local tenant {}: {why}", self.end.tenant));
+                }
+                None => log::info!(
+                    "bridge={} local tenant={} admitted again",
+                    self.name,
+                    self.end.tenant
+                ),
+            }
+            *was = refused;
+        }
+        now
+    }
+}
+
+/// Publishes every queued delivery into `target`, in order, until the
+/// queue's senders are gone; while the tenant is refused, drops them.
 pub async fn publish_into(
     mut queue: mpsc::Receiver<Delivery>,
-    broker: Addr<Broker>,
-    end: LocalEnd,
+    target: LocalTarget,
     origin: MemberId,
     _alive: watch::Receiver<bool>,
 ) {
+    let LocalTarget { broker, end, .. } = &target;
+    let mut refused = None;
     while let Some(delivery) = queue.recv().await {
+        if target.admit(&mut refused).is_err() {
+            target.state.bump(Counter::Dropped);
+            continue;
+        }
         let publish = PublishFrom {
             listener: end.policy.id,
             tenant: end.tenant.clone(),
@@ -97,20 +154,15 @@ enum Ended {
 
 /// What [`forward_from`] needs.
 pub struct Forwarder {
-    /// The Broker.
-    pub broker: Addr<Broker>,
-    /// The `from` tenant.
-    pub end: LocalEnd,
+    /// The `from` tenant, the Broker, the registry, the bridge's name (the
+    /// member's subject) and state.
+    pub target: LocalTarget,
     /// The member's id (also the origin of `into` publications).
     pub id: MemberId,
-    /// The bridge's name (the member's subject).
-    pub name: String,
     /// How messages travel upstream: `payload` strips the local `_session`.
     pub mode: Mode,
     /// The bounded upstream queue.
     pub upstream: mpsc::Sender<Delivery>,
-    /// The bridge's state (drops are counted there).
-    pub state: Arc<BridgeState>,
     /// Delay before joining again after a refused join.
     pub retry: Duration,
     /// In a cluster: what this bridge published locally (see
@@ -118,34 +170,65 @@ pub struct Forwarder {
     pub came_down: Option<SharedFilter>,
 }
 
+/// Waits until the tenant is admitted; `None` when stopped first.
+async fn admitted(
+    target: &LocalTarget,
+    refused: &mut Option<Refusal>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Admission> {
+    // Subscribed before looking: a change made in between is not missed.
+    let mut changes = target.tenants.subscribe();
+    loop {
+        if let Ok(admission) = target.admit(refused) {
+            return Some(admission);
+        }
+        tokio::select! {
+            changed = changes.changed() => changed.ok()?,
+            () = stopped(stop) => return None,
+        }
+    }
+}
+
 /// Keeps the bridge a member of the `from` room until stopped or shut down.
 pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
+    let LocalTarget {
+        broker,
+        end,
+        name,
+        state,
+        ..
+    } = &f.target;
+    let mut refused = None;
     loop {
+        let Some(admission) = admitted(&f.target, &mut refused, &mut stop).await else {
+            return;
+        };
         let info = Arc::new(SessionInfo {
             id: f.id.renew(),
-            listener: f.end.policy.id,
-            listener_path: f.end.policy.path.clone(),
-            tenant: f.end.tenant.clone(),
-            subject: Some(f.name.clone()),
+            listener: end.policy.id,
+            listener_path: end.policy.path.clone(),
+            tenant: end.tenant.clone(),
+            subject: Some(name.clone()),
             auth: AuthStatus::None,
-            scope: f.end.policy.scope,
+            scope: end.policy.scope,
             remote: None,
             connected_at: SystemTime::now(),
             expires_at: None,
         });
         let (queue, mut rx) = outbox(
-            f.end.policy.outbound_queue_messages,
-            f.end.policy.outbound_queue_bytes,
+            end.policy.outbound_queue_messages,
+            end.policy.outbound_queue_bytes,
         );
-        let guard = LeaveGuard::new(f.broker.clone(), info.clone());
+        let guard = LeaveGuard::new(broker.clone(), info.clone());
         let join = Join {
             info,
             outbox: queue,
             stats: Arc::new(SessionStats::default()),
-            // A bridge is the operator's own link: the listener's cap applies.
-            tenant_cap: None,
+            // The tenant's cap, as for its clients: the record's, else the
+            // listener's.
+            tenant_cap: admission.max_connections,
         };
-        match f.broker.send(join).await {
+        match broker.send(join).await {
             Ok(Ok(_)) => {}
             Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
                 guard.disarm();
@@ -153,9 +236,8 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
             }
             Ok(Err(e)) => {
                 guard.disarm();
-                f.state
-                    .set_error(format!("joining local tenant {}: {e}", f.end.tenant));
-                log::warn!("bridge={} cannot join tenant={}: {e}", f.name, f.end.tenant);
+                state.set_error(format!("joining local tenant {}: {e}", end.tenant));
+                log::warn!("bridge={name} cannot join tenant={}: {e}", end.tenant);
                 tokio::select! {
                     () = tokio::time::sleep(f.retry) => continue,
                     () = stopped(&mut stop) => return,
@@ -166,7 +248,7 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
             tokio::select! {
                 d = rx.data.next() => match d {
                     Some(d) if from_upstream(&f, &d) => {
-                        f.state.bump(Counter::Echoes);
+                        state.bump(Counter::Echoes);
                     }
                     Some(d) => {
                         let d = match f.mode {
@@ -175,7 +257,7 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
                             Mode::Message | Mode::Channels => d,
                         };
                         if f.upstream.try_send(d).is_err() {
-                            f.state.bump(Counter::Dropped);
+                            state.bump(Counter::Dropped);
                         }
                     }
                     None => break Ended::Stop,
@@ -184,8 +266,7 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
                     Some(Control::Close(CloseCode::GoingAway)) | None => break Ended::Stop,
                     Some(Control::Close(code)) => {
                         log::info!(
-                            "bridge={} local membership closed with {}; joining again",
-                            f.name,
+                            "bridge={name} local membership closed with {}; joining again",
                             code.code()
                         );
                         break Ended::Rejoin;
@@ -205,7 +286,8 @@ pub async fn forward_from(f: Forwarder, mut stop: watch::Receiver<bool>) {
 /// bridge of the same name on another node): stamped by it, or the copy of a
 /// frame it published itself.
 fn from_upstream(f: &Forwarder, d: &Delivery) -> bool {
-    stamped_by_bridge(d, &f.name) || f.came_down.as_ref().is_some_and(|c| c.borrow_mut().take(d))
+    stamped_by_bridge(d, &f.target.name)
+        || f.came_down.as_ref().is_some_and(|c| c.borrow_mut().take(d))
 }
 
 /// True for a message-mode delivery stamped by a bridge called `name`: it came

@@ -34,9 +34,10 @@ pub use state::{BridgeRegistry, BridgeState, BridgeView};
 use crate::client::{self, ClientOptions, Dialer, ProxyRules, TokenSource};
 use crate::env::Env;
 use crate::settings::{BridgeAuth, BridgeEndpoint, BridgeSettings, ClusterBackend, Settings};
+use crate::tenants::TenantRegistry;
 use backoff::Backoff;
 use echo::{EchoFilter, SharedFilter};
-use local::{Forwarder, LocalEnd, MemberId};
+use local::{Forwarder, LocalEnd, LocalTarget, MemberId};
 use runner::{IntoEnd, Runner};
 
 /// Why the bridges cannot start. Never holds a secret value.
@@ -179,11 +180,12 @@ impl Prepared {
         self.registry.clone()
     }
 
-    /// Spawns every bridge's tasks on the current (actix) runtime.
-    pub fn start(self, broker: &Addr<Broker>) -> Bridges {
+    /// Spawns every bridge's tasks on the current (actix) runtime. Their
+    /// local ends serve a tenant only while `tenants` admits it.
+    pub fn start(self, broker: &Addr<Broker>, tenants: &Arc<TenantRegistry>) -> Bridges {
         let (stop_tx, stop) = watch::channel(false);
         for plan in self.plans {
-            start_one(plan, self.clustered, broker, &stop);
+            start_one(plan, self.clustered, broker, tenants, &stop);
         }
         // Only the tasks hold receivers now: `closed()` tells when all ended.
         drop(stop);
@@ -193,7 +195,13 @@ impl Prepared {
     }
 }
 
-fn start_one(plan: Plan, clustered: bool, broker: &Addr<Broker>, stop: &watch::Receiver<bool>) {
+fn start_one(
+    plan: Plan,
+    clustered: bool,
+    broker: &Addr<Broker>,
+    tenants: &Arc<TenantRegistry>,
+    stop: &watch::Receiver<bool>,
+) {
     let Plan {
         settings: b,
         dialer,
@@ -206,14 +214,20 @@ fn start_one(plan: Plan, clustered: bool, broker: &Addr<Broker>, stop: &watch::R
     let same_tenant = matches!((&b.into, &b.from), (Some(i), Some(f)) if i == f);
     let came_down: Option<SharedFilter> =
         (same_tenant && clustered).then(|| Rc::new(RefCell::new(EchoFilter::new(b.queue))));
+    let target = |end| LocalTarget {
+        broker: broker.clone(),
+        end,
+        tenants: tenants.clone(),
+        name: b.name.clone(),
+        state: state.clone(),
+    };
     let into = into.map(|end| {
         let (tx, rx) = mpsc::channel(b.queue);
         let mode = end.policy.mode;
         let stamp = bridge_stamp(&b.name, end.tenant.as_str());
         actix_rt::spawn(local::publish_into(
             rx,
-            broker.clone(),
-            end,
+            target(end),
             id.clone(),
             stop.clone(),
         ));
@@ -225,13 +239,10 @@ fn start_one(plan: Plan, clustered: bool, broker: &Addr<Broker>, stop: &watch::R
     });
     if let Some(end) = from {
         let forwarder = Forwarder {
-            broker: broker.clone(),
-            end,
+            target: target(end),
             id,
-            name: b.name.clone(),
             mode: b.mode,
             upstream: up_tx.clone(),
-            state: state.clone(),
             retry: Duration::from_secs(b.reconnect_max_s),
             came_down: came_down.clone(),
         };

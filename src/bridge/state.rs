@@ -48,7 +48,8 @@ pub struct BridgeView {
     pub messages_in: u64,
     /// Local messages sent upstream.
     pub messages_out: u64,
-    /// Messages lost because a bridge queue was full.
+    /// Messages lost because a bridge queue was full, or the local tenant
+    /// was refused (disabled, or unregistered under `policy = "registered"`).
     pub dropped: u64,
     /// Frames recognised as the echo of a message this bridge sent upstream.
     pub echoes_dropped: u64,

@@ -59,7 +59,7 @@ impl Collector for BridgeMetrics {
             ),
             (
                 "bridge_dropped",
-                "Messages a full bridge queue dropped.",
+                "Messages a bridge dropped: a full queue, or a disabled local tenant.",
                 Counter::Dropped,
             ),
             (

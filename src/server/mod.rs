@@ -314,7 +314,7 @@ impl Plan {
         cluster.attach(&broker);
         tenants.attach(broker.clone().recipient());
         let bridge_registry = bridges.registry();
-        let bridge_tasks = bridges.start(&broker);
+        let bridge_tasks = bridges.start(&broker, &tenants);
         webhooks.start();
 
         let app_state = web::Data::new(AppState {

@@ -2,13 +2,18 @@
 //! subscribers a tenant may have on a channels-mode listener, counted per
 //! listener, with existing channels still joinable at the limit, slots freed
 //! by unsubscribes and disconnects, server-side subscriptions refused with
-//! 409, and admin-API changes applied to the next subscribe.
+//! 409, and admin-API changes applied to the next subscribe — on the node
+//! that took them, and within a second on another node of a Redis cluster
+//! (where each node counts its own channels).
 
 use common::admin::*;
 use common::channels::*;
+use common::cluster::{node_settings, RedisServer};
 use common::*;
 use serde_json::{json, Value};
-use wsplus::settings::{ChannelsSettings, Scope};
+use std::time::Duration;
+
+use wsplus::settings::{ChannelsSettings, Scope, TenantStore};
 use wsplus::tenants::TenantSpec;
 
 const OTHER: &str = "/ws/other-channels";
@@ -210,4 +215,45 @@ async fn bad_max_channels_values_are_refused_with_the_field_named() {
         .expect_ok();
     assert_eq!(rec["max_channels"], 2);
     assert_eq!(rec["source"], "config");
+}
+
+#[actix_rt::test]
+async fn in_a_cluster_a_change_applies_on_every_node_within_a_second() {
+    let redis = RedisServer::start();
+    let node = |id: &str| {
+        let mut s = node_settings(&redis, id);
+        s.tenants.store = TenantStore::Redis;
+        s.listeners = vec![channels_listener(
+            CHANNELS,
+            Scope::Tenant,
+            ChannelsSettings::default(),
+        )];
+        TestApp::spawn(s)
+    };
+    let (a, b) = (node("a"), node("b"));
+    let mut on_b = client(&b, CHANNELS, "acme").await;
+    on_b.subscribe("x").await;
+
+    Req::new("PUT", "/admin/v1/tenants/acme/settings")
+        .json(&json!({"max_channels": 1}))
+        .send(&a)
+        .await
+        .expect_ok();
+    // Each try opens a channel on b until the new limit has arrived there.
+    let mut tries = 0;
+    poll_within(
+        Duration::from_secs(1),
+        "b refusing a second channel",
+        async || {
+            tries += 1;
+            let ch = format!("y{tries}");
+            on_b.cmd(json!({"op": "subscribe", "channel": ch})).await
+        },
+        |r| r["error"]["code"] == "limit_exceeded",
+    )
+    .await;
+    // Counted per node: a has no channel of acme yet.
+    let mut on_a = client(&a, CHANNELS, "acme").await;
+    on_a.subscribe("z").await;
+    refused(&mut on_a, "w").await;
 }

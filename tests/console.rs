@@ -292,7 +292,7 @@ async fn channels_view(c: &Client, app: &TestApp) -> Chan {
     )
     .await
     .expect_ok();
-    if detail.get("presence").is_some() {
+    if !detail["presence"].is_null() {
         let id = chan.session_id();
         wait_js(
             c,
@@ -301,7 +301,7 @@ async fn channels_view(c: &Client, app: &TestApp) -> Chan {
         )
         .await;
     }
-    if detail.get("history").is_some() {
+    if !detail["history"].is_null() {
         wait_js(
             c,
             "the publication among the newest history entries",

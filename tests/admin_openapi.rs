@@ -168,7 +168,11 @@ fn app() -> TestApp {
     s.listeners.push(common::channels::channels_listener(
         CHANNELS,
         wsplus::settings::Scope::Tenant,
-        Default::default(),
+        wsplus::settings::ChannelsSettings {
+            history_size: 10,
+            history_ttl_s: 60,
+            ..Default::default()
+        },
     ));
     s.bridges = vec![BridgeSettings {
         name: "hq".into(),
@@ -248,11 +252,11 @@ async fn real_responses_match_the_documented_schemas() {
             .map(|p| resolve(&doc, p))
             .filter(|p| p["in"] == "query" && p.get("example").is_some())
             .map(|p| {
-                format!(
-                    "{}={}",
-                    p["name"].as_str().unwrap(),
-                    p["example"].as_str().unwrap()
-                )
+                let example = &p["example"];
+                let value = example
+                    .as_str()
+                    .map_or_else(|| example.to_string(), str::to_owned);
+                format!("{}={value}", p["name"].as_str().unwrap())
             })
             .collect();
         if q.is_empty() {

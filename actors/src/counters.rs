@@ -112,6 +112,8 @@ pub struct Counters {
     heartbeat_timeouts: AtomicU64,
     /// In-band token refreshes by result (channels mode).
     pub refreshes: crate::channels::counters::RefreshCounters,
+    /// Subscribes with `since` by result (channels mode, history).
+    pub recoveries: crate::channels::counters::RecoveryCounters,
     backpressure_micros: AtomicU64,
 }
 
@@ -128,6 +130,7 @@ impl Counters {
             closes: Default::default(),
             heartbeat_timeouts: AtomicU64::new(0),
             refreshes: Default::default(),
+            recoveries: Default::default(),
             backpressure_micros: AtomicU64::new(0),
         }
     }

@@ -53,6 +53,8 @@ pub struct ListenerPolicy {
     pub outbound_queue_messages: usize,
     /// Outbound queue bound in bytes, per connection.
     pub outbound_queue_bytes: usize,
+    /// Channels mode with history on: what each channel keeps.
+    pub history: Option<crate::channels::history::HistoryLimits>,
 }
 
 impl ListenerPolicy {
@@ -72,6 +74,7 @@ impl ListenerPolicy {
             max_connections_per_tenant: 0,
             outbound_queue_messages: 1024,
             outbound_queue_bytes: 4 << 20,
+            history: None,
         }
     }
 }

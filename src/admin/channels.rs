@@ -15,6 +15,7 @@ use wsplus_actors::broker::{
     SessionSubscription, SubscriptionChange,
 };
 use wsplus_actors::channels::codec::{push_pub, UnsubscribeReason};
+use wsplus_actors::channels::space::Published;
 use wsplus_actors::channels::ChannelName;
 use wsplus_actors::protocol::admin_stamp;
 use wsplus_actors::{Mode, Scope, SessionId, TenantId};
@@ -27,6 +28,10 @@ use crate::server::state::{AppState, Listener};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/v1/channels").route(web::get().to(list)))
         .service(resource("/admin/v1/channels/{channel}").route(web::get().to(detail)))
+        .service(
+            resource("/admin/v1/channels/{channel}/history")
+                .route(web::get().to(super::history::read)),
+        )
         .service(resource("/admin/v1/sessions/{id}/subscriptions").route(web::post().to(subscribe)))
         .service(
             resource("/admin/v1/sessions/{id}/subscriptions/{channel}")
@@ -51,6 +56,9 @@ pub struct ChannelView {
     pub channel: String,
     /// Its subscribers.
     pub subscribers: usize,
+    /// Its stream (detail only, history on and the channel has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::history::StreamView>,
 }
 
 /// The body of `POST /admin/v1/sessions/{id}/subscriptions`.
@@ -122,6 +130,7 @@ async fn list(
         .map(|(c, n)| ChannelView {
             channel: c.as_str().to_owned(),
             subscribers: n,
+            history: None,
         })
         .collect();
     rows.sort_by(|a, b| a.channel.cmp(&b.channel));
@@ -138,13 +147,15 @@ async fn detail(
     let subscribers = state
         .broker
         .send(CountChannelSubscribers {
-            space,
+            space: space.clone(),
             channel: channel.clone(),
         })
         .await?;
+    let history = super::history::status(state.broker.clone(), space, channel.clone()).await?;
     Ok(web::Json(ChannelView {
         channel: channel.as_str().to_owned(),
         subscribers,
+        history,
     }))
 }
 
@@ -202,7 +213,7 @@ pub async fn publish(
     tenant: Option<&str>,
     channel: &str,
     data: &Value,
-) -> Result<usize, ApiError> {
+) -> Result<Published, ApiError> {
     let l = channels_listener(state, listener)?;
     if scope != l.policy.scope {
         return Err(ApiError::BadRequest(format!(

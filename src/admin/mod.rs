@@ -11,6 +11,7 @@ pub mod channels;
 pub mod console;
 pub mod error;
 mod health;
+pub mod history;
 pub mod listeners;
 pub mod publish;
 pub mod sessions;

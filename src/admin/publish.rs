@@ -117,7 +117,7 @@ async fn publish(
     let listener = listeners::find(&state, &req.listener)?;
     match (&req.channel, listener.policy.mode) {
         (Some(channel), Mode::Channels) => {
-            let delivered = super::channels::publish(
+            let published = super::channels::publish(
                 &state,
                 &req.listener,
                 req.scope,
@@ -127,8 +127,8 @@ async fn publish(
             )
             .await?;
             return Ok(web::Json(Delivered {
-                delivered,
-                offset: None,
+                delivered: published.delivered,
+                offset: published.offset,
             }));
         }
         (None, Mode::Channels) => {

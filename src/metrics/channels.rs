@@ -1,11 +1,12 @@
-//! Channels mode: channels and subscriptions per channels-mode listener on
-//! this node, and in-band token refreshes by result.
+//! Channels mode: channels, subscriptions and kept publications per
+//! channels-mode listener on this node, in-band token refreshes and
+//! recoveries by result.
 
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use wsplus_actors::channels::counters::RefreshResult;
+use wsplus_actors::channels::counters::{RecoveryResult, RefreshResult};
 use wsplus_actors::Counters;
 
 use super::family::{label, Family};
@@ -44,11 +45,29 @@ impl Collector for ChannelMetrics {
             &mut out,
             rows().map(|(p, g)| (label("listener", p), g.subscriptions())),
         )?;
+        Family::gauge(
+            "history_publications",
+            "Publications kept in this node's history, per channels-mode listener.",
+        )
+        .labelled(
+            &mut out,
+            rows().map(|(p, g)| (label("listener", p), g.history())),
+        )?;
         Family::counter("refreshes", "In-band token refreshes, by result.").labelled(
             &mut out,
             RefreshResult::ALL
                 .iter()
                 .map(|r| (label("result", r.as_str()), c.refreshes.get(*r))),
+        )?;
+        Family::counter(
+            "recoveries",
+            "Subscribes with `since`, by result (recovered or not_recovered).",
+        )
+        .labelled(
+            &mut out,
+            RecoveryResult::ALL
+                .iter()
+                .map(|r| (label("result", r.as_str()), c.recoveries.get(*r))),
         )
     }
 }

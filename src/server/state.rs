@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use wsplus_actors::channels::history::HistoryLimits;
 use wsplus_actors::{Broker, Counters, ListenerId, ListenerPolicy, OnRateLimit, OnTokenExpiry};
 
 use crate::auth::Authenticator;
@@ -102,5 +103,12 @@ pub fn policy(index: usize, l: &ListenerSettings, s: &Settings) -> ListenerPolic
         max_connections_per_tenant: l.session.max_connections_per_tenant,
         outbound_queue_messages: s.limits.outbound_queue_messages,
         outbound_queue_bytes: s.limits.outbound_queue_bytes,
+        history: l.channels.as_ref().and_then(|c| {
+            let p = c.policy();
+            p.history().then_some(HistoryLimits {
+                size: p.history_size,
+                ttl: p.history_ttl,
+            })
+        }),
     }
 }

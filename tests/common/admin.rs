@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/v1/tenants/acme/settings"),
     ("GET", "/admin/v1/channels?listener=/ws/events"),
     ("GET", "/admin/v1/channels/news?listener=/ws/events"),
+    ("GET", "/admin/v1/channels/news/history?listener=/ws/events"),
     ("POST", "/admin/v1/sessions/nope/subscriptions"),
     ("DELETE", "/admin/v1/sessions/nope/subscriptions/news"),
 ];

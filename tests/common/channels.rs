@@ -167,6 +167,11 @@ impl Chan {
         }
     }
 
+    /// A push already read (while waiting for a reply), if any.
+    pub fn take_push(&mut self) -> Option<Value> {
+        self.pushes.pop_front()
+    }
+
     /// Asserts no push is waiting after a `ping` round trip (everything sent
     /// to this client before the ping's reply has arrived by then).
     pub async fn no_push(&mut self) {

@@ -3,6 +3,11 @@
 //! per global-scope channels listener), hands a joining session its own hub,
 //! answers the admin API's channel queries and commands, and moves a
 //! session's deadline when it refreshed its token.
+//!
+//! A tenant hub with history outlives its room: when the room closes the hub
+//! is parked (it keeps its streams; admin publications still reach it), a
+//! new room takes it back, and it is stopped once it reports it went idle
+//! while parked. A hub without history stops with its room.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -10,11 +15,13 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 
 use super::Broker;
-use crate::channels::codec::UnsubscribeReason;
-use crate::channels::hub::{ChannelHub, HubRoute};
+use crate::channels::codec::{StreamPosition, UnsubscribeReason};
+use crate::channels::history::Page;
+use crate::channels::hub::{ChannelHub, HubRoute, HubWentIdle, StopHub};
 use crate::channels::name::ChannelName;
 use crate::channels::space::{
-    ChannelSpace, CountSubscribers, ListChannels, PublishLocal, ServerSubscribe, ServerUnsubscribe,
+    ChannelSpace, CountSubscribers, ListChannels, PublishLocal, Published, ReadHistory,
+    ServerSubscribe, ServerUnsubscribe, StreamStatus,
 };
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, Mode, Scope, SessionId, TenantId};
@@ -28,9 +35,10 @@ pub struct ChannelSpaceKey {
     pub tenant: Option<TenantId>,
 }
 
-/// An admin publication to a channel; returns how many queues took it here.
+/// An admin publication to a channel; returns how many queues took it here
+/// and its offset (history on).
 #[derive(Message, Debug)]
-#[rtype(result = "usize")]
+#[rtype(result = "Published")]
 pub struct PublishToChannel {
     /// The space.
     pub space: ChannelSpaceKey,
@@ -56,6 +64,29 @@ pub struct CountChannelSubscribers {
     pub space: ChannelSpaceKey,
     /// The channel.
     pub channel: ChannelName,
+}
+
+/// A channel's stream in a space: position and kept count (`None`: history
+/// off, or no stream).
+#[derive(Message, Debug)]
+#[rtype(result = "Option<(StreamPosition, usize)>")]
+pub struct ChannelStreamStatus {
+    /// The space.
+    pub space: ChannelSpaceKey,
+    /// The channel.
+    pub channel: ChannelName,
+}
+
+/// The newest `limit` kept publications of a channel (`None`: history off).
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Page>")]
+pub struct ReadChannelHistory {
+    /// The space.
+    pub space: ChannelSpaceKey,
+    /// The channel.
+    pub channel: ChannelName,
+    /// How many (all when `None`).
+    pub limit: Option<u64>,
 }
 
 /// Subscribes a session to a channel on the server's initiative (`end` =
@@ -100,10 +131,11 @@ impl Broker {
             .is_some_and(|p| p.mode == Mode::Channels)
     }
 
-    /// A hub for a new room of a tenant-scope channels listener, on `arbiter`
-    /// (the room's), or `None` for any other room.
-    pub(super) fn start_tenant_hub(
-        &self,
+    /// The hub for a new room of a tenant-scope channels listener: the
+    /// parked one, or one started on `arbiter` (the room's); `None` for any
+    /// other room.
+    pub(super) fn tenant_hub(
+        &mut self,
         listener: ListenerId,
         tenant: &TenantId,
         arbiter: Option<&ArbiterHandle>,
@@ -111,7 +143,45 @@ impl Broker {
         let scoped = self
             .policy(listener)
             .is_some_and(|p| p.mode == Mode::Channels && p.scope == Scope::Tenant);
-        scoped.then(|| self.start_hub(listener, Some(tenant.clone()), arbiter))
+        if !scoped {
+            return None;
+        }
+        let parked = self.parked_hubs.remove(&(listener, tenant.clone()));
+        Some(parked.unwrap_or_else(|| self.start_hub(listener, Some(tenant.clone()), arbiter)))
+    }
+
+    /// A tenant's room closed: its hub stops, or is parked when it keeps
+    /// history.
+    pub(super) fn retire_hub(&mut self, key: &(ListenerId, TenantId), hub: Option<HubRoute>) {
+        let Some(route) = hub else {
+            return;
+        };
+        if self.policy(key.0).is_some_and(|p| p.history.is_some()) {
+            self.parked_hubs.insert(key.clone(), route);
+        } else {
+            route.hub.do_send(StopHub);
+        }
+    }
+
+    /// The hub of a space, started (and parked) when the space has none yet
+    /// and its listener keeps history: publications to channels nobody
+    /// subscribes to here are kept too.
+    fn hub_or_park(&mut self, space: &ChannelSpaceKey) -> Option<Addr<ChannelHub>> {
+        if let Some(h) = self.hub(space.listener, space.tenant.as_ref()) {
+            return Some(h);
+        }
+        let history = self
+            .policy(space.listener)
+            .is_some_and(|p| p.mode == Mode::Channels && p.history.is_some());
+        let tenant = space.tenant.clone()?;
+        if !history {
+            return None;
+        }
+        let arbiter = self.next_arbiter();
+        let route = self.start_hub(space.listener, Some(tenant.clone()), arbiter.as_ref());
+        let hub = route.hub.clone();
+        self.parked_hubs.insert((space.listener, tenant), route);
+        Some(hub)
     }
 
     fn start_hub(
@@ -120,14 +190,21 @@ impl Broker {
         tenant: Option<TenantId>,
         arbiter: Option<&ArbiterHandle>,
     ) -> HubRoute {
-        let space = ChannelSpace::new(listener, tenant, self.counters.clone())
+        let mut space = ChannelSpace::new(listener, tenant.clone(), self.counters.clone())
             .with_backplane(self.config.backplane.clone())
             .with_limits(self.config.channel_limits.clone());
-        let hub = ChannelHub::new(
+        if let Some(limits) = self.policy(listener).and_then(|p| p.history) {
+            space = space.with_history(limits);
+        }
+        let mut hub = ChannelHub::new(
             space,
             self.config.room_queue,
             self.config.slow_consumer_timeout,
         );
+        let me = self.me.as_ref().and_then(actix::WeakAddr::upgrade);
+        if let (Some(_), Some(me)) = (&tenant, me) {
+            hub = hub.with_owner(me.recipient());
+        }
         let gate = hub.gate();
         let hub = match arbiter {
             None => hub.start(),
@@ -164,7 +241,11 @@ impl Broker {
         if let Some(Some(h)) = self.global_hubs.get(usize::from(listener.0)) {
             return Some(h.clone());
         }
-        self.rooms.get(&(listener, tenant?.clone()))?.hub.clone()
+        let key = (listener, tenant?.clone());
+        match self.rooms.get(&key) {
+            Some(room) => room.hub.clone(),
+            None => self.parked_hubs.get(&key).cloned(),
+        }
     }
 
     /// The hub a session of `listener`/`tenant` uses.
@@ -177,10 +258,10 @@ impl Broker {
 }
 
 impl Handler<PublishToChannel> for Broker {
-    type Result = ResponseFuture<usize>;
+    type Result = ResponseFuture<Published>;
 
     fn handle(&mut self, msg: PublishToChannel, _ctx: &mut Self::Context) -> Self::Result {
-        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
+        let hub = self.hub_or_park(&msg.space);
         Box::pin(async move {
             match hub {
                 Some(h) => h
@@ -190,10 +271,52 @@ impl Handler<PublishToChannel> for Broker {
                         forward: true,
                     })
                     .await
-                    .unwrap_or(0),
-                None => 0,
+                    .unwrap_or_default(),
+                None => Published::default(),
             }
         })
+    }
+}
+
+impl Handler<ChannelStreamStatus> for Broker {
+    type Result = ResponseFuture<Option<(StreamPosition, usize)>>;
+
+    fn handle(&mut self, msg: ChannelStreamStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
+        Box::pin(async move {
+            let status = StreamStatus {
+                channel: msg.channel,
+            };
+            hub?.send(status).await.ok().flatten()
+        })
+    }
+}
+
+impl Handler<ReadChannelHistory> for Broker {
+    type Result = ResponseFuture<Option<Page>>;
+
+    fn handle(&mut self, msg: ReadChannelHistory, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub_or_park(&msg.space);
+        Box::pin(async move {
+            let read = ReadHistory {
+                channel: msg.channel,
+                limit: msg.limit,
+            };
+            hub?.send(read).await.ok().flatten()
+        })
+    }
+}
+
+impl Handler<HubWentIdle> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: HubWentIdle, _ctx: &mut Self::Context) {
+        // Only a parked hub goes: one beside a live room stays with it.
+        let key = (msg.listener, msg.tenant);
+        if self.parked_hubs.get(&key).is_some_and(|r| r.hub == msg.hub) {
+            self.parked_hubs.remove(&key);
+            msg.hub.do_send(StopHub);
+        }
     }
 }
 

@@ -37,8 +37,8 @@ use crate::router::{GlobalRouter, RouterRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
 pub use channels::{
-    ChannelSpaceKey, CountChannelSubscribers, ListChannelSpace, PublishToChannel,
-    SessionSubscription, SubscriptionChange, TokenRefreshed,
+    ChannelSpaceKey, ChannelStreamStatus, CountChannelSubscribers, ListChannelSpace,
+    PublishToChannel, ReadChannelHistory, SessionSubscription, SubscriptionChange, TokenRefreshed,
 };
 pub use messages::*;
 
@@ -116,6 +116,11 @@ pub struct Broker {
     routers: Vec<Option<Addr<GlobalRouter>>>,
     /// The channel hub of each global-scope channels listener, by listener id.
     global_hubs: Vec<Option<crate::channels::hub::HubRoute>>,
+    /// Hubs with history of tenants that have no room on this node: they
+    /// keep their streams until they go idle (see `broker::channels`).
+    parked_hubs: HashMap<(ListenerId, TenantId), crate::channels::hub::HubRoute>,
+    /// This Broker, for the hubs it starts to report to.
+    me: Option<actix::WeakAddr<Broker>>,
     /// Joins waiting for the backplane, per (listener, tenant): they count
     /// against the local tenant cap and keep the tenant's subscription open.
     pending: HashMap<(ListenerId, TenantId), usize>,
@@ -143,6 +148,8 @@ impl Broker {
             rooms: HashMap::new(),
             routers: Vec::new(),
             global_hubs: Vec::new(),
+            parked_hubs: HashMap::new(),
+            me: None,
             pending: HashMap::new(),
             sessions: HashMap::new(),
             deadlines: Deadlines::default(),
@@ -185,7 +192,7 @@ impl Broker {
             None => room.start(),
             Some(arbiter) => TenantRoom::start_in_arbiter(arbiter, |_| room),
         };
-        let hub = self.start_tenant_hub(listener, &tenant, arbiter.as_ref());
+        let hub = self.tenant_hub(listener, &tenant, arbiter.as_ref());
         self.tell_router(listener, tenant, Some(addr.clone()));
         RoomEntry {
             addr,
@@ -287,10 +294,9 @@ impl Broker {
             room.members -= 1;
             if room.members == 0 {
                 room.addr.do_send(StopRoom);
-                if let Some(route) = &room.hub {
-                    route.hub.do_send(crate::channels::hub::StopHub);
-                }
+                let hub = room.hub.take();
                 self.rooms.remove(&key);
+                self.retire_hub(&key, hub);
                 self.tell_router(listener, entry.info.tenant.clone(), None);
                 self.close_subscription(&key);
             } else {
@@ -506,6 +512,7 @@ impl Actor for Broker {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.config.broker_queue);
+        self.me = Some(ctx.address().downgrade());
         self.start_routers();
         self.start_global_hubs();
     }

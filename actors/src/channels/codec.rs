@@ -406,6 +406,126 @@ pub fn push_pub(
     })))
 }
 
+/// The bytes a `pub` push of `channel` starts with, up to and including the
+/// comma after the channel name (channel names never need escaping).
+fn pub_prefix(channel: &ChannelName) -> String {
+    format!(r#"{{"push":"pub","channel":"{}","#, channel.as_str())
+}
+
+/// The `pub` push `push` (serialized by [`push_pub`] without an offset) with
+/// `"offset": offset` inserted after the channel: the history assigns offsets
+/// in its owner's fan-out step without serializing the publication again.
+pub fn pub_with_offset(push: &Delivery, channel: &ChannelName, offset: u64) -> Delivery {
+    let Delivery::Text(text) = push else {
+        return push.clone();
+    };
+    let prefix = pub_prefix(channel);
+    debug_assert!(text.starts_with(&prefix), "a pub push of {channel}");
+    let rest = text.get(prefix.len()..).unwrap_or_default();
+    let mut out = String::with_capacity(text.len() + 24);
+    out.push_str(&prefix);
+    out.push_str(r#""offset":"#);
+    out.push_str(&offset.to_string());
+    out.push(',');
+    out.push_str(rest);
+    Delivery::Text(ByteString::from(out))
+}
+
+/// Appends the `publications` entry `{offset, data, _session}` of the `pub`
+/// push `push` of `channel` to `out`: the push without its `push` and
+/// `channel` keys, taken from the same bytes.
+pub fn write_entry(out: &mut String, push: &str, channel: &ChannelName) {
+    let skip = pub_prefix(channel).len();
+    out.push('{');
+    out.push_str(push.get(skip..).unwrap_or("}"));
+}
+
+/// Appends `"publications":[e1,e2,…]` (entries from `pub` pushes) to `out`.
+fn write_publications<'a>(
+    out: &mut String,
+    channel: &ChannelName,
+    pushes: impl IntoIterator<Item = &'a str>,
+) {
+    out.push_str(r#""publications":["#);
+    for (i, p) in pushes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_entry(out, p, channel);
+    }
+    out.push(']');
+}
+
+/// A position in a stream as the wire shows it.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Position<'a> {
+    /// The stream's epoch.
+    pub epoch: &'a str,
+    /// Its last offset (0 before the first publication).
+    pub offset: u64,
+}
+
+/// `{"id": n, "result": {channel, recovered?, epoch?, offset?, publications}}`:
+/// the reply to `subscribe`; `publications` are the recovered `pub` pushes.
+pub fn subscribe_reply<'a>(
+    id: CommandId,
+    channel: &ChannelName,
+    recovered: Option<bool>,
+    position: Option<Position<'_>>,
+    publications: impl IntoIterator<Item = &'a str>,
+) -> String {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        channel: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        #[serde(flatten)]
+        position: Option<Position<'a>>,
+    }
+    let head = Head {
+        channel: channel.as_str(),
+        recovered,
+        position,
+    };
+    with_publications(id, &head, channel, Some(publications))
+}
+
+/// `{"id": n, "result": {epoch, offset, publications?}}`: the reply to
+/// `history` (`publications` absent for `limit: 0`).
+pub fn history_reply<'a>(
+    id: CommandId,
+    channel: &ChannelName,
+    position: Position<'_>,
+    publications: Option<impl IntoIterator<Item = &'a str>>,
+) -> String {
+    with_publications(id, &position, channel, publications)
+}
+
+/// `{"id": n, "result": head + publications}`, `head` being a JSON object.
+fn with_publications<'a>(
+    id: CommandId,
+    head: &impl Serialize,
+    channel: &ChannelName,
+    publications: Option<impl IntoIterator<Item = &'a str>>,
+) -> String {
+    let mut out = format!(r#"{{"id":{},"result":"#, id.get());
+    let head = to_string(head);
+    match publications {
+        None => out.push_str(&head),
+        Some(p) => {
+            // `head` is an object: reopen it before its closing brace.
+            out.push_str(&head[..head.len() - 1]);
+            if head.len() > 2 {
+                out.push(',');
+            }
+            write_publications(&mut out, channel, p);
+            out.push('}');
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// Why the server ended a subscription.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum UnsubscribeReason {
@@ -465,25 +585,6 @@ pub fn push_subscribe(channel: &ChannelName, position: Option<(&str, u64)>) -> S
 /// `{"push": "expiring", "expires_at": t}`.
 pub fn push_expiring(expires_at: u64) -> String {
     to_string(&serde_json::json!({"push": "expiring", "expires_at": expires_at}))
-}
-
-/// The result of `subscribe` (history off: `{channel, publications: []}`, with
-/// `recovered: false` when `since` was given).
-#[derive(Serialize, Debug, Clone)]
-pub struct SubscribeResult<'a> {
-    /// The channel.
-    pub channel: &'a str,
-    /// Present only when `since` was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovered: Option<bool>,
-    /// The stream's epoch (history on).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epoch: Option<&'a str>,
-    /// The stream's last offset (history on).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-    /// Recovered publications, in order.
-    pub publications: &'a [Value],
 }
 
 #[cfg(test)]
@@ -676,20 +777,53 @@ mod tests {
             r#"{"push":"subscribe","channel":"a"}"#
         );
         assert_eq!(push_expiring(9), r#"{"push":"expiring","expires_at":9}"#);
-        let r = SubscribeResult {
-            channel: "a",
-            recovered: Some(false),
-            epoch: None,
-            offset: None,
-            publications: &[],
-        };
         assert_eq!(
-            reply_ok(id, &r),
+            subscribe_reply(id, &ch("a"), Some(false), None, []),
             r#"{"id":7,"result":{"channel":"a","recovered":false,"publications":[]}}"#
         );
         let bin: Value = serde_json::from_str(&binary_frame_reply()).unwrap();
         assert_eq!(bin["id"], Value::Null);
         assert_eq!(bin["error"]["code"], "bad_request");
+    }
+
+    #[test]
+    fn offsets_and_entries_come_from_the_same_bytes() {
+        let c = ch("room:1");
+        let stamp = json!({"id": "s"});
+        let plain = push_pub(&c, &json!({"k": "x\ny"}), None, &stamp);
+        let spliced = pub_with_offset(&plain, &c, 42);
+        assert_eq!(
+            spliced,
+            push_pub(&c, &json!({"k": "x\ny"}), Some(42), &stamp)
+        );
+        let Delivery::Text(p) = &spliced else {
+            panic!()
+        };
+        let id = CommandId::new(3).unwrap();
+        let at = Position {
+            epoch: "e",
+            offset: 42,
+        };
+        let sub: Value =
+            serde_json::from_str(&subscribe_reply(id, &c, Some(true), Some(at), [&**p, &**p]))
+                .unwrap();
+        let entry = json!({"offset": 42, "data": {"k": "x\ny"}, "_session": {"id": "s"}});
+        assert_eq!(
+            sub,
+            json!({"id": 3, "result": {"channel": "room:1", "recovered": true, "epoch": "e",
+                "offset": 42, "publications": [entry, entry]}})
+        );
+        let h: Value = serde_json::from_str(&history_reply(id, &c, at, Some([&**p]))).unwrap();
+        assert_eq!(
+            h,
+            json!({"id": 3, "result": {"epoch": "e", "offset": 42, "publications": [entry]}})
+        );
+        let h: Value = serde_json::from_str(&history_reply(id, &c, at, None::<[&str; 0]>)).unwrap();
+        assert_eq!(h, json!({"id": 3, "result": {"epoch": "e", "offset": 42}}));
+        assert_eq!(
+            subscribe_reply(id, &c, None, None, []),
+            r#"{"id":3,"result":{"channel":"room:1","publications":[]}}"#
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Channel gauges and refresh counters, read by metrics
-//! (`wsplus_channels`, `wsplus_subscriptions`, `wsplus_refreshes_total`).
+//! Channel gauges and refresh and recovery counters, read by metrics
+//! (`wsplus_channels`, `wsplus_subscriptions`, `wsplus_history_publications`,
+//! `wsplus_refreshes_total`, `wsplus_recoveries_total`).
 //! Relaxed atomics, like every other counter.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub struct ChannelGauges {
     channels: AtomicI64,
     subscriptions: AtomicI64,
+    history: AtomicI64,
 }
 
 impl ChannelGauges {
@@ -20,6 +22,16 @@ impl ChannelGauges {
     /// Subscriptions: `+1` / `-1`.
     pub fn add_subscriptions(&self, delta: i64) {
         self.subscriptions.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Publications kept in this node's history: `+n` / `-n`.
+    pub fn add_history(&self, delta: i64) {
+        self.history.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Publications kept in this node's history.
+    pub fn history(&self) -> u64 {
+        self.history.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Channels with at least one local subscriber.
@@ -82,6 +94,51 @@ impl RefreshCounters {
 
     /// Refreshes that ended with `r`.
     pub fn get(&self, r: RefreshResult) -> u64 {
+        self.0[r.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// How a `subscribe` with `since` ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RecoveryResult {
+    /// `recovered: true`: every missed publication was still kept.
+    Recovered,
+    /// `recovered: false`: another epoch, or publications no longer kept.
+    NotRecovered,
+}
+
+impl RecoveryResult {
+    /// Every result, in counter order.
+    pub const ALL: [RecoveryResult; 2] = [RecoveryResult::Recovered, RecoveryResult::NotRecovered];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryResult::Recovered => "recovered",
+            RecoveryResult::NotRecovered => "not_recovered",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            RecoveryResult::Recovered => 0,
+            RecoveryResult::NotRecovered => 1,
+        }
+    }
+}
+
+/// Recoveries by result, process-wide.
+#[derive(Debug, Default)]
+pub struct RecoveryCounters([AtomicU64; 2]);
+
+impl RecoveryCounters {
+    /// Counts one recovery attempt.
+    pub fn add(&self, r: RecoveryResult) {
+        self.0[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts that ended with `r`.
+    pub fn get(&self, r: RecoveryResult) -> u64 {
         self.0[r.index()].load(Ordering::Relaxed)
     }
 }

@@ -14,6 +14,12 @@
 //! sockets of the listener's channel sessions using this hub are not read)
 //! and stops taking messages until the subscriber drained; one still full
 //! after `slow_consumer_timeout` is closed with 4009.
+//!
+//! With history on, the hub keeps the space's streams
+//! ([`super::history`]) and outlives its room: every
+//! [`super::history::PRUNE_EVERY`] it drops expired publications and, once it
+//! has neither subscriptions nor streams, tells its owner (the Broker) it
+//! went idle; the Broker stops it when its room is gone too.
 
 use std::time::{Duration, Instant};
 
@@ -22,11 +28,13 @@ use actix::prelude::*;
 use crate::gate::Gate;
 use crate::outbox::push_when_space;
 
+use super::history::{Page, PRUNE_EVERY};
 use super::name::ChannelName;
 use super::space::{
-    ChannelOp, ChannelSpace, CountSubscribers, ListChannels, PublishLocal, ServerSubscribe,
-    ServerUnsubscribe,
+    ChannelOp, ChannelSpace, CountSubscribers, ListChannels, PublishLocal, Published, ReadHistory,
+    ServerSubscribe, ServerUnsubscribe, StreamStatus,
 };
+use crate::channels::codec::StreamPosition;
 
 /// A hub's address with the gate its publishers wait at: what a session of
 /// a channels listener gets from its join.
@@ -43,6 +51,19 @@ pub struct HubRoute {
 #[rtype(result = "()")]
 pub struct StopHub;
 
+/// A hub with history has no subscription and no stream left (sent to its
+/// owner every prune while it stays so).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct HubWentIdle {
+    /// The hub.
+    pub hub: Addr<ChannelHub>,
+    /// Its listener.
+    pub listener: crate::ids::ListenerId,
+    /// Its tenant.
+    pub tenant: crate::ids::TenantId,
+}
+
 /// The actor owning one channel space.
 #[derive(Debug)]
 pub struct ChannelHub {
@@ -50,6 +71,9 @@ pub struct ChannelHub {
     mailbox_capacity: usize,
     gate: Gate,
     slow_consumer_timeout: Duration,
+    /// Told when the hub went idle (history on).
+    owner: Option<Recipient<HubWentIdle>>,
+    prune_every: Duration,
 }
 
 impl ChannelHub {
@@ -65,7 +89,21 @@ impl ChannelHub {
             mailbox_capacity,
             gate: Gate::new(),
             slow_consumer_timeout,
+            owner: None,
+            prune_every: PRUNE_EVERY,
         }
+    }
+
+    /// Tells `owner` when the hub went idle (see [`HubWentIdle`]).
+    pub fn with_owner(mut self, owner: Recipient<HubWentIdle>) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Prunes history every `every` instead of [`PRUNE_EVERY`] (tests).
+    pub fn with_prune_every(mut self, every: Duration) -> Self {
+        self.prune_every = every;
+        self
     }
 
     /// The gate the sessions using this hub wait at.
@@ -107,6 +145,21 @@ impl Actor for ChannelHub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
+        if self.space.history().is_some() {
+            ctx.run_interval(self.prune_every, |act, ctx| {
+                act.space.prune();
+                let (Some(owner), Some(tenant)) = (&act.owner, act.space.tenant()) else {
+                    return;
+                };
+                if act.space.is_idle() {
+                    owner.do_send(HubWentIdle {
+                        hub: ctx.address(),
+                        listener: act.space.listener(),
+                        tenant: tenant.clone(),
+                    });
+                }
+            });
+        }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -130,16 +183,37 @@ impl Handler<ChannelOp> for ChannelHub {
 }
 
 impl Handler<PublishLocal> for ChannelHub {
-    type Result = usize;
+    type Result = MessageResult<PublishLocal>;
 
-    fn handle(&mut self, msg: PublishLocal, ctx: &mut Self::Context) -> usize {
-        let n = if msg.forward {
+    fn handle(&mut self, msg: PublishLocal, ctx: &mut Self::Context) -> Self::Result {
+        let published = if msg.forward {
             self.space.publish_everywhere(&msg.channel, &msg.delivery)
         } else {
-            self.space.publish(&msg.channel, &msg.delivery)
+            Published {
+                delivered: self.space.publish(&msg.channel, &msg.delivery),
+                offset: None,
+            }
         };
         self.hold_back(ctx);
-        n
+        MessageResult(published)
+    }
+}
+
+impl Handler<StreamStatus> for ChannelHub {
+    type Result = Option<(StreamPosition, usize)>;
+
+    fn handle(&mut self, msg: StreamStatus, _ctx: &mut Self::Context) -> Self::Result {
+        let h = self.space.history()?;
+        h.status(&msg.channel, std::time::Instant::now())
+    }
+}
+
+impl Handler<ReadHistory> for ChannelHub {
+    type Result = Option<Page>;
+
+    fn handle(&mut self, msg: ReadHistory, _ctx: &mut Self::Context) -> Self::Result {
+        let h = self.space.history()?;
+        Some(h.query(&msg.channel, msg.limit, None, std::time::Instant::now()))
     }
 }
 
@@ -318,7 +392,8 @@ mod tests {
                 forward: false,
             })
             .await
-            .unwrap(),
+            .unwrap()
+            .delivered,
             1
         );
         assert_eq!(
@@ -328,7 +403,8 @@ mod tests {
                 forward: false,
             })
             .await
-            .unwrap(),
+            .unwrap()
+            .delivered,
             0
         );
         assert_eq!(next(&mut rx).unwrap()["push"], "pub");
@@ -445,7 +521,8 @@ mod tests {
                 forward: false,
             })
             .await
-            .unwrap();
+            .unwrap()
+            .delivered;
         assert_eq!(n, 2);
         let n = h.send(CountSubscribers { channel: ch("a") }).await.unwrap();
         assert_eq!(n, 1);

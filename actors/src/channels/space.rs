@@ -13,11 +13,14 @@
 //! every publication after a `subscribe` reply reaches the subscriber.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::codec::{self, CommandId, StreamPosition, SubscribeResult, UnsubscribeReason};
+use super::codec::{self, CommandId, StreamPosition, UnsubscribeReason};
+use super::counters::RecoveryResult;
+use super::history::{History, HistoryLimits};
 use super::limits::{NoChannelLimits, TenantChannelLimits};
 use super::name::ChannelName;
 use super::permissions::{AccessRules, Grants};
@@ -46,7 +49,7 @@ pub enum ChannelOp {
         channel: ChannelName,
         /// The command to answer.
         reply: CommandId,
-        /// `since`, when given (answers `recovered: false` until history exists).
+        /// `since`, when given (recovery from history).
         since: Option<StreamPosition>,
         /// `max_per_session`.
         max: usize,
@@ -71,6 +74,21 @@ pub enum ChannelOp {
         /// The publisher, its queue and its command, answered after the fan-out.
         reply: Option<(SessionId, Outbox, CommandId)>,
     },
+    /// A client `history` (history on, permission already checked).
+    History {
+        /// The session.
+        session: SessionId,
+        /// Its queue.
+        outbox: Outbox,
+        /// The channel.
+        channel: ChannelName,
+        /// The command to answer.
+        reply: CommandId,
+        /// The newest `limit` publications (all when `None`).
+        limit: Option<u64>,
+        /// Only those after this position (when its epoch is the stream's).
+        since: Option<StreamPosition>,
+    },
     /// A refresh replaced the session's permissions: end the client
     /// subscriptions they no longer allow (push `unsubscribe`/`forbidden`).
     Recheck {
@@ -88,10 +106,19 @@ pub enum ChannelOp {
     },
 }
 
+/// What a publication came to on this node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Published {
+    /// Queues of this node that took it (or will, once drained).
+    pub delivered: usize,
+    /// Its offset in the channel's stream (history on).
+    pub offset: Option<u64>,
+}
+
 /// Publishes to a channel of this space (admin publish, a publication from
-/// another node). Returns how many queues of this node took it.
+/// another node).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "usize")]
+#[rtype(result = "Published")]
 pub struct PublishLocal {
     /// The channel.
     pub channel: ChannelName,
@@ -141,6 +168,26 @@ pub struct CountSubscribers {
     pub channel: ChannelName,
 }
 
+/// A channel's stream: epoch, last offset and kept publications (`None`
+/// when history is off or the channel has no stream here).
+#[derive(Message, Debug)]
+#[rtype(result = "Option<(StreamPosition, usize)>")]
+pub struct StreamStatus {
+    /// The channel.
+    pub channel: ChannelName,
+}
+
+/// The newest `limit` kept publications of a channel (admin API): the
+/// position and the `pub` pushes, oldest first; `None` when history is off.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<super::history::Page>")]
+pub struct ReadHistory {
+    /// The channel.
+    pub channel: ChannelName,
+    /// How many (all when `None`).
+    pub limit: Option<u64>,
+}
+
 /// The channels of one tenant (or of a global listener) and their subscribers.
 #[derive(Debug)]
 pub struct ChannelSpace {
@@ -154,6 +201,8 @@ pub struct ChannelSpace {
     limits: Arc<dyn TenantChannelLimits>,
     /// Pushes waiting for a full queue (see [`ChannelSpace::take_held`]).
     held: Vec<(SessionId, Outbox, Delivery)>,
+    /// The channels' streams (history on).
+    history: Option<History>,
 }
 
 impl ChannelSpace {
@@ -167,6 +216,7 @@ impl ChannelSpace {
             backplane: Arc::new(LocalBackplane),
             limits: Arc::new(NoChannelLimits),
             held: Vec::new(),
+            history: None,
         }
     }
 
@@ -191,6 +241,18 @@ impl ChannelSpace {
                 .is_some_and(|max| self.table.channel_count() >= max)
     }
 
+    /// Keeps each channel's recent publications (`history_size`,
+    /// `history_ttl_s`).
+    pub fn with_history(mut self, limits: HistoryLimits) -> Self {
+        self.history = Some(History::new(limits, self.counters.clone(), self.listener));
+        self
+    }
+
+    /// The history, when on.
+    pub fn history(&mut self) -> Option<&mut History> {
+        self.history.as_mut()
+    }
+
     /// Publications cross nodes through `backplane`; a channel is received
     /// from other nodes while it has a subscriber here.
     pub fn with_backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
@@ -198,12 +260,35 @@ impl ChannelSpace {
         self
     }
 
-    /// Delivers a publication here, then hands it to the other nodes.
-    pub fn publish_everywhere(&mut self, channel: &ChannelName, delivery: &Delivery) -> usize {
-        let n = self.publish(channel, delivery);
+    /// Assigns the publication its offset (history on), delivers it here,
+    /// then hands it to the other nodes.
+    pub fn publish_everywhere(&mut self, channel: &ChannelName, delivery: &Delivery) -> Published {
+        let subscribed = self.table.subscriber_count(channel) > 0;
+        let kept = self
+            .history
+            .as_mut()
+            .and_then(|h| h.append(channel, delivery, subscribed, Instant::now()));
+        let (offset, delivery) = match &kept {
+            Some((offset, d)) => (Some(*offset), d),
+            None => (None, delivery),
+        };
+        let delivered = self.publish(channel, delivery);
         self.backplane
             .publish_channel(self.listener, self.tenant.as_ref(), channel, delivery);
-        n
+        Published { delivered, offset }
+    }
+
+    /// Drops expired publications and unused streams.
+    pub fn prune(&mut self) {
+        let table = &self.table;
+        if let Some(h) = self.history.as_mut() {
+            h.prune(Instant::now(), |c| table.subscriber_count(c) > 0);
+        }
+    }
+
+    /// Nothing left here: no subscription and no stream.
+    pub fn is_idle(&self) -> bool {
+        self.table.subscription_count() == 0 && self.history.as_ref().is_none_or(History::is_empty)
     }
 
     /// The table (admin listings, tests).
@@ -240,9 +325,9 @@ impl ChannelSpace {
                 let text = match outcome {
                     Subscribed::Added { first } => {
                         self.opened(&channel, first);
-                        subscribe_reply(reply, &channel, since.is_some())
+                        self.subscribe_reply(reply, &channel, since.as_ref())
                     }
-                    Subscribed::Already => subscribe_reply(reply, &channel, since.is_some()),
+                    Subscribed::Already => self.subscribe_reply(reply, &channel, since.as_ref()),
                     Subscribed::LimitExceeded => {
                         codec::reply_err(Some(reply), &ChannelError::new(ErrorCode::LimitExceeded))
                     }
@@ -264,10 +349,44 @@ impl ChannelSpace {
                 delivery,
                 reply,
             } => {
-                self.publish_everywhere(&channel, &delivery);
+                let published = self.publish_everywhere(&channel, &delivery);
                 if let Some((session, outbox, id)) = reply {
-                    self.answer(&session, &outbox, codec::reply_empty(id));
+                    let text = match published.offset {
+                        Some(offset) => {
+                            codec::reply_ok(id, &serde_json::json!({ "offset": offset }))
+                        }
+                        None => codec::reply_empty(id),
+                    };
+                    self.answer(&session, &outbox, text);
                 }
+            }
+            ChannelOp::History {
+                session,
+                outbox,
+                channel,
+                reply,
+                limit,
+                since,
+            } => {
+                let text = match self.history.as_mut() {
+                    Some(h) => {
+                        let page = h.query(&channel, limit, since.as_ref(), Instant::now());
+                        let p = &page.position;
+                        codec::history_reply(
+                            reply,
+                            &channel,
+                            codec::Position {
+                                epoch: &p.epoch,
+                                offset: p.offset,
+                            },
+                            page.publications.as_ref().map(|l| l.iter().map(|b| &**b)),
+                        )
+                    }
+                    None => {
+                        codec::reply_err(Some(reply), &ChannelError::new(ErrorCode::NotAvailable))
+                    }
+                };
+                self.answer(&session, &outbox, text);
             }
             ChannelOp::Recheck {
                 session,
@@ -291,8 +410,7 @@ impl ChannelSpace {
         gauges.add_subscriptions(-(removed as i64));
         gauges.add_channels(-(emptied.len() as i64));
         for channel in &emptied {
-            self.backplane
-                .channel_closed(self.listener, self.tenant.as_ref(), channel);
+            self.channel_gone(channel);
         }
     }
 
@@ -370,7 +488,15 @@ impl ChannelSpace {
         if let Subscribed::Added { first } = outcome {
             self.opened(channel, first);
         }
-        self.answer(session, outbox, codec::push_subscribe(channel, None));
+        let position = self
+            .history
+            .as_mut()
+            .map(|h| h.subscribe(channel, None, Instant::now()).position);
+        let push = codec::push_subscribe(
+            channel,
+            position.as_ref().map(|p| (p.epoch.as_str(), p.offset)),
+        );
+        self.answer(session, outbox, push);
         true
     }
 
@@ -398,6 +524,11 @@ impl ChannelSpace {
         &self.counters
     }
 
+    /// The listener of this space.
+    pub fn listener(&self) -> ListenerId {
+        self.listener
+    }
+
     /// The tenant of this space (`None`: global listener).
     pub fn tenant(&self) -> Option<&TenantId> {
         self.tenant.as_ref()
@@ -413,16 +544,53 @@ impl ChannelSpace {
         }
     }
 
-    fn closed(&self, channel: &ChannelName, outcome: Unsubscribed) {
+    fn closed(&mut self, channel: &ChannelName, outcome: Unsubscribed) {
         if let Unsubscribed::Removed { last } = outcome {
             let gauges = &self.counters.listener(self.listener).channels;
             gauges.add_subscriptions(-1);
             if last {
                 gauges.add_channels(-1);
-                self.backplane
-                    .channel_closed(self.listener, self.tenant.as_ref(), channel);
+                self.channel_gone(channel);
             }
         }
+    }
+
+    /// The last local subscriber of `channel` left.
+    fn channel_gone(&mut self, channel: &ChannelName) {
+        self.backplane
+            .channel_closed(self.listener, self.tenant.as_ref(), channel);
+        if let Some(h) = self.history.as_mut() {
+            h.released(channel, Instant::now());
+        }
+    }
+
+    /// The reply to a `subscribe`: the stream's position and, with `since`,
+    /// the recovery (history on); `recovered: false` for any `since` when
+    /// history is off.
+    fn subscribe_reply(
+        &mut self,
+        id: CommandId,
+        channel: &ChannelName,
+        since: Option<&StreamPosition>,
+    ) -> String {
+        let Some(h) = self.history.as_mut() else {
+            if since.is_some() {
+                self.counters.recoveries.add(RecoveryResult::NotRecovered);
+            }
+            return codec::subscribe_reply(id, channel, since.map(|_| false), None, []);
+        };
+        let r = h.subscribe(channel, since, Instant::now());
+        let position = codec::Position {
+            epoch: &r.position.epoch,
+            offset: r.position.offset,
+        };
+        codec::subscribe_reply(
+            id,
+            channel,
+            r.recovered,
+            Some(position),
+            r.publications.iter().map(|b| &**b),
+        )
     }
 
     /// Pushes a reply or push into a session's queue; a full one gets it once
@@ -437,18 +605,4 @@ impl ChannelSpace {
 
 fn text(s: String) -> Delivery {
     Delivery::Text(ByteString::from(s))
-}
-
-fn subscribe_reply(id: CommandId, channel: &ChannelName, since: bool) -> String {
-    codec::reply_ok(
-        id,
-        &SubscribeResult {
-            channel: channel.as_str(),
-            // History is off: a `since` cannot be honoured.
-            recovered: since.then_some(false),
-            epoch: None,
-            offset: None,
-            publications: &[],
-        },
-    )
 }

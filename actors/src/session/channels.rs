@@ -202,7 +202,8 @@ impl Session {
     }
 
     /// Executes a command; returns the reply when it is immediate (the hub
-    /// answers subscribe, unsubscribe and publish; refresh answers later).
+    /// answers subscribe, unsubscribe, publish and history; refresh answers
+    /// later).
     fn command(&mut self, req: Request, ctx: &mut WebsocketContext<Self>) -> Option<String> {
         let id = req.id;
         let session = self.guard.info.id.clone();
@@ -261,11 +262,31 @@ impl Session {
                 self.refresh(id, token, ctx);
                 None
             }
-            // History and presence arrive with the next protocol revision;
-            // rpc with backend hooks.
-            Command::Presence { .. } | Command::History { .. } | Command::Rpc { .. } => {
-                Some(not_available())
+            Command::History {
+                channel,
+                limit,
+                since,
+            } => {
+                if !ch.policy.history() {
+                    return Some(not_available());
+                }
+                if !ch.policy.access.may_subscribe(&ch.grants, &channel) {
+                    return Some(forbidden());
+                }
+                let op = ChannelOp::History {
+                    session,
+                    outbox: ch.outbox.clone(),
+                    channel,
+                    reply: id,
+                    limit,
+                    since,
+                };
+                self.send_to_hub(op, ctx);
+                None
             }
+            // Presence arrives with the next protocol revision; rpc with
+            // backend hooks.
+            Command::Presence { .. } | Command::Rpc { .. } => Some(not_available()),
         }
     }
 

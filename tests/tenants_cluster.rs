@@ -10,6 +10,7 @@ use common::admin::*;
 use common::cluster::*;
 use common::*;
 use serde_json::json;
+use wsplus::cluster::RedisTarget;
 use wsplus::settings::{Settings, TenantStore};
 use wsplus::tenants::TenantRegistry;
 
@@ -146,14 +147,16 @@ async fn an_invalid_record_in_redis_or_no_redis_is_a_startup_error() {
         .arg("{\"id\": \"acme\", \"max_connections\": -3}")
         .query::<()>(&mut conn)
         .unwrap();
-    let s = node(&redis, "x");
-    let url = s.cluster.redis_url.clone();
-    let registry = std::sync::Arc::new(TenantRegistry::open(&s.tenants, url.as_deref()).unwrap());
+    let mut s = node(&redis, "x");
+    let env = wsplus::env::Env::from_map(Default::default());
+    let target = RedisTarget::from_settings(&s.cluster, &env).unwrap();
+    let registry = std::sync::Arc::new(TenantRegistry::open(&s.tenants, target.as_ref()).unwrap());
     let err = registry.connect().await.unwrap_err().to_string();
     assert!(err.contains("record \"acme\" is unreadable"), "{err}");
 
-    let nowhere = format!("redis://127.0.0.1:{}/", free_port());
-    let registry = std::sync::Arc::new(TenantRegistry::open(&s.tenants, Some(&nowhere)).unwrap());
+    s.cluster.redis_url = Some(format!("redis://127.0.0.1:{}/", free_port()));
+    let nowhere = RedisTarget::from_settings(&s.cluster, &env).unwrap();
+    let registry = std::sync::Arc::new(TenantRegistry::open(&s.tenants, nowhere.as_ref()).unwrap());
     let err = registry.connect().await.unwrap_err().to_string();
     assert!(err.starts_with("tenant store (redis)"), "{err}");
 }

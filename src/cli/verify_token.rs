@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::jwt::{MAX_TENANT_BYTES, MAX_TOKEN_BYTES};
 use crate::auth::{AuthError, Authenticator, Identity};
+use crate::cluster::RedisTarget;
 use crate::env::Env;
 use crate::settings::{AuthMode, ListenerSettings, TenantFrom};
 use crate::tenants::TenantRegistry;
@@ -51,9 +52,10 @@ pub fn run(args: VerifyTokenArgs) -> ExitCode {
     let verdict = system.block_on(async {
         // The registered tenants as `serve` sees them (a tenant-mode listener
         // verifies with their identity providers).
+        let redis = RedisTarget::from_settings(&settings.cluster, &Env::process())
+            .map_err(|e| e.to_string())?;
         let tenants = std::sync::Arc::new(
-            TenantRegistry::open(&settings.tenants, settings.cluster.redis_url.as_deref())
-                .map_err(|e| e.to_string())?,
+            TenantRegistry::open(&settings.tenants, redis.as_ref()).map_err(|e| e.to_string())?,
         );
         tenants.connect().await.map_err(|e| e.to_string())?;
         // Built inside the System: a jwks listener starts fetching here.

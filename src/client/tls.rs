@@ -58,19 +58,50 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// A client configuration trusting the system roots and `extra_ca` (if any).
-pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
-    log::debug!("system roots: {added} added, {ignored} ignored");
+/// The certificates a client trusts: the system's roots that are usable as
+/// trust anchors, then every certificate of `extra_ca` (each must be usable).
+pub fn trusted_certs(
+    extra_ca: Option<&Path>,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let anchor = |c: &CertificateDer<'static>| RootCertStore::empty().add(c.clone());
+    let mut certs: Vec<_> = system_roots()
+        .iter()
+        .filter(|c| anchor(c).is_ok())
+        .cloned()
+        .collect();
+    log::debug!("system roots: {} usable", certs.len());
     if let Some(path) = extra_ca {
         for cert in read_certs(path)? {
-            roots.add(cert).map_err(|e| TlsSetupError::CaFile {
+            anchor(&cert).map_err(|e| TlsSetupError::CaFile {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
+            certs.push(cert);
         }
     }
+    Ok(certs)
+}
+
+/// `certs` as one PEM bundle (for libraries that take trust anchors as PEM).
+pub fn pem_bundle(certs: &[CertificateDer<'_>]) -> Vec<u8> {
+    use base64::Engine;
+    let mut out = String::new();
+    for cert in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out.into_bytes()
+}
+
+/// A client configuration trusting the system roots and `extra_ca` (if any).
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(trusted_certs(extra_ca)?);
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

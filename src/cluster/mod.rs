@@ -8,6 +8,7 @@
 
 mod keys;
 mod redis;
+mod target;
 mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +21,10 @@ use wsplus_actors::{
     Backplane, Broker, Counters, ListenerId, ListenerPolicy, LocalBackplane, Scope,
 };
 
-use crate::settings::{ClusterBackend, Settings};
+use crate::settings::Settings;
 
 pub use self::redis::Timing;
+pub use self::target::{refused, Probe, RedisTarget, TargetError};
 
 /// Why a cross-node message was lost (`wsplus_cluster_lost_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,16 @@ pub enum ClusterError {
     /// `cluster.redis_url` is not a usable Redis URL.
     #[error("cluster.redis_url: {0}")]
     Url(#[source] ::redis::RedisError),
+    /// Redis, or its certificate, refused this node (wrong credentials, a
+    /// user without the permissions, an untrusted certificate): a
+    /// configuration error, so the node does not start.
+    #[error("cluster: Redis at {url} refused this node: {source}")]
+    Refused {
+        /// The URL, redacted.
+        url: String,
+        /// What Redis (or TLS) said.
+        source: ::redis::RedisError,
+    },
     /// The backplane's thread stopped before the backend was built.
     #[error("the cluster backplane thread stopped")]
     Stopped,
@@ -157,19 +169,22 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// Builds the backend `settings.cluster` names for these listeners. With
-    /// Redis, waits at most `cluster.timeout_ms` for a first connection; a node
-    /// whose Redis is down starts degraded and connects when it comes up.
+    /// Builds the backend `settings.cluster` names for these listeners:
+    /// `redis` is its [`RedisTarget`] (`None`: a single node). With Redis,
+    /// waits at most `cluster.timeout_ms` for a first connection; a node
+    /// whose Redis is down starts degraded and connects when it comes up, but
+    /// one that Redis refuses (credentials, certificate) does not start.
     pub async fn start(
         settings: &Settings,
+        redis: Option<&RedisTarget>,
         policies: &[Arc<ListenerPolicy>],
         counters: Arc<Counters>,
     ) -> Result<Self, ClusterError> {
         let c = &settings.cluster;
         let stats = Arc::new(ClusterStats::default());
-        let url = match (c.backend, &c.redis_url) {
-            (ClusterBackend::Redis, Some(url)) => url.clone(),
-            _ => {
+        let target = match redis {
+            Some(t) => t.clone(),
+            None => {
                 return Ok(Self {
                     backplane: Arc::new(LocalBackplane),
                     redis: None,
@@ -198,13 +213,20 @@ impl Cluster {
             queue: c.queue,
             queue_bytes: usize::try_from(c.queue_bytes).unwrap_or(usize::MAX),
         };
+        if let Probe::Refused(source) = target.probe(timing.timeout).await {
+            return Err(ClusterError::Refused {
+                url: target.shown().to_owned(),
+                source,
+            });
+        }
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (node, st) = (node_id.clone(), stats.clone());
         arbiter.spawn(async move {
-            let started =
-                redis::RedisBackplane::start(&url, node, listeners, timing, counters, st, handle);
+            let started = redis::RedisBackplane::start(
+                &target, node, listeners, timing, counters, st, handle,
+            );
             let _ = tx.send(started.map_err(ClusterError::Url));
         });
         let rb = rx.await.map_err(|_| ClusterError::Stopped)??;

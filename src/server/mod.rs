@@ -26,7 +26,7 @@ use wsplus_actors::{Broker, Counters};
 use crate::admin;
 use crate::auth::{Authenticator, SetupError};
 use crate::bridge::{self, BridgeError, BridgeRegistry, Bridges};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, RedisTarget, TargetError};
 use crate::env::Env;
 use crate::error::Rejections;
 use crate::hooks::{self, HookClient, Webhooks};
@@ -95,6 +95,9 @@ pub enum StartError {
     /// The cluster backend could not start.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The cluster's Redis settings are unusable (password, CA file).
+    #[error(transparent)]
+    Redis(#[from] TargetError),
     /// `server.tls_cert` / `server.tls_key` unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -183,6 +186,8 @@ pub struct Plan {
     bridges: bridge::Prepared,
     tenants: Arc<TenantRegistry>,
     webhooks: Arc<Webhooks>,
+    /// The cluster's Redis (`None`: a single node).
+    redis: Option<RedisTarget>,
 }
 
 impl Plan {
@@ -202,10 +207,8 @@ impl Plan {
             n => n,
         };
         let tls = tls::server_config(&settings.server)?;
-        let tenants = Arc::new(TenantRegistry::open(
-            &settings.tenants,
-            settings.cluster.redis_url.as_deref(),
-        )?);
+        let redis = RedisTarget::from_settings(&settings.cluster, &env)?;
+        let tenants = Arc::new(TenantRegistry::open(&settings.tenants, redis.as_ref())?);
         let mut listeners = Vec::with_capacity(settings.listeners.len());
         let mut by_path = HashMap::new();
         let webhooks = Arc::new(Webhooks::new(&settings.webhooks, &env)?);
@@ -252,6 +255,7 @@ impl Plan {
             bridges,
             tenants,
             webhooks,
+            redis,
         })
     }
 
@@ -268,6 +272,7 @@ impl Plan {
             bridges,
             tenants,
             webhooks,
+            redis,
         } = self;
         // Tenant records from Redis must be in place before any handshake.
         tenants.connect().await?;
@@ -294,7 +299,8 @@ impl Plan {
         let counters = Arc::new(Counters::new(listeners.len()));
         let rejections = Arc::new(Rejections::default());
         let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-        let cluster = Arc::new(Cluster::start(&settings, &policies, counters.clone()).await?);
+        let cluster =
+            Arc::new(Cluster::start(&settings, redis.as_ref(), &policies, counters.clone()).await?);
         let broker = Broker::new(
             policies,
             counters.clone(),

@@ -4,7 +4,8 @@
 //!
 //! Checks today: each hs256 listener's secret (variable set or file readable,
 //! unless the development default applies), the TLS certificate and key
-//! (readable, a matching pair), the tenant store, and the bridges (token and
+//! (readable, a matching pair), the cluster's Redis settings (password
+//! variable or file, CA file), the tenant store, and the bridges (token and
 //! header variables, proxy, CA files, local listeners), the hook and webhook
 //! signing secrets. A new check is one more function called from [`check`]
 //! that says whether its problems concern a secret.
@@ -20,8 +21,9 @@ use crate::auth::{self, SetupError};
 use crate::bridge::{self, BridgeError};
 use crate::client::proxy::ProxyConfigError;
 use crate::client::SetupError as ClientSetupError;
+use crate::cluster::RedisTarget;
 use crate::env::Env;
-use crate::settings::{AuthMode, Settings, Source};
+use crate::settings::{AuthMode, Settings, Source, TenantStore};
 use crate::tenants::TenantRegistry;
 
 /// One problem: a line naming the key, as `serve` prints it.
@@ -47,7 +49,12 @@ pub fn check(settings: &Settings, source: &Source, env: &Env, secrets: Secrets) 
     let mut problems = Vec::new();
     problems.extend(tls_pair(settings));
     problems.extend(listener_secrets(settings, source, env));
-    problems.extend(tenant_store(settings));
+    let redis = RedisTarget::problems(&settings.cluster, env);
+    problems.extend(redis.iter().map(|e| Problem {
+        line: e.to_string(),
+        secret: e.is_secret(),
+    }));
+    problems.extend(tenant_store(settings, env));
     problems.extend(bridges(settings, env));
     problems.extend(
         crate::hooks::secret_problems(settings, env)
@@ -106,8 +113,15 @@ pub fn missing_secret(e: SetupError, settings: &Settings, source: &Source) -> su
     }
 }
 
-fn tenant_store(settings: &Settings) -> Option<Problem> {
-    TenantRegistry::open(&settings.tenants, settings.cluster.redis_url.as_deref())
+/// The tenant store as `serve` opens it.
+fn tenant_store(settings: &Settings, env: &Env) -> Option<Problem> {
+    let redis = match RedisTarget::from_settings(&settings.cluster, env) {
+        Ok(target) => target,
+        // Reported by the Redis check; the Redis store needs those settings.
+        Err(_) if settings.tenants.store == TenantStore::Redis => return None,
+        Err(_) => None,
+    };
+    TenantRegistry::open(&settings.tenants, redis.as_ref())
         .err()
         .map(|e| Problem {
             line: super::StartError::from(e).to_string(),

@@ -396,9 +396,21 @@ pub enum ClusterBackend {
 pub struct ClusterSettings {
     /// local | redis.
     pub backend: ClusterBackend,
-    /// Redis URL (redis backend).
+    /// Redis URL (redis backend): `redis://` or `rediss://` (TLS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// Redis ACL user name (instead of one in the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Environment variable holding the Redis password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// File holding the Redis password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// `rediss://`: a PEM file of CA certificates trusted besides the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
     /// This node's id; empty = random per start.
     pub node_id: String,
     /// Seconds a node's lease lasts: a node that stops renewing it (crash,
@@ -419,6 +431,10 @@ impl Default for ClusterSettings {
         Self {
             backend: ClusterBackend::Local,
             redis_url: None,
+            username: None,
+            password_env: None,
+            password_file: None,
+            tls_ca_file: None,
             node_id: String::new(),
             lease_s: 15,
             timeout_ms: 2000,

@@ -121,6 +121,54 @@ pub fn validate(s: &Settings) -> Vec<String> {
     p.into_lines()
 }
 
+/// The Redis URL, ACL credentials and TLS trust of a redis backend.
+fn redis_access(p: &mut Problems, c: &super::ClusterSettings, u: &str) {
+    let tls = u.starts_with("rediss://");
+    let parsed = match url::Url::parse(u) {
+        Ok(url) if tls || u.starts_with("redis://") => url,
+        _ => return p.push("cluster.redis_url", "must start with redis:// or rediss://"),
+    };
+    if parsed.fragment().is_some() {
+        // `#insecure` would turn certificate checks off.
+        p.push("cluster.redis_url", "must not have a #fragment");
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        p.push("cluster.redis_url", "must name a host");
+    }
+    if let Some(user) = &c.username {
+        if user.is_empty() || user.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            p.push(
+                "cluster.username",
+                "must be a non-empty name without spaces",
+            );
+        }
+        if !parsed.username().is_empty() {
+            p.push(
+                "cluster.username",
+                "set the user in redis_url or in username, not both",
+            );
+        }
+    }
+    match (&c.password_env, &c.password_file) {
+        (Some(_), Some(_)) => p.push(
+            "cluster.password_file",
+            "set password_env or password_file, not both",
+        ),
+        (Some(v), None) => p.env_name("cluster.password_env", v),
+        (None, _) => {}
+    }
+    let from_setting = c.password_env.is_some() || c.password_file.is_some();
+    if from_setting && parsed.password().is_some() {
+        p.push(
+            "cluster.redis_url",
+            "has a password and password_env/password_file names one: keep only password_env/password_file",
+        );
+    }
+    if c.tls_ca_file.is_some() && !tls {
+        p.push("cluster.tls_ca_file", "only with a rediss:// redis_url");
+    }
+}
+
 /// Longest node lease: a crashed node's slots expire within 30 s (DESIGN §4).
 pub const MAX_LEASE_S: u64 = 30;
 
@@ -131,16 +179,7 @@ fn cluster(p: &mut Problems, c: &super::ClusterSettings) {
             "cluster.redis_url",
             "required when cluster.backend = \"redis\"",
         ),
-        (ClusterBackend::Redis, Some(u)) => {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
-                p.push("cluster.redis_url", "must start with redis:// or rediss://")
-            } else if u.starts_with("rediss://") {
-                p.push(
-                    "cluster.redis_url",
-                    "rediss:// (TLS) is not supported by this build; use redis:// on a private network",
-                )
-            }
-        }
+        (ClusterBackend::Redis, Some(u)) => redis_access(p, c, u),
     }
     if c.node_id.len() > 64
         || !c
@@ -433,8 +472,26 @@ queue_bytes = 1000
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
         }
         assert_eq!(p.len(), expect.len(), "{p:#?}");
-        let tls = problems("[cluster]\nbackend = \"redis\"\nredis_url = \"rediss://h:6380/\"\n");
-        assert_eq!(tls.len(), 1, "{tls:?}");
+        let tls = problems("[cluster]\nbackend = \"redis\"\nredis_url = \"rediss://h:6380/\"\ntls_ca_file = \"/ca.pem\"\nusername = \"wsplus\"\npassword_env = \"REDIS_PASSWORD\"\n");
+        assert!(tls.is_empty(), "{tls:?}");
+    }
+
+    #[test]
+    fn redis_access_problems() {
+        let cases = [
+            ("redis_url = \"rediss://h/#insecure\"", "cluster.redis_url: must not have a #fragment"),
+            ("redis_url = \"redis://\"", "cluster.redis_url: must name a host"),
+            ("redis_url = \"redis://h/\"\ntls_ca_file = \"/ca.pem\"", "cluster.tls_ca_file: only with a rediss:// redis_url"),
+            ("redis_url = \"redis://u@h/\"\nusername = \"v\"", "cluster.username: set the user in redis_url or in username, not both"),
+            ("redis_url = \"redis://h/\"\nusername = \"a b\"", "cluster.username: must be a non-empty name without spaces"),
+            ("redis_url = \"redis://h/\"\npassword_env = \"P\"\npassword_file = \"/p\"", "cluster.password_file: set password_env or password_file, not both"),
+            ("redis_url = \"redis://h/\"\npassword_env = \"not-a-var\"", "cluster.password_env: \"not-a-var\" is not an environment variable name"),
+            ("redis_url = \"redis://u:pw@h/\"\npassword_file = \"/p\"", "cluster.redis_url: has a password and password_env/password_file names one: keep only password_env/password_file"),
+        ];
+        for (keys, want) in cases {
+            let p = problems(&format!("[cluster]\nbackend = \"redis\"\n{keys}\n"));
+            assert_eq!(p, [want], "{keys}");
+        }
     }
 
     #[test]

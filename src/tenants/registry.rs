@@ -26,6 +26,7 @@ use wsplus_actors::{CloseCode, TenantId};
 use super::admission::{Admission, Refusal};
 use super::record::{FieldError, Source, TenantRecord, TenantSpec};
 use super::store::{RedisStore, SqliteStore, StoreError};
+use crate::cluster::RedisTarget;
 use crate::settings::{TenantPolicy, TenantStore, TenantsSettings};
 
 /// Why an admin-API change was refused.
@@ -117,7 +118,7 @@ enum Store {
     Sqlite(SqliteStore),
     /// Connected by [`TenantRegistry::connect`] before the server serves.
     Redis {
-        url: String,
+        target: Box<RedisTarget>,
         conn: OnceLock<RedisStore>,
     },
 }
@@ -160,16 +161,19 @@ pub struct TenantRegistry {
 impl TenantRegistry {
     /// Opens the store and merges its records with the config file's. Any
     /// store problem is an error: the server must not start without them.
-    /// The Redis store (`redis_url`: the cluster's) loads in [`Self::connect`].
-    pub fn open(settings: &TenantsSettings, redis_url: Option<&str>) -> Result<Self, StoreError> {
-        let (store, loaded) = match (settings.store, redis_url) {
+    /// The Redis store (`redis`: the cluster's) loads in [`Self::connect`].
+    pub fn open(
+        settings: &TenantsSettings,
+        redis: Option<&RedisTarget>,
+    ) -> Result<Self, StoreError> {
+        let (store, loaded) = match (settings.store, redis) {
             (TenantStore::Sqlite, _) => {
                 let (s, loaded) = SqliteStore::open(Path::new(&settings.path))?;
                 (Store::Sqlite(s), loaded)
             }
-            (TenantStore::Redis, Some(url)) => (
+            (TenantStore::Redis, Some(target)) => (
                 Store::Redis {
-                    url: url.to_owned(),
+                    target: Box::new(target.clone()),
                     conn: OnceLock::new(),
                 },
                 Vec::new(),

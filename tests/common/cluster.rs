@@ -1,6 +1,7 @@
 //! Cluster test support: a real `redis-server` on a free loopback port that a
-//! test can kill and restart, nodes sharing it (in process, or the real binary as
-//! a child process that can be SIGKILLed), and a tiny HTTP GET for `/readyz`.
+//! test can kill and restart (plain, or TLS-only with an ACL user and a CA
+//! made for it), nodes sharing it (in process, or the real binary as a child
+//! process that can be SIGKILLed), and a tiny HTTP GET for `/readyz`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use wsplus::settings::{ClusterBackend, Settings};
 
+use crate::client::{test_pki, TestPki};
 use crate::{
     base_settings, eventually, free_port, http_get, wsplus_bin, ADMIN_TOKEN, SECRET, WAIT,
 };
@@ -16,10 +18,25 @@ use crate::{
 /// Node lease in the tests: short, so a crashed node is forgotten quickly.
 pub const LEASE_S: u64 = 2;
 
+/// The password of [`RedisServer::start_secure`]'s ACL user.
+pub const REDIS_PASSWORD: &str = "redis-pw-0123456789";
+/// [`RedisServer::start_secure`]'s ACL user.
+pub const REDIS_USER: &str = "wsplus-node";
+/// The variable the nodes of [`secure_node_settings`] read the password from.
+pub const REDIS_PASSWORD_ENV: &str = "TEST_REDIS_PASSWORD";
+
 /// A `redis-server` child process without persistence.
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    secure: Option<Secure>,
+}
+
+/// TLS of a [`RedisServer::start_secure`]: a CA and a certificate for
+/// 127.0.0.1 it issued.
+struct Secure {
+    pki: TestPki,
+    ca_pem: String,
 }
 
 impl RedisServer {
@@ -29,23 +46,102 @@ impl RedisServer {
         let mut r = Self {
             port: free_port(),
             child: None,
+            secure: None,
         };
         r.restart();
         r
     }
 
-    /// `redis://127.0.0.1:port/`
+    /// Starts one that speaks TLS only (a certificate for 127.0.0.1 issued by
+    /// a CA made here, see [`RedisServer::ca_file`]) and knows one ACL user,
+    /// [`REDIS_USER`] with [`REDIS_PASSWORD`] (the default user is off).
+    pub fn start_secure() -> Self {
+        let port = free_port();
+        let pki = test_pki(&format!("redis-{port}"));
+        let ca_pem = std::fs::read_to_string(&pki.ca).unwrap();
+        let mut r = Self {
+            port,
+            child: None,
+            secure: Some(Secure { pki, ca_pem }),
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:port/`, or `rediss://` for a secure one (without
+    /// credentials).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.secure.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The PEM file of the CA that issued a secure server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.secure.as_ref().expect("a secure redis").pki.ca.clone()
+    }
+
+    /// A client as the harness connects (TLS and the ACL user when secure).
+    fn client(&self) -> redis::Client {
+        let Some(s) = &self.secure else {
+            return redis::Client::open(self.url()).unwrap();
+        };
+        let url = format!(
+            "rediss://{REDIS_USER}:{REDIS_PASSWORD}@127.0.0.1:{}/",
+            self.port
+        );
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(s.ca_pem.clone().into_bytes()),
+        };
+        redis::Client::build_with_tls(url, certs).unwrap()
+    }
+
+    /// `redis-server` arguments of a secure server: TLS only, one ACL user.
+    fn secure_args(&self) -> Vec<String> {
+        let Some(s) = &self.secure else {
+            return Vec::new();
+        };
+        let file = |f: &PathBuf| f.display().to_string();
+        let mut args: Vec<String> = [
+            "--tls-port",
+            &self.port.to_string(),
+            "--port",
+            "0",
+            "--tls-cert-file",
+            &file(&s.pki.cert),
+            "--tls-key-file",
+            &file(&s.pki.key),
+            "--tls-ca-cert-file",
+            &file(&s.pki.ca),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            REDIS_USER,
+            "on",
+        ]
+        .map(String::from)
+        .into();
+        args.push(format!(">{REDIS_PASSWORD}"));
+        args.extend(["~*", "&*", "+@all", "--user", "default", "off"].map(String::from));
+        args
     }
 
     /// Starts it again on the same port (empty: nothing was persisted).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let port = if self.secure.is_some() {
+            Vec::new()
+        } else {
+            vec!["--port".to_owned(), self.port.to_string()]
+        };
         let child = Command::new("redis-server")
+            .args(port)
+            .args(self.secure_args())
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -65,7 +161,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+            if let Ok(mut c) = self.client().get_connection() {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
                     return;
                 }
@@ -85,16 +181,28 @@ impl RedisServer {
 
     /// A synchronous connection for inspecting what the nodes wrote.
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .expect("redis reachable")
+        self.client().get_connection().expect("redis reachable")
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = self.secure.as_ref().and_then(|s| s.pki.ca.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// Settings for a node of the cluster on a [`RedisServer::start_secure`]:
+/// `rediss://`, the ACL user, its password from [`REDIS_PASSWORD_ENV`], the
+/// test CA trusted besides the system roots.
+pub fn secure_node_settings(redis: &RedisServer, node_id: &str) -> Settings {
+    let mut s = node_settings(redis, node_id);
+    s.cluster.username = Some(REDIS_USER.into());
+    s.cluster.password_env = Some(REDIS_PASSWORD_ENV.into());
+    s.cluster.tls_ca_file = Some(redis.ca_file().display().to_string());
+    s
 }
 
 /// Test settings for a node of the cluster on `redis`.

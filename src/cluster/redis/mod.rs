@@ -53,7 +53,7 @@ use self::queue::Op;
 use self::scripts::Scripts;
 use self::subs::Subscriptions;
 use self::tasks::MIN_BACKOFF;
-use super::{keys, wire, ClusterStats, NodeListener};
+use super::{keys, wire, ClusterStats, NodeListener, RedisTarget};
 
 /// Admin requests from other nodes waiting for the Broker.
 const RPC_QUEUE: usize = 64;
@@ -108,11 +108,11 @@ impl std::fmt::Debug for RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// Connects lazily to `url` (the node starts degraded when Redis is not up,
+    /// Connects lazily to `target` (the node starts degraded when Redis is not up,
     /// and connects as soon as it is) and starts the tasks on `arbiter`. Must
     /// run on `arbiter`.
     pub(super) fn start(
-        url: &str,
+        target: &RedisTarget,
         node: String,
         listeners: Vec<NodeListener>,
         timing: Timing,
@@ -120,17 +120,8 @@ impl RedisBackplane {
         stats: Arc<ClusterStats>,
         arbiter: ArbiterHandle,
     ) -> Result<Arc<Self>, redis::RedisError> {
-        use redis::IntoConnectionInfo;
-        let info = url.into_connection_info()?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let sub_info = info.clone().set_redis_settings(resp3);
-        let conn = ConnectionManager::new_lazy_with_config(
-            redis::Client::open(info)?,
-            timing.manager_config(),
-        )?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(target.client()?, timing.manager_config())?;
 
         let health = Arc::new(Health::default());
         let (rpc_tx, rpc_rx) = mpsc::channel(RPC_QUEUE);
@@ -145,7 +136,7 @@ impl RedisBackplane {
         ));
         let push = dispatch.clone();
         let pubsub = ConnectionManager::new_lazy_with_config(
-            redis::Client::open(sub_info)?,
+            target.resp3_client()?,
             timing
                 .manager_config()
                 // No automatic resubscription: after a reconnect the resync

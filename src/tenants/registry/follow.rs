@@ -14,10 +14,10 @@ impl TenantRegistry {
     /// server) and starts following other nodes' changes. Nothing to do for
     /// SQLite. Runs before the server serves; must run inside the actix `System`.
     pub async fn connect(self: &Arc<Self>) -> Result<(), StoreError> {
-        let Store::Redis { url, conn } = &self.store else {
+        let Store::Redis { target, conn } = &self.store else {
             return Ok(());
         };
-        let (store, version, records) = RedisStore::open(url).await?;
+        let (store, version, records) = RedisStore::open(target).await?;
         let _ = conn.set(store.clone());
         self.replace(records).await;
         log::info!("tenant records loaded from redis version={version}");

@@ -14,14 +14,16 @@
 //! re-enable disabled tenants). Afterwards an unreachable Redis refuses changes
 //! (503) and the node keeps enforcing the records it has.
 //!
-//! The store has its own connection to `cluster.redis_url` (the backplane's
-//! connection is private to its arbiter and its bounded message queues).
+//! The store has its own connection to the cluster's Redis (the same URL,
+//! credentials and TLS trust as the backplane, whose connection is private to
+//! its arbiter and its bounded message queues).
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
 use super::StoreError;
+use crate::cluster::RedisTarget;
 use crate::tenants::TenantSpec;
 
 /// The hash of records.
@@ -62,9 +64,9 @@ async fn bounded<T>(
 }
 
 impl RedisStore {
-    /// Connects to `url` and loads every record with the version it belongs to.
-    pub async fn open(url: &str) -> Result<(Self, u64, Vec<TenantSpec>), StoreError> {
-        let client = redis::Client::open(url).map_err(error)?;
+    /// Connects to `target` and loads every record with the version it belongs to.
+    pub async fn open(target: &RedisTarget) -> Result<(Self, u64, Vec<TenantSpec>), StoreError> {
+        let client = target.client().map_err(error)?;
         let conn = bounded(client.get_connection_manager()).await?;
         let store = Self { conn };
         let (version, records) = store.load().await?;

@@ -1,12 +1,13 @@
 //! Demo mode over plain HTTP: `/demo` and `/demo/token` exist only with
 //! `[server] demo = true`; the token route validates its input, mints tokens
-//! the chosen listener accepts, and answers JSON errors. (The page itself is
-//! driven in a real browser by `tests/browser_e2e.rs`.)
+//! the chosen listener accepts (with `mode=channels`, the channels view's
+//! listener), and answers JSON errors. (The page itself, its channels view
+//! included, is driven in a real browser by `tests/browser_e2e.rs`.)
 
 use common::auth::claims_of;
 use common::{base_settings, listener, open_listener, TestApp, Ws};
 use serde_json::Value;
-use wsplus::settings::{Mode, Settings};
+use wsplus::settings::{Mode, Scope, Settings};
 
 /// GET `url`: (status, headers, body).
 async fn get(url: &str) -> (u16, awc::http::header::HeaderMap, String) {
@@ -71,7 +72,11 @@ async fn demo_page_is_served_in_demo_mode() {
     assert_eq!(status, 200);
     let ctype = headers.get("content-type").unwrap().to_str().unwrap();
     assert!(ctype.starts_with("text/html"), "{ctype}");
-    assert!(body.contains("import { WsPlusClient } from '/wsplus.js'"));
+    assert!(body.contains("import { WsPlusClient, WsPlusChannels } from '/wsplus.js'"));
+    assert!(
+        body.contains("mode: 'channels'"),
+        "the channels view asks for its token"
+    );
     assert!(body.contains("/demo/token?"));
     assert!(body.contains("development only"), "the page warns");
 }
@@ -150,6 +155,8 @@ async fn demo_token_refuses_bad_input_with_json_errors() {
         ("tenant=acme&ttl=ten", "ttl"),
         ("tenant=acme&ttl=-5", "ttl"),
         ("tenant=acme&tenant=globex", "at most once"),
+        ("tenant=acme&mode=payload", "mode"),
+        ("tenant=acme&mode=channels&mode=message", "at most once"),
     ] {
         let (status, cache, body) =
             get_json(&format!("http://{}/demo/token?{query}", app.http)).await;
@@ -162,6 +169,58 @@ async fn demo_token_refuses_bad_input_with_json_errors() {
     }
     let (_, _, body) = get_json(&format!("http://{}/demo/token?tenant=a&ttl=3600", app.http)).await;
     assert_eq!(body["expires_in"], 3600, "the bound itself is allowed");
+}
+
+#[actix_rt::test]
+async fn demo_token_for_the_channels_view() {
+    // No channels listener: mode=channels is a clear 503; the default still works.
+    let app = TestApp::spawn(demo_settings());
+    let (status, cache, body) = get_json(&format!(
+        "http://{}/demo/token?tenant=acme&mode=channels",
+        app.http
+    ))
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(cache, "no-store");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("mode = \"channels\""),
+        "{body}"
+    );
+    assert!(body.get("token").is_none());
+
+    // With one, after a message-mode listener: the token and URL are for it.
+    let mut s = demo_settings();
+    s.listeners.push(common::channels::channels_listener(
+        common::channels::CHANNELS,
+        Scope::Tenant,
+        Default::default(),
+    ));
+    let app = TestApp::spawn(s);
+    let (status, _, body) = get_json(&format!(
+        "http://{}/demo/token?tenant=acme&sub=alice&ttl=60&mode=channels",
+        app.http
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["url"],
+        format!("ws://{}{}", app.http, common::channels::CHANNELS)
+    );
+    assert_eq!(body["listener"], common::channels::CHANNELS);
+    assert_eq!(body["mode"], "channels");
+    let token = body["token"].as_str().expect("token");
+    let ch = common::channels::Chan::connect(&app, common::channels::CHANNELS, token).await;
+    assert_eq!(ch.connected["session"]["tenantId"], "acme");
+    assert_eq!(ch.connected["session"]["subject"], "alice");
+    let (_, _, body) = get_json(&format!(
+        "http://{}/demo/token?tenant=acme&mode=message",
+        app.http
+    ))
+    .await;
+    assert_eq!(body["listener"], "/ws/msg", "mode=message is the default");
 }
 
 #[actix_rt::test]

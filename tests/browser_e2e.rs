@@ -12,18 +12,16 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::Duration;
 
-use common::browser::{js, wait_js_logging, BrowserTools, Chromedriver, Profile, BROWSER_WAIT};
+use common::browser::{js, wait_js_logging, with_browser, BrowserTools, BROWSER_WAIT};
 use common::{base_settings, listener, TestApp};
 use fantoccini::{Client, Locator};
-use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsplus::server::Sockets;
-use wsplus::settings::Mode;
+use wsplus::settings::{ChannelsSettings, Mode};
 
 /// Lifetime of the pane's short tokens (`/demo?short_ttl=`), seconds.
 const SHORT_TTL_S: u64 = 3;
@@ -55,16 +53,10 @@ async fn demo_page_in_headless_chromium() {
     )))
     .await;
 
-    let driver = Chromedriver::start(&tools.chromedriver).await;
-    let profile = Profile::new();
-    let browser = driver.session(&tools.chromium, &profile.0).await;
-    let outcome = AssertUnwindSafe(scenario(&browser, &app, &origin, foreign))
-        .catch_unwind()
-        .await;
-    let _ = browser.close().await; // ends the browser even when the scenario failed
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(&tools, |b| async move {
+        scenario(&b, &app, &origin, foreign).await
+    })
+    .await;
 }
 
 /// The channels client (`/wsplus.js` `WsPlusChannels`) in Chromium: three
@@ -78,31 +70,16 @@ async fn channels_client_in_headless_chromium() {
     let Some(tools) = BrowserTools::find() else {
         return;
     };
-    let mut settings = base_settings();
-    settings.server.demo = true;
-    let mut msg = listener("/ws/events");
-    msg.mode = Mode::Message;
-    let channels = common::channels::channels_listener(
-        "/ws/channels",
-        wsplus::settings::Scope::Tenant,
-        wsplus::settings::ChannelsSettings {
-            refresh_notice_s: 8,
-            ..Default::default()
-        },
-    );
-    settings.listeners = vec![msg, channels];
-    let app = TestApp::spawn(settings);
+    let app = TestApp::spawn(common::channels::demo_settings(ChannelsSettings {
+        refresh_notice_s: 8,
+        ..Default::default()
+    }));
     let origin = format!("http://{}", app.http);
-    let driver = Chromedriver::start(&tools.chromedriver).await;
-    let profile = Profile::new();
-    let browser = driver.session(&tools.chromium, &profile.0).await;
-    let outcome = AssertUnwindSafe(channels_scenario(&browser, &origin))
-        .catch_unwind()
-        .await;
-    let _ = browser.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(
+        &tools,
+        |b| async move { channels_scenario(&b, &origin).await },
+    )
+    .await;
 }
 
 async fn channels_scenario(c: &Client, origin: &str) {
@@ -179,6 +156,146 @@ async fn channels_scenario(c: &Client, origin: &str) {
         "no reconnect"
     );
     assert!(done["refreshed"].as_u64().unwrap() >= 3, "{done}");
+}
+
+/// The demo page's channels view (`WsPlusChannels` on `/ws/channels`, tokens
+/// from `/demo/token?mode=channels`), driven through its buttons: Alice and
+/// Carol subscribe to `news` in their tenants, Bob to `sport`; Bob's `news`
+/// reaches Alice with his verified stamp, never Carol (other tenant) nor Bob
+/// himself (not subscribed); after Alice's Unsubscribe nothing more of `news`
+/// reaches her.
+#[tokio::test]
+async fn demo_channels_view_in_headless_chromium() {
+    let Some(tools) = BrowserTools::find() else {
+        return;
+    };
+    let app = TestApp::spawn(common::channels::demo_settings(Default::default()));
+    let origin = format!("http://{}", app.http);
+    with_browser(&tools, |b| async move {
+        channels_view_scenario(&b, &origin).await
+    })
+    .await;
+}
+
+async fn channels_view_scenario(c: &Client, origin: &str) {
+    c.goto(&format!("{origin}/demo")).await.expect("open /demo");
+    wait_channels(
+        c,
+        "three channel clients connected",
+        "return ['alice', 'bob', 'carol'].every(k => wsplusDemo.channels[k]?.session);",
+    )
+    .await;
+    let listener = js(
+        c,
+        "return document.getElementById('channels-listener').textContent;",
+    )
+    .await;
+    assert_eq!(listener, "/ws/channels");
+    set_input(c, "ch-channel-bob", "sport").await;
+    for k in ["alice", "bob", "carol"] {
+        click(c, &format!("ch-subscribe-{k}")).await;
+    }
+    wait_channels(
+        c,
+        "subscribed: alice and carol to news, bob to sport",
+        "const on = (k, ch) => wsplusDemo.channels[k].subscriptions.get(ch)?.active;
+         return on('alice', 'news') && on('carol', 'news') && on('bob', 'sport')
+           && document.getElementById('ch-subs-alice').textContent.includes('news');",
+    )
+    .await;
+
+    // Bob publishes to acme's news (he is not subscribed to it); Carol to globex's.
+    set_input(c, "ch-text-bob", "hello news").await;
+    click(c, "ch-publish-bob").await;
+    set_input(c, "ch-text-carol", "carol news").await;
+    click(c, "ch-publish-carol").await;
+    let stamp = wait_channel_message(c, "alice", "[news] hello news").await;
+    assert_eq!(stamp["tenantId"], "acme");
+    assert_eq!(stamp["subject"], "bob");
+    wait_channel_message(c, "carol", "[news] carol news").await;
+    let seen = js(
+        c,
+        "const m = k => wsplusDemo.channelLogs[k].filter(e => e.kind === 'message').map(e => e.text);
+         return { alice: m('alice'), bob: m('bob'), carol: m('carol'),
+                  aliceDom: document.getElementById('ch-log-alice').textContent };",
+    )
+    .await;
+    assert_eq!(seen["alice"], json!(["[news] hello news"]), "{seen}");
+    assert_eq!(seen["carol"], json!(["[news] carol news"]), "{seen}");
+    assert_eq!(seen["bob"], json!([]), "{seen}");
+    assert!(seen["aliceDom"].as_str().unwrap().contains("hello news"));
+
+    // Unsubscribe with the button; then a news publication followed by a sport
+    // one (Alice subscribes to sport): when the sport one arrives, the news one
+    // would have too.
+    click(c, "ch-unsubscribe-alice-news").await;
+    wait_channels(
+        c,
+        "alice unsubscribed from news",
+        "return wsplusDemo.channelLogs.alice.some(e => e.text === 'unsubscribed from news');",
+    )
+    .await;
+    set_input(c, "ch-channel-alice", "sport").await;
+    click(c, "ch-subscribe-alice").await;
+    wait_channels(
+        c,
+        "alice subscribed to sport",
+        "return wsplusDemo.channels.alice.subscriptions.get('sport')?.active;",
+    )
+    .await;
+    set_input(c, "ch-text-bob", "after unsubscribe").await;
+    click(c, "ch-publish-bob").await;
+    wait_channels(
+        c,
+        "bob's news published",
+        "return wsplusDemo.channelLogs.bob.some(e => e.text === 'published to news');",
+    )
+    .await;
+    set_input(c, "ch-pub-channel-bob", "sport").await;
+    set_input(c, "ch-text-bob", "sync").await;
+    click(c, "ch-publish-bob").await;
+    wait_channel_message(c, "alice", "[sport] sync").await;
+    let alice = js(
+        c,
+        "return wsplusDemo.channelLogs.alice.filter(e => e.kind === 'message').map(e => e.text);",
+    )
+    .await;
+    assert_eq!(alice, json!(["[news] hello news", "[sport] sync"]));
+}
+
+/// Replaces the value of the input `id` with `text`, typed.
+async fn set_input(c: &Client, id: &str, text: &str) {
+    let input = c.find(Locator::Id(id)).await.expect("input");
+    input.clear().await.expect("clear");
+    input.send_keys(text).await.expect("type");
+}
+
+/// Clicks the element `id`.
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {id}: {e}"));
+}
+
+/// [`wait_js`] for the channels view (its logs on failure).
+async fn wait_channels(c: &Client, what: &str, script: &str) -> Value {
+    let logs = "return window.wsplusDemo ? wsplusDemo.channelLogs : null;";
+    wait_js_logging(c, what, script, logs).await
+}
+
+/// Waits until the channels pane `pane` logged a publication shown as `text`;
+/// returns its `_session`.
+async fn wait_channel_message(c: &Client, pane: &str, text: &str) -> Value {
+    let script = format!(
+        "const e = wsplusDemo.channelLogs[{pane}].find(e => e.kind === 'message' && e.text === {text});
+         return e ? e.session : null;",
+        pane = json!(pane),
+        text = json!(text)
+    );
+    wait_channels(c, &format!("{pane} receives {text:?}"), &script).await
 }
 
 async fn scenario(c: &Client, app: &TestApp, origin: &str, foreign: SocketAddr) {

@@ -1,7 +1,8 @@
 //! Demo mode (`[server] demo = true`, development only): the demo page at
 //! `/demo` (web/demo.html) and its token route `GET /demo/token`, which mints
-//! a short-lived HS256 token for ANY tenant to ANYONE who asks. Without demo
-//! mode neither route is registered, so both answer 404.
+//! a short-lived HS256 token for ANY tenant to ANYONE who asks — for the
+//! message-mode panes, or with `mode=channels` for the page's channels view.
+//! Without demo mode neither route is registered, so both answer 404.
 
 use actix_web::http::header::CACHE_CONTROL;
 use actix_web::http::StatusCode;
@@ -28,6 +29,8 @@ pub struct Demo {
     /// Index of the listener whose secret signs demo tokens: the first
     /// message-mode hs256 listener, else the first hs256 listener.
     listener: Option<usize>,
+    /// Index of the first hs256 channels-mode listener (`mode=channels`).
+    channels: Option<usize>,
     /// The client port speaks TLS: token URLs say `wss://`.
     secure: bool,
 }
@@ -41,6 +44,10 @@ impl Demo {
         }
         let demo = Demo {
             listener: token_listener(&settings.listeners),
+            channels: settings
+                .listeners
+                .iter()
+                .position(|l| l.auth.mode == AuthMode::Hs256 && l.mode == Mode::Channels),
             secure: settings.server.tls_cert.is_some(),
         };
         match demo.listener.map(|i| &settings.listeners[i]) {
@@ -97,12 +104,21 @@ pub enum TokenError {
     /// `ttl` not an integer in range.
     #[error("ttl: must be an integer from 1 to 3600 (seconds)")]
     Ttl,
+    /// `mode` neither `message` nor `channels`.
+    #[error("mode: message (the default) or channels")]
+    Mode,
     /// A parameter given twice.
-    #[error("each of tenant, sub and ttl may be given at most once")]
+    #[error("each of tenant, sub, ttl and mode may be given at most once")]
     Duplicate,
     /// No hs256 listener to mint for.
     #[error("demo mode needs a listener with auth.mode = \"hs256\"; none is configured")]
     NoListener,
+    /// `mode=channels` without an hs256 channels-mode listener.
+    #[error(
+        "mode=channels needs a listener with mode = \"channels\" and auth.mode = \"hs256\"; \
+         none is configured"
+    )]
+    NoChannelsListener,
     /// Signing failed (unusable secret).
     #[error("could not sign a token")]
     Sign,
@@ -112,10 +128,14 @@ impl TokenError {
     /// The HTTP status answered.
     pub fn status(self) -> StatusCode {
         match self {
-            TokenError::Tenant | TokenError::Subject | TokenError::Ttl | TokenError::Duplicate => {
-                StatusCode::BAD_REQUEST
+            TokenError::Tenant
+            | TokenError::Subject
+            | TokenError::Ttl
+            | TokenError::Mode
+            | TokenError::Duplicate => StatusCode::BAD_REQUEST,
+            TokenError::NoListener | TokenError::NoChannelsListener => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            TokenError::NoListener => StatusCode::SERVICE_UNAVAILABLE,
             TokenError::Sign => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,17 +153,20 @@ struct TokenRequest {
     tenant: String,
     sub: Option<String>,
     ttl_s: u64,
+    /// `mode=channels`: a token for the channels view's listener.
+    channels: bool,
 }
 
 impl TokenRequest {
-    /// Parses `tenant=T&sub=S&ttl=N`; other parameters are ignored.
+    /// Parses `tenant=T&sub=S&ttl=N&mode=M`; other parameters are ignored.
     fn parse(query: &str) -> Result<Self, TokenError> {
-        let (mut tenant, mut sub, mut ttl) = (None, None, None);
+        let (mut tenant, mut sub, mut ttl, mut mode) = (None, None, None, None);
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             let slot = match k.as_ref() {
                 "tenant" => &mut tenant,
                 "sub" => &mut sub,
                 "ttl" => &mut ttl,
+                "mode" => &mut mode,
                 _ => continue,
             };
             if slot.replace(v.into_owned()).is_some() {
@@ -162,7 +185,17 @@ impl TokenRequest {
                 .filter(|n| (1..=MAX_TTL_S).contains(n))
                 .ok_or(TokenError::Ttl)?,
         };
-        Ok(Self { tenant, sub, ttl_s })
+        let channels = match mode.as_deref() {
+            None | Some("message") => false,
+            Some("channels") => true,
+            Some(_) => return Err(TokenError::Mode),
+        };
+        Ok(Self {
+            tenant,
+            sub,
+            ttl_s,
+            channels,
+        })
     }
 }
 
@@ -188,10 +221,11 @@ async fn token(
 
 fn mint(req: &HttpRequest, state: &AppState, demo: &Demo) -> Result<serde_json::Value, TokenError> {
     let asked = TokenRequest::parse(req.query_string())?;
-    let listener = demo
-        .listener
-        .and_then(|i| state.listeners.get(i))
-        .ok_or(TokenError::NoListener)?;
+    let listener = match asked.channels {
+        false => demo.listener.ok_or(TokenError::NoListener),
+        true => demo.channels.ok_or(TokenError::NoChannelsListener),
+    }
+    .and_then(|i| state.listeners.get(i).ok_or(TokenError::NoListener))?;
     let l = &listener.settings;
     let claims = Claims::for_listener(l, &asked.tenant, asked.sub.as_deref(), asked.ttl_s);
     let token = listener.auth.mint(&claims).ok_or(TokenError::Sign)?;
@@ -239,12 +273,26 @@ mod tests {
             TokenRequest {
                 tenant: "acme".into(),
                 sub: Some("alice".into()),
-                ttl_s: 3600
+                ttl_s: 3600,
+                channels: false,
             }
         );
         let defaults = TokenRequest::parse("tenant=a.b_c-d%40e").unwrap();
         assert_eq!(defaults.tenant, "a.b_c-d@e");
-        assert_eq!((defaults.sub, defaults.ttl_s), (None, DEFAULT_TTL_S));
+        assert_eq!(
+            (defaults.sub, defaults.ttl_s, defaults.channels),
+            (None, DEFAULT_TTL_S, false)
+        );
+        assert!(
+            TokenRequest::parse("tenant=a&mode=channels")
+                .unwrap()
+                .channels
+        );
+        assert!(
+            !TokenRequest::parse("tenant=a&mode=message")
+                .unwrap()
+                .channels
+        );
         let long = "x".repeat(MAX_NAME_CHARS);
         assert!(TokenRequest::parse(&format!("tenant={long}")).is_ok());
 
@@ -262,6 +310,12 @@ mod tests {
             ("tenant=a&ttl=1.5", TokenError::Ttl),
             ("tenant=a&ttl=99999999999999999999999", TokenError::Ttl),
             ("tenant=a&tenant=b", TokenError::Duplicate),
+            ("tenant=a&mode=payload", TokenError::Mode),
+            ("tenant=a&mode=", TokenError::Mode),
+            (
+                "tenant=a&mode=channels&mode=channels",
+                TokenError::Duplicate,
+            ),
         ] {
             assert_eq!(TokenRequest::parse(q), Err(want), "query {q:?}");
         }

@@ -3,11 +3,14 @@
 //! under `CI=true`), a chromedriver on a free port, a fresh profile per run,
 //! and polling a script in the page.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -174,5 +177,25 @@ impl Profile {
 impl Drop for Profile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts chromedriver and a headless Chromium with a fresh profile, runs
+/// `scenario` with the browser, and closes the browser even when the scenario
+/// panics (then re-raises the panic).
+pub async fn with_browser<F, Fut>(tools: &BrowserTools, scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let driver = Chromedriver::start(&tools.chromedriver).await;
+    let profile = Profile::new();
+    let browser = driver.session(&tools.chromium, &profile.0).await;
+    let outcome = AssertUnwindSafe(scenario(browser.clone()))
+        .catch_unwind()
+        .await;
+    let _ = browser.close().await; // ends the browser even when the scenario failed
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }

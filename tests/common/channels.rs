@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use wsplus::settings::{ChannelsSettings, ListenerSettings, Mode, Scope};
+use wsplus::settings::{ChannelsSettings, ListenerSettings, Mode, Scope, Settings};
 
 use crate::auth::{hmac, now, sign};
 use crate::{listener, TestApp, Ws, SECRET};
@@ -21,6 +21,18 @@ pub fn channels_listener(path: &str, scope: Scope, channels: ChannelsSettings) -
     l.scope = scope;
     l.channels = Some(channels);
     l
+}
+
+/// Demo mode on (`/demo`, `/demo/token`), a message-mode listener
+/// `/ws/events` and a tenant-scope channels listener [`CHANNELS`] with
+/// `channels`: what the browser tests serve their pages from.
+pub fn demo_settings(channels: ChannelsSettings) -> Settings {
+    let mut settings = crate::base_settings();
+    settings.server.demo = true;
+    let mut msg = listener("/ws/events");
+    msg.mode = Mode::Message;
+    settings.listeners = vec![msg, channels_listener(CHANNELS, Scope::Tenant, channels)];
+    settings
 }
 
 /// An HS256 token for `tenant`/`sub` valid `ttl_s` seconds (no `exp` when 0),

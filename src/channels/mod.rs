@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use wsplus_actors::channels::hooks::ChannelHooks;
 use wsplus_actors::channels::hub::HubRoute;
 use wsplus_actors::channels::refresh::{TokenVerifier, Verification, VerifiedToken};
-use wsplus_actors::channels::{ChannelsPolicy, Grants};
+use wsplus_actors::channels::{ChannelName, ChannelsPolicy, Grants};
 use wsplus_actors::session::ChannelsParts;
 use wsplus_actors::{Mode, Outbox, TenantId};
 
@@ -29,11 +30,17 @@ pub struct ChannelsListener {
     pub policy: Arc<ChannelsPolicy>,
     /// Refresh verification, shared by the listener's sessions.
     pub verifier: Arc<dyn TokenVerifier>,
+    /// The listener's channel hooks (`subscribe`, `publish`, `rpc`), if any.
+    pub hooks: Option<Arc<dyn ChannelHooks>>,
 }
 
 impl ChannelsListener {
-    /// `Some` for a channels-mode listener.
-    pub fn new(l: &ListenerSettings, auth: &Arc<Authenticator>) -> Option<Self> {
+    /// `Some` for a channels-mode listener; `hooks` is its hook client.
+    pub fn new(
+        l: &ListenerSettings,
+        auth: &Arc<Authenticator>,
+        hooks: Option<&Arc<crate::hooks::HookClient>>,
+    ) -> Option<Self> {
         if l.mode != Mode::Channels {
             return None;
         }
@@ -41,6 +48,9 @@ impl ChannelsListener {
         Some(Self {
             verifier: Arc::new(ListenerVerifier::new(auth.clone(), policy.clone())),
             policy,
+            hooks: hooks
+                .and_then(crate::hooks::ChannelBackend::new)
+                .map(|b| Arc::new(b) as Arc<dyn ChannelHooks>),
         })
     }
 
@@ -49,14 +59,23 @@ impl ChannelsListener {
         grants(identity, &self.policy)
     }
 
-    /// The session's channel parts: its hub, its queue and its token's grants.
-    pub fn parts(&self, grants: Grants, route: HubRoute, outbox: Outbox) -> ChannelsParts {
+    /// The session's channel parts: its hub, its queue, its token's grants
+    /// and the server-side subscriptions the `connect` hook asked for.
+    pub fn parts(
+        &self,
+        grants: Grants,
+        route: HubRoute,
+        outbox: Outbox,
+        server_channels: Vec<ChannelName>,
+    ) -> ChannelsParts {
         ChannelsParts {
             policy: self.policy.clone(),
             route,
             outbox,
             grants,
             verifier: self.verifier.clone(),
+            hooks: self.hooks.clone(),
+            server_channels,
         }
     }
 }

@@ -86,6 +86,11 @@ impl HookClient {
         self.on[hook.index()]
     }
 
+    /// The listener's `max_in_flight`.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
     /// The counters (metrics).
     pub fn stats(&self) -> &Arc<HookStats> {
         &self.stats

@@ -4,7 +4,8 @@
 //!   client waits. [`HookClient`] makes the calls (signed, bounded, timed
 //!   out, classified); [`wire`] holds each hook's JSON; [`ListenerHooks`] is
 //!   what a Session is given to hand its messages over and report its start
-//!   and end.
+//!   and end; [`ChannelBackend`] is what a channels-mode session is given to
+//!   ask `subscribe`, `publish` and `rpc`.
 //! * Webhooks (`[[webhooks]]`): the backend hears what happened, afterwards,
 //!   at least once ([`webhooks`]).
 //!
@@ -12,6 +13,7 @@
 //! answers JSON of the wrong shape is a refusal ([`HookError`]), never a pass.
 //! docs/hooks.md is the backend author's view of the same.
 
+mod channels;
 mod client;
 mod session;
 mod sign;
@@ -19,6 +21,7 @@ pub mod stats;
 pub mod webhooks;
 pub mod wire;
 
+pub use channels::ChannelBackend;
 pub use client::{HookClient, Permit};
 pub use session::ListenerHooks;
 pub use sign::{Signer, SIGNATURE_HEADER};

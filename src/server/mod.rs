@@ -226,13 +226,14 @@ impl Plan {
                 &webhooks,
             )
             .map(|h| Arc::new(h) as Arc<dyn wsplus_actors::session::SessionHooks>);
+            let channels = crate::channels::ChannelsListener::new(l, &auth, hooks.as_ref());
             listeners.push(Listener {
                 policy,
                 settings: l.clone(),
                 allowed_origins: l.allowed_origins.iter().cloned().collect(),
                 hooks,
                 session_hooks,
-                channels: crate::channels::ChannelsListener::new(l, &auth),
+                channels,
                 auth,
             });
         }

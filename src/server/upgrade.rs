@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use wsplus_actors::broker::Join;
+use wsplus_actors::channels::ChannelName;
 use wsplus_actors::counters::SessionStats;
 use wsplus_actors::session::{LeaveGuard, Session, SessionParts};
 use wsplus_actors::{outbox, AuthStatus, SessionId, SessionInfo, TenantId};
@@ -76,7 +77,7 @@ async fn accept(
         connected_at: SystemTime::now(),
         expires_at: identity.expires_at,
     });
-    connect_hook(listener, &info, &identity.claims).await?;
+    let server_channels = connect_hook(listener, &info, &identity.claims).await?;
     let (tx, rx) = outbox(policy.outbound_queue_messages, policy.outbound_queue_bytes);
     let stats = Arc::new(SessionStats::default());
     // Armed before the join is sent: if the client goes away while we wait, this
@@ -113,7 +114,7 @@ async fn accept(
         info.subject.as_deref().unwrap_or("-")
     );
     let channels = match (&listener.channels, grants, joined.channels) {
-        (Some(c), Some(grants), Some(hub)) => Some(c.parts(grants, hub, tx)),
+        (Some(c), Some(grants), Some(hub)) => Some(c.parts(grants, hub, tx, server_channels)),
         // The Broker gives every session of a channels listener its hub.
         _ => None,
     };
@@ -135,20 +136,40 @@ async fn accept(
 }
 
 /// The `connect` hook, when on: after the token, before the join and the 101.
-/// Its `channels` become server-side subscriptions in channels mode.
+/// Its `channels` become server-side subscriptions in channels mode (ignored
+/// on other listeners); a name that is not a valid channel is skipped and
+/// logged.
 async fn connect_hook(
     listener: &Listener,
     info: &SessionInfo,
     claims: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), HandshakeError> {
+) -> Result<Vec<ChannelName>, HandshakeError> {
     let Some(hooks) = listener.hooks.as_ref().filter(|h| h.has(HookName::Connect)) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    match hooks.connect(info, claims).await {
-        Ok(Verdict::Allow(_channels)) => Ok(()),
-        Ok(Verdict::Deny) => Err(HandshakeError::HookDenied),
-        Err(_) => Err(HandshakeError::HookUnavailable),
+    let channels = match hooks.connect(info, claims).await {
+        Ok(Verdict::Allow(channels)) => channels,
+        Ok(Verdict::Deny) => return Err(HandshakeError::HookDenied),
+        Err(_) => return Err(HandshakeError::HookUnavailable),
+    };
+    if listener.channels.is_none() {
+        return Ok(Vec::new());
     }
+    Ok(channels
+        .iter()
+        .filter_map(|c| {
+            ChannelName::parse(c)
+                .inspect_err(|_| {
+                    log::warn!(
+                        "connect hook named an invalid channel, skipped listener={} tenant={} session={}",
+                        info.listener_path,
+                        info.tenant,
+                        info.id
+                    )
+                })
+                .ok()
+        })
+        .collect())
 }
 
 /// `allowed_origins` protects browsers from cross-site pages: a browser always

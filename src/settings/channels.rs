@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use wsplus_actors::channels::{Access, AccessRules, ChannelsPolicy};
 
 use super::problems::Problems;
-use super::{ListenerSettings, Mode, Scope};
+use super::{HookName, ListenerSettings, Mode, Scope};
 
 /// Who may subscribe or publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,8 +71,7 @@ pub const MAX_PER_SESSION_LIMIT: usize = 100_000;
 pub const MAX_HISTORY_SIZE: usize = 100_000;
 
 impl ChannelsSettings {
-    /// The policy the actors enforce. `hook` never reaches here (validation
-    /// refuses it while hooks are not wired).
+    /// The policy the actors enforce.
     pub fn policy(&self) -> ChannelsPolicy {
         ChannelsPolicy {
             access: AccessRules {
@@ -94,8 +93,8 @@ fn access(a: ChannelAccess) -> Access {
     match a {
         ChannelAccess::Any => Access::Any,
         ChannelAccess::Claim => Access::Claim,
-        // Refused by validation; fail closed should it ever get here.
-        ChannelAccess::Hook | ChannelAccess::None => Access::Nobody,
+        ChannelAccess::Hook => Access::Hook,
+        ChannelAccess::None => Access::Nobody,
     }
 }
 
@@ -109,18 +108,33 @@ pub(super) fn validate(p: &mut Problems, at: &str, l: &ListenerSettings) {
         p.push(&key("channels"), "only for mode = \"channels\"");
         return;
     }
-    for (name, a) in [("subscribe", c.subscribe), ("publish", c.publish)] {
+    for (hook, a) in [
+        (HookName::Subscribe, c.subscribe),
+        (HookName::Publish, c.publish),
+    ] {
+        let name = hook.as_str();
         match a {
             ChannelAccess::Any | ChannelAccess::Claim => {}
-            ChannelAccess::None if name == "publish" => {}
+            ChannelAccess::None if hook == HookName::Publish => {}
             ChannelAccess::None => p.push(
                 &key("channels.subscribe"),
                 "must be \"any\", \"claim\" or \"hook\"",
             ),
-            ChannelAccess::Hook => p.push(
-                &key(&format!("channels.{name}")),
-                "\"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
-            ),
+            ChannelAccess::Hook => match &l.hooks {
+                None => p.push(
+                    &key(&format!("channels.{name}")),
+                    &format!("\"hook\" needs [listeners.hooks] with a url and {name:?} in hooks"),
+                ),
+                Some(h) if h.url.is_empty() => p.push(
+                    &key(&format!("channels.{name}")),
+                    "\"hook\" needs hooks.url (the backend to ask)",
+                ),
+                Some(h) if !h.has(hook) => p.push(
+                    &key(&format!("channels.{name}")),
+                    &format!("\"hook\" needs {name:?} in hooks.hooks"),
+                ),
+                Some(_) => {}
+            },
         }
     }
     let claim_used = c.subscribe == ChannelAccess::Claim || c.publish == ChannelAccess::Claim;
@@ -214,15 +228,46 @@ claim = ""
         let expect = [
             "listeners[0].scope: must be \"tenant\" or \"global\" with mode = \"channels\"",
             "listeners[0].channels.subscribe: must be \"any\", \"claim\" or \"hook\"",
-            "listeners[0].channels.publish: \"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
+            "listeners[0].channels.publish: \"hook\" needs [listeners.hooks] with a url and \"publish\" in hooks",
             "listeners[0].channels.max_per_session: must be between 1 and 100000, got 0",
             "listeners[0].channels.history_size: must be between 0 and 100000, got 100001",
             "listeners[0].channels.history_ttl_s: must be between 0 and 2592000, got 2592001",
             "listeners[0].channels.refresh_notice_s: must be between 0 and 86400, got 86401",
             "listeners[0].channels.join_leave: needs channels.presence = true",
             "listeners[1].channels: only for mode = \"channels\"",
-            "listeners[2].channels.subscribe: \"hook\" is not served for channel permissions by this build yet (the subscribe and publish hooks are not wired to channels mode); use \"any\" or \"claim\"",
+            "listeners[2].channels.subscribe: \"hook\" needs [listeners.hooks] with a url and \"subscribe\" in hooks",
             "listeners[2].channels.claim: must not be empty in claim mode",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
+        }
+        assert_eq!(p.len(), expect.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn hook_permissions_need_the_hook_on_and_a_url() {
+        let listener = |path: &str, hooks: &str, url: &str| {
+            format!(
+                "[[listeners]]\npath = \"{path}\"\nmode = \"channels\"\n[listeners.channels]\nsubscribe = \"hook\"\npublish = \"hook\"\n[listeners.hooks]\nurl = \"{url}\"\nhooks = [{hooks}]\nsecret_env = \"S\"\n"
+            )
+        };
+        let ok = listener(
+            "/a",
+            "\"subscribe\", \"publish\", \"rpc\"",
+            "http://127.0.0.1:3000/h",
+        );
+        assert!(problems(&ok).is_empty(), "{:#?}", problems(&ok));
+        let toml = [
+            listener("/a", "\"publish\"", "http://h/"),
+            listener("/b", "\"subscribe\"", ""),
+        ]
+        .concat();
+        let p = problems(&toml);
+        let expect = [
+            "listeners[0].channels.subscribe: \"hook\" needs \"subscribe\" in hooks.hooks",
+            "listeners[1].channels.subscribe: \"hook\" needs hooks.url (the backend to ask)",
+            "listeners[1].channels.publish: \"hook\" needs hooks.url (the backend to ask)",
+            "listeners[1].hooks.url: required",
         ];
         for e in expect {
             assert!(p.iter().any(|x| x == e), "missing {e:?} in {p:#?}");
@@ -264,6 +309,19 @@ into = { listener = "/c", tenant = "acme" }
 
     #[test]
     fn policy_carries_every_key() {
+        let hooked = super::ChannelsSettings {
+            subscribe: super::ChannelAccess::Hook,
+            publish: super::ChannelAccess::Hook,
+            ..Default::default()
+        }
+        .policy();
+        assert_eq!(
+            (hooked.access.subscribe, hooked.access.publish),
+            (
+                wsplus_actors::channels::Access::Hook,
+                wsplus_actors::channels::Access::Hook
+            )
+        );
         let s = super::ChannelsSettings {
             subscribe: super::ChannelAccess::Claim,
             publish: super::ChannelAccess::None,

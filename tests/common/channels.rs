@@ -76,12 +76,7 @@ impl Chan {
 
     /// Connects as `tenant`/`u` with no permission claims.
     pub async fn connect_as(app: &TestApp, path: &str, tenant: &str) -> Chan {
-        Self::connect(
-            app,
-            path,
-            &channels_token(tenant, Some("u"), 3600, json!({})),
-        )
-        .await
+        Self::connect_subject(app, path, tenant, "u").await
     }
 
     /// The session id of the `connected` push.
@@ -90,6 +85,16 @@ impl Chan {
             .as_str()
             .expect("a session id")
             .to_owned()
+    }
+
+    /// Connects as `sub` of `tenant` with no permission claims.
+    pub async fn connect_subject(app: &TestApp, path: &str, tenant: &str, sub: &str) -> Chan {
+        Self::connect(
+            app,
+            path,
+            &channels_token(tenant, Some(sub), 3600, json!({})),
+        )
+        .await
     }
 
     /// Wraps a connected socket; reads the `connected` push.

@@ -316,7 +316,7 @@ struct Err_<'a> {
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
-    code: &'static str,
+    code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
@@ -345,6 +345,19 @@ pub fn reply_err(id: Option<CommandId>, error: &ChannelError) -> String {
             code: error.code.code(),
             message: &error.message,
             reason: error.reason,
+        },
+    })
+}
+
+/// `{"id": n, "error": {"code", "message"}}` with the backend's own code and
+/// message (an `rpc` error, passed through as the backend gave it).
+pub fn reply_backend_err(id: CommandId, code: &str, message: &str) -> String {
+    to_string(&Err_ {
+        id: Some(id),
+        error: ErrorBody {
+            code,
+            message,
+            reason: None,
         },
     })
 }
@@ -746,6 +759,10 @@ mod tests {
         assert_eq!(
             reply_err(Some(id), &ChannelError::invalid_token("identity_changed")),
             r#"{"id":7,"error":{"code":"invalid_token","message":"token refused","reason":"identity_changed"}}"#
+        );
+        assert_eq!(
+            reply_backend_err(id, "no_such_method", "say \"what\""),
+            r#"{"id":7,"error":{"code":"no_such_method","message":"say \"what\""}}"#
         );
         let c = push_connected(
             ConnectedSession {

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod counters;
 pub mod error;
 pub mod history;
+pub mod hooks;
 pub mod hub;
 pub mod limits;
 pub mod name;

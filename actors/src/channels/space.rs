@@ -115,6 +115,24 @@ pub struct Published {
     pub offset: Option<u64>,
 }
 
+impl ChannelOp {
+    /// The channel and command of an operation that needs subscribe
+    /// permission on its channel (`subscribe`, `history`, `presence`): with
+    /// `subscribe = "hook"` the session asks the backend before handing it
+    /// to the hub. No catch-all arm: a new operation must say whether it
+    /// needs that permission.
+    pub fn needs_subscribe_permission(&self) -> Option<(&ChannelName, CommandId)> {
+        match self {
+            ChannelOp::Subscribe { channel, reply, .. }
+            | ChannelOp::History { channel, reply, .. } => Some((channel, *reply)),
+            ChannelOp::Unsubscribe { .. }
+            | ChannelOp::Publish { .. }
+            | ChannelOp::Recheck { .. }
+            | ChannelOp::Leave { .. } => None,
+        }
+    }
+}
+
 /// Publishes to a channel of this space (admin publish, a publication from
 /// another node).
 #[derive(Message, Debug, Clone)]

@@ -12,7 +12,9 @@
 //!
 //! Operations on channels go to the session's hub in order; one the hub cannot
 //! take now waits here (the session's gate closes, its socket is not read)
-//! exactly like a publication waiting for its room.
+//! exactly like a publication waiting for its room. Commands the backend
+//! decides (channel hooks, `rpc`) wait for it in the hook stage first, in
+//! command order (`staged.rs`).
 //!
 //! Refresh: the new token is verified by the injected [`TokenVerifier`] off
 //! the actor (the session keeps running); on success the permissions are
@@ -30,10 +32,13 @@ use bytestring::ByteString;
 use crate::broker::TokenRefreshed;
 use crate::channels::codec::{self, Command, ConnectedSession, Request};
 use crate::channels::counters::RefreshResult;
+use crate::channels::hooks::ChannelHooks;
 use crate::channels::hub::{ChannelHub, HubRoute};
 use crate::channels::refresh::{self, TokenVerifier, VerifiedToken};
-use crate::channels::space::ChannelOp;
-use crate::channels::{ChannelError, ChannelsPolicy, CommandId, ErrorCode, Grants};
+use crate::channels::space::{ChannelOp, ServerSubscribe};
+use crate::channels::{
+    Access, ChannelError, ChannelName, ChannelsPolicy, CommandId, ErrorCode, Grants,
+};
 use crate::close::CloseCode;
 use crate::counters::DropReason;
 use crate::delivery::Delivery;
@@ -44,6 +49,7 @@ use crate::outbox::{Outbox, PushError};
 use crate::policy::OnRateLimit;
 use crate::protocol::Frame;
 
+use super::staged::Stage;
 use super::Session;
 
 /// What a channels-mode session needs beyond an ordinary one; built by the
@@ -61,16 +67,21 @@ pub struct ChannelsParts {
     pub grants: Grants,
     /// Verifies refresh tokens like the handshake.
     pub verifier: Arc<dyn TokenVerifier>,
+    /// The listener's channel hooks (subscribe, publish, rpc), if any.
+    pub hooks: Option<Arc<dyn ChannelHooks>>,
+    /// Server-side subscriptions made as the session starts (the `connect`
+    /// hook's `channels`).
+    pub server_channels: Vec<ChannelName>,
 }
 
 /// The channels state of a session.
 #[derive(Debug)]
 pub(super) struct ChannelsSession {
-    policy: Arc<ChannelsPolicy>,
+    pub(super) policy: Arc<ChannelsPolicy>,
     hub: Addr<ChannelHub>,
     /// Closed while the hub holds publishers back (the socket is not read).
     pub(super) hub_gate: Gate,
-    outbox: Outbox,
+    pub(super) outbox: Outbox,
     grants: Arc<Grants>,
     verifier: Arc<dyn TokenVerifier>,
     /// The current token's deadline (moves on refresh).
@@ -79,6 +90,10 @@ pub(super) struct ChannelsSession {
     expiring: Option<SpawnHandle>,
     /// Operations the hub could not take yet, oldest first.
     waiting: VecDeque<ChannelOp>,
+    /// Commands waiting for the backend (`staged.rs`).
+    pub(super) stage: Stage,
+    /// Subscribed server-side once the session runs.
+    server_channels: Vec<ChannelName>,
     /// The session (its subscriptions are dropped when this state is).
     id: SessionId,
 }
@@ -96,6 +111,8 @@ impl ChannelsSession {
             verifier: parts.verifier,
             expiring: None,
             waiting: VecDeque::new(),
+            stage: Stage::new(parts.hooks),
+            server_channels: parts.server_channels,
         }
     }
 }
@@ -125,7 +142,7 @@ impl Batch {
 }
 
 impl Session {
-    fn ch(&mut self) -> &mut ChannelsSession {
+    pub(super) fn ch(&mut self) -> &mut ChannelsSession {
         self.channels
             .as_mut()
             .expect("channels state exists in channels mode")
@@ -146,6 +163,15 @@ impl Session {
         );
         self.write(Delivery::Text(ByteString::from(connected)), ctx);
         self.arm_expiring(ctx);
+        // Pushed `subscribe` through the outbox, so after `connected`.
+        let ch = self.ch();
+        for channel in std::mem::take(&mut ch.server_channels) {
+            ch.hub.do_send(ServerSubscribe {
+                session: info.id.clone(),
+                outbox: ch.outbox.clone(),
+                channel,
+            });
+        }
     }
 
     /// Handles one inbound frame of the channels protocol.
@@ -202,8 +228,8 @@ impl Session {
     }
 
     /// Executes a command; returns the reply when it is immediate (the hub
-    /// answers subscribe, unsubscribe, publish and history; refresh answers
-    /// later).
+    /// answers subscribe, unsubscribe, publish and history; refresh and the
+    /// hooks answer later).
     fn command(&mut self, req: Request, ctx: &mut WebsocketContext<Self>) -> Option<String> {
         let id = req.id;
         let session = self.guard.info.id.clone();
@@ -242,12 +268,17 @@ impl Session {
                 if !ch.policy.access.may_publish(&ch.grants, &channel) {
                     return Some(forbidden());
                 }
-                let delivery = codec::push_pub(&channel, &data, None, &self.stamp);
-                let reply = Some((session, self.ch().outbox.clone(), id));
+                let asks_hook = ch.policy.access.publish == Access::Hook;
                 self.stats
                     .messages_in
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.counters.listener(self.policy.id).messages_in.add(1);
+                if asks_hook {
+                    self.publish_with_hook(id, channel, data, ctx);
+                    return None;
+                }
+                let delivery = codec::push_pub(&channel, &data, None, &self.stamp);
+                let reply = Some((session, self.ch().outbox.clone(), id));
                 self.send_to_hub(
                     ChannelOp::Publish {
                         channel,
@@ -284,14 +315,14 @@ impl Session {
                 self.send_to_hub(op, ctx);
                 None
             }
-            // Presence arrives with the next protocol revision; rpc with
-            // backend hooks.
-            Command::Presence { .. } | Command::Rpc { .. } => Some(not_available()),
+            Command::Rpc { method, data } => self.rpc(id, &method, &data, ctx),
+            // Presence arrives with the next protocol revision.
+            Command::Presence { .. } => Some(not_available()),
         }
     }
 
     /// Queues a reply or push into the session's own outbox.
-    fn reply(&mut self, text: String, ctx: &mut WebsocketContext<Self>) {
+    pub(super) fn reply(&mut self, text: String, ctx: &mut WebsocketContext<Self>) {
         let outbox = self.ch().outbox.clone();
         if let Err(PushError::Full) = outbox.push(Delivery::Text(ByteString::from(text))) {
             self.counters.add_dropped(DropReason::SlowConsumer);
@@ -299,8 +330,9 @@ impl Session {
         }
     }
 
-    /// Hands `op` to the hub, in order with those still waiting.
-    fn send_to_hub(&mut self, op: ChannelOp, ctx: &mut WebsocketContext<Self>) {
+    /// Hands `op` to the hub, in order with those still waiting (callers go
+    /// through [`Session::send_to_hub`], which keeps the hook stage's order).
+    pub(super) fn hand_to_hub(&mut self, op: ChannelOp, ctx: &mut WebsocketContext<Self>) {
         let ch = self.ch();
         if !ch.waiting.is_empty() {
             ch.waiting.push_back(op);

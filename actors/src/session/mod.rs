@@ -9,8 +9,10 @@
 mod channels;
 mod frames;
 mod hooks;
+mod ordered;
 mod publish;
 mod size_guard;
+mod staged;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -190,6 +192,7 @@ impl Session {
         }
         if let Some(c) = &self.channels {
             gates.push(&c.hub_gate);
+            gates.push(&c.stage.gate);
         }
         let payload = GatedStream::new(payload, &gates);
         let channels = self.channels.is_some();

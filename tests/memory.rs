@@ -114,3 +114,95 @@ async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
         "RSS {now} KiB a minute after a {peak} KiB peak (baseline {base} KiB)"
     );
 }
+
+/// The server's peak resident memory so far (`VmHWM`), KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Bytes of pongs the read-ahead client writes.
+const PONG_FLOOD: usize = 32 << 20;
+
+/// No read-ahead: a client that writes 32 MiB of valid 125-byte pongs as fast
+/// as it can, reading nothing, is slowed by TCP; the server reads no further
+/// than about one message ahead of what its session has handled (the old
+/// session took the whole flood into its buffer at once, growing by as much).
+/// Afterwards the session still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_writing_faster_than_the_session_handles_is_not_buffered() {
+    use common::limits::{client_frame, try_open, write_raw};
+    let (port, admin) = (free_port(), free_port());
+    let cfg = temp_config(
+        "memory-read-ahead",
+        &format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\nworkers = 1\n\
+             [admin]\nbind = \"127.0.0.1:{admin}\"\n\
+             [[listeners]]\npath = \"/ws\"\nscope = \"session\"\nmax_message_bytes = 65536\n\
+             [listeners.auth]\nmode = \"none\"\n\
+             [listeners.tenant]\nfrom = \"static\"\nstatic_id = \"t\"\n"
+        ),
+    );
+    let child = Child(
+        wsplus_bin()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WSPLUS_ADMIN_TOKEN", "memory-admin-0123456789")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually("the server listens", async || {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let mut ws = try_open(addr, "/ws", &[]).await.expect("upgrade");
+    // Warm up the session's buffers with one full-size message.
+    ws.send(Message::binary(vec![1u8; 65_536])).await.unwrap();
+    assert!(matches!(ws.next().await, Some(Ok(Message::Binary(_)))));
+    let base = peak_kib(pid);
+
+    let pong = client_frame(0x8A, &[b'p'; 125]);
+    let chunk: Vec<u8> = pong.repeat((1 << 20) / pong.len());
+    let started = Instant::now();
+    let mut written = 0;
+    while written < PONG_FLOOD {
+        write_raw(&mut ws, &chunk).await;
+        written += chunk.len();
+    }
+    // The session has handled every pong once an echo comes back behind them.
+    ws.send(Message::text("after the flood")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => break t.to_string(),
+                Some(Ok(_)) => {}
+                other => panic!("the session ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the session answers after the flood");
+    assert_eq!(echoed, "after the flood");
+    let grown = peak_kib(pid).saturating_sub(base);
+    println!(
+        "{} MiB of pongs in {:.1} s; server peak RSS grew {grown} KiB",
+        PONG_FLOOD >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    // One message, a frame header, the HTTP layer's fixed buffers and the
+    // allocator's slack: a few MiB at most, far from the 32 MiB written.
+    assert!(
+        grown < 8 * 1024,
+        "server peak RSS grew {grown} KiB while {} MiB of pongs arrived",
+        PONG_FLOOD >> 20
+    );
+}

@@ -1,7 +1,8 @@
 //! Headless Chromium for the browser tests, driven over WebDriver
 //! (fantoccini + chromedriver): finding the tools (skip when missing, fail
 //! under `CI=true`), a chromedriver on a free port, a fresh profile per run,
-//! and polling a script in the page.
+//! polling a script in the page, and several pages (windows) of one browser,
+//! each with its own scripts.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
@@ -28,15 +30,26 @@ pub async fn js(c: &Client, script: &str) -> Value {
 /// Polls `script` until it returns something other than null/false, failing
 /// after [`BROWSER_WAIT`] with what `logs` (a script) returns.
 pub async fn wait_js_logging(c: &Client, what: &str, script: &str, logs: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
+    match poll_js(c, script, BROWSER_WAIT).await {
+        Some(v) => v,
+        None => {
+            let logs = js(c, logs).await;
+            panic!("timed out waiting for: {what}\npage logs: {logs:#}");
+        }
+    }
+}
+
+/// Runs `script` every 100 ms until it returns something other than
+/// null/false (that value), or `limit` passed (None).
+pub async fn poll_js(c: &Client, script: &str, limit: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let v = js(c, script).await;
         if !(v.is_null() || v == Value::Bool(false)) {
-            return v;
+            return Some(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            let logs = js(c, logs).await;
-            panic!("timed out waiting for: {what}\npage logs: {logs:#}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -131,6 +144,10 @@ impl Chromedriver {
             "--disable-sync",
             "--disable-quic",
             "--no-proxy-server",
+            // Several pages run at once: none may be throttled as a background one.
+            "--disable-background-timer-throttling",
+            "--disable-backgrounding-occluded-windows",
+            "--disable-renderer-backgrounding",
             "--window-size=1400,1000",
         ]
         .map(String::from)
@@ -197,5 +214,72 @@ where
     let _ = browser.close().await; // ends the browser even when the scenario failed
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
+    }
+}
+
+/// A page: one window of the browser, with its own document and scripts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The window's WebDriver handle.
+    pub window: WindowHandle,
+    /// A name for failure messages.
+    pub name: String,
+}
+
+impl Page {
+    /// Opens `url` in the browser's current window (the first page) or in a
+    /// new window (`new_window`).
+    pub async fn open(c: &Client, name: &str, url: &str, new_window: bool) -> Page {
+        let window = if new_window {
+            c.new_window(false).await.expect("new window").handle
+        } else {
+            c.window().await.expect("current window")
+        };
+        c.switch_to_window(window.clone())
+            .await
+            .expect("switch to window");
+        c.goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: open {url}: {e}"));
+        Page {
+            window,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Makes this page the one scripts run in.
+    async fn focus(&self, c: &Client) {
+        c.switch_to_window(self.window.clone())
+            .await
+            .expect("switch to window");
+    }
+
+    /// Runs `script` (a function body) in this page.
+    pub async fn js(&self, c: &Client, script: &str) -> Value {
+        self.focus(c).await;
+        js(c, script).await
+    }
+
+    /// Polls `script` in this page until it returns something other than
+    /// null/false, failing after `limit` with what `logs` returns there.
+    pub async fn wait(
+        &self,
+        c: &Client,
+        what: &str,
+        script: &str,
+        logs: &str,
+        limit: Duration,
+    ) -> Value {
+        self.focus(c).await;
+        match poll_js(c, script, limit).await {
+            Some(v) => v,
+            None => {
+                let logs = js(c, logs).await;
+                panic!(
+                    "{}: timed out waiting for: {what}\npage state: {logs:#}",
+                    self.name
+                );
+            }
+        }
     }
 }

@@ -47,16 +47,6 @@ async fn client(app: &TestApp, tenant: &str) -> Chan {
     Chan::connect(app, PATH, &channels_token(tenant, Some("u"), 3600, claims)).await
 }
 
-/// Publishes and returns the offset of the result.
-async fn publish(c: &mut Chan, channel: &str, data: Value) -> u64 {
-    let r = c
-        .cmd(json!({"op": "publish", "channel": channel, "data": data}))
-        .await;
-    r["result"]["offset"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no offset: {r}"))
-}
-
 async fn subscribe(c: &mut Chan, channel: &str, since: Option<(&str, u64)>) -> Value {
     let mut cmd = json!({"op": "subscribe", "channel": channel});
     if let Some((epoch, offset)) = since {
@@ -90,7 +80,7 @@ async fn publications_carry_offsets_and_history_returns_them() {
     let e = epoch(&r);
     assert!(!e.is_empty());
     for n in 1..=3u64 {
-        assert_eq!(publish(&mut b, "x", json!({"n": n})).await, n);
+        assert_eq!(publish_numbered(&mut b, "x", json!({"n": n})).await, n);
         let p = a.push().await;
         assert_eq!(
             (p["push"].as_str(), p["offset"].as_u64(), &p["data"]),
@@ -190,7 +180,7 @@ async fn recovery_needs_the_same_epoch_and_everything_kept() {
     let r = a.cmd(json!({"op": "unsubscribe", "channel": "x"})).await;
     assert_eq!(r["result"], json!({}));
     for n in 1..=5 {
-        publish(&mut b, "x", json!(n)).await;
+        publish_numbered(&mut b, "x", json!(n)).await;
     }
     a.no_push().await;
     // 3, 4, 5 are kept (size 3): from 2 recovers, from 1 does not.
@@ -212,7 +202,7 @@ async fn recovery_needs_the_same_epoch_and_everything_kept() {
         (Some(true), vec![])
     );
     // Not recovered, but subscribed anyway.
-    assert_eq!(publish(&mut b, "x", json!(6)).await, 6);
+    assert_eq!(publish_numbered(&mut b, "x", json!(6)).await, 6);
     assert_eq!(a.push().await["offset"], 6);
     a.no_push().await;
 
@@ -240,8 +230,8 @@ async fn publications_expire_after_the_ttl() {
     let app = app(10, 1);
     let mut a = client(&app, "acme").await;
     let e = epoch(&subscribe(&mut a, "x", None).await);
-    publish(&mut a, "x", json!(1)).await;
-    publish(&mut a, "x", json!(2)).await;
+    publish_numbered(&mut a, "x", json!(1)).await;
+    publish_numbered(&mut a, "x", json!(2)).await;
     assert_eq!(a.push().await["offset"], 1);
     assert_eq!(a.push().await["offset"], 2);
     let h = a.cmd(json!({"op": "history", "channel": "x"})).await;
@@ -258,7 +248,7 @@ async fn publications_expire_after_the_ttl() {
     let r = subscribe(&mut a, "x", Some((&e, 2))).await;
     assert_eq!(r["recovered"], true, "nothing missed");
     // Offsets go on in the same epoch.
-    assert_eq!(publish(&mut a, "x", json!(3)).await, 3);
+    assert_eq!(publish_numbered(&mut a, "x", json!(3)).await, 3);
 }
 
 #[tokio::test]
@@ -266,7 +256,7 @@ async fn history_outlives_the_tenants_sessions_and_a_restart_changes_the_epoch()
     let app = app(10, 60);
     let mut a = client(&app, "acme").await;
     let e = epoch(&subscribe(&mut a, "x", None).await);
-    assert_eq!(publish(&mut a, "x", json!(1)).await, 1);
+    assert_eq!(publish_numbered(&mut a, "x", json!(1)).await, 1);
     assert_eq!(a.push().await["offset"], 1);
     drop(a);
     app.wait_snapshot(Snapshot::default()).await;
@@ -301,7 +291,7 @@ async fn admin_history_route_and_channel_detail() {
     let mut a = client(&app, "acme").await;
     let e = epoch(&subscribe(&mut a, "x", None).await);
     for n in 1..=3 {
-        publish(&mut a, "x", json!(n)).await;
+        publish_numbered(&mut a, "x", json!(n)).await;
     }
     let q = format!("listener={}&tenant=acme", PATH.replace('/', "%2F"));
     let d = get(&app, &format!("/admin/v1/channels/x?{q}"))
@@ -363,58 +353,7 @@ async fn admin_history_route_and_channel_detail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_hands_over_to_live_publications_without_gap_or_repeat() {
     let app = app(1000, 60);
-    let mut publisher = client(&app, "acme").await;
-    let mut s = client(&app, "acme").await;
-    let first = subscribe(&mut s, "x", None).await;
-    let e = epoch(&first);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    let publishing = tokio::spawn(async move {
-        let mut last = 0;
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            last = publish(&mut publisher, "x", json!(last + 1)).await;
-        }
-        last
-    });
-
-    let mut seen: Vec<u64> = Vec::new();
-    for round in 0..25 {
-        // Some live publications...
-        for _ in 0..(5 + round % 7) {
-            let p = s.push().await;
-            seen.push(p["offset"].as_u64().unwrap());
-        }
-        let r = s.cmd(json!({"op": "unsubscribe", "channel": "x"})).await;
-        assert_eq!(r["result"], json!({}));
-        // ...and those queued before the unsubscribe reply.
-        while let Some(p) = s.take_push() {
-            seen.push(p["offset"].as_u64().unwrap());
-        }
-        let last = *seen.last().unwrap();
-        // Miss a few while unsubscribed.
-        loop {
-            let h = s
-                .cmd(json!({"op": "history", "channel": "x", "limit": 0}))
-                .await;
-            if h["result"]["offset"].as_u64().unwrap() >= last + 3 {
-                break;
-            }
-        }
-        let r = subscribe(&mut s, "x", Some((&e, last))).await;
-        assert_eq!(r["recovered"], true, "round {round}: {r}");
-        let recovered = offsets(&r["publications"]);
-        assert!(recovered.len() >= 3, "round {round}: {recovered:?}");
-        assert_eq!(r["offset"].as_u64(), recovered.last().copied());
-        seen.extend(recovered);
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let published = publishing.await.unwrap();
-    // Everything published after the last subscribe arrives live.
-    while seen.last().copied() < Some(published) {
-        seen.push(s.push().await["offset"].as_u64().unwrap());
-    }
-    let want: Vec<u64> = (1..=published).collect();
-    assert_eq!(seen.len(), want.len(), "a gap or a repeat");
-    assert_eq!(seen, want);
-    s.no_push().await;
+    let publisher = client(&app, "acme").await;
+    let subscriber = client(&app, "acme").await;
+    recover_while_publishing(publisher, subscriber, "x", 25).await;
 }

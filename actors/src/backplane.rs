@@ -26,11 +26,33 @@ use std::fmt;
 use futures_core::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::channels::codec::StreamPosition;
+use crate::channels::history::HistoryLimits;
 use crate::channels::ChannelName;
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::info::SessionInfo;
 use crate::views::{SessionView, TenantView};
+
+/// A channel's stream as the cluster keeps it (history in the cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStream {
+    /// The stream's epoch.
+    pub epoch: String,
+    /// Its last offset (0 before the first publication).
+    pub offset: u64,
+    /// The kept `pub` pushes after the offset asked for, with their
+    /// offsets, oldest first (expired ones left out).
+    pub publications: Vec<(u64, bytestring::ByteString)>,
+}
+
+/// Why the cluster's history could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// The cluster store did not answer (down, slow, or its queue is full).
+    #[error("history store unavailable")]
+    Unavailable,
+}
 
 /// What a cluster-wide tenant slot request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +127,53 @@ pub trait Backplane: Send + Sync + fmt::Debug {
         _tenant: Option<&TenantId>,
         _channel: &ChannelName,
     ) {
+    }
+
+    /// Resolves once publications of the channel made on other nodes reach
+    /// this node (the channel has a subscriber here); at once when that is
+    /// not possible right now.
+    fn channel_ready(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// True when channel history lives in the cluster: publications are
+    /// numbered by [`Backplane::append_history`], which also delivers them to
+    /// every node (this one included), and streams are read with
+    /// [`Backplane::read_history`].
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Numbers a publication (the `pub` push without offset), keeps it in
+    /// the channel's stream and delivers it to every node with its position.
+    fn append_history(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+        _push: &Delivery,
+        _limits: HistoryLimits,
+    ) -> BoxFuture<'static, Result<StreamPosition, HistoryError>> {
+        Box::pin(std::future::ready(Err(HistoryError::Unavailable)))
+    }
+
+    /// The channel's stream: its position and, with `after`, the kept
+    /// publications after that offset (the stream starts with a new epoch if
+    /// the cluster has none for the channel).
+    fn read_history(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+        _limits: HistoryLimits,
+        _after: Option<u64>,
+    ) -> BoxFuture<'static, Result<ClusterStream, HistoryError>> {
+        Box::pin(std::future::ready(Err(HistoryError::Unavailable)))
     }
 
     /// A session joined this node (session registry).

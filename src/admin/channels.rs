@@ -225,12 +225,14 @@ pub async fn publish(
     let channel = channel_name(channel)?;
     let stamp = admin_stamp(tenant, scope.as_str());
     let delivery = push_pub(&channel, data, None, &stamp);
-    Ok(state
+    // The cluster's history could not number it: nothing was published.
+    state
         .broker
         .send(PublishToChannel {
             space,
             channel,
             delivery,
         })
-        .await?)
+        .await?
+        .map_err(|_| ApiError::Unavailable)
 }

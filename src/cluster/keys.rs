@@ -74,6 +74,13 @@ pub fn topic_channel(listener: &str, tenant: Option<&str>, channel: &str) -> Str
     }
 }
 
+/// The keys of a channel's history: (meta hash, stream), sharing the hash
+/// tag of the channel's pub/sub name.
+pub fn history_keys(listener: &str, tenant: Option<&str>, channel: &str) -> (String, String) {
+    let name = topic_channel(listener, tenant, channel);
+    (format!("{name}:meta"), format!("{name}:stream"))
+}
+
 /// The channel of one node (admin requests and replies).
 pub fn node_channel(node: &str) -> String {
     format!("{PREFIX}:n:{{{}}}", escape(node))

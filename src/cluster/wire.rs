@@ -8,6 +8,9 @@
 //! text/binary the message bytes, exactly as delivered to sockets
 //! request     8-byte call id (big endian), then the NodeRequest as JSON
 //! reply       8-byte call id (big endian), then the NodeReply as JSON
+//! publication `epoch\noffset\n`, then the `pub` push with its offset (a
+//!             channel publication numbered by Redis; the origin is empty:
+//!             every node, the publishing one included, delivers it)
 //! ```
 //!
 //! Messages are forwarded as serialized by the origin (no JSON work per node).
@@ -15,6 +18,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use wsplus_actors::backplane::{NodeReply, NodeRequest};
+use wsplus_actors::channels::codec::StreamPosition;
 use wsplus_actors::Delivery;
 
 const VERSION: u8 = 1;
@@ -22,6 +26,7 @@ const TEXT: u8 = 1;
 const BINARY: u8 = 2;
 const REQUEST: u8 = 3;
 const REPLY: u8 = 4;
+const PUBLICATION: u8 = 5;
 
 /// What an envelope carries.
 #[derive(Debug, PartialEq)]
@@ -32,6 +37,8 @@ pub enum Body {
     Request(u64, NodeRequest),
     /// The answer to one of this node's requests.
     Reply(u64, NodeReply),
+    /// A channel publication numbered in the cluster's stream.
+    Publication(StreamPosition, Delivery),
 }
 
 /// A decoded envelope.
@@ -62,6 +69,20 @@ pub fn delivery(origin: &str, d: &Delivery) -> Vec<u8> {
     let mut b = header(kind, origin, bytes.len());
     b.put_slice(bytes);
     b.to_vec()
+}
+
+/// The header of a numbered publication (written by Redis, which appends
+/// the position and the push; see `redis::scripts`).
+pub fn publication_header() -> Vec<u8> {
+    header(PUBLICATION, "", 0).to_vec()
+}
+
+/// Encodes a numbered publication (what the append script publishes).
+#[cfg(test)]
+pub fn publication(position: &StreamPosition, push: &str) -> Vec<u8> {
+    let mut b = publication_header();
+    b.extend_from_slice(format!("{}\n{}\n{push}", position.epoch, position.offset).as_bytes());
+    b
 }
 
 /// Encodes an admin request.
@@ -136,6 +157,23 @@ pub fn decode(raw: Bytes) -> Result<Envelope, WireError> {
                 Body::Reply(id, serde_json::from_slice(js).map_err(err)?)
             }
         }
+        PUBLICATION => {
+            let text = std::str::from_utf8(&rest).map_err(|_| WireError::Utf8)?;
+            let mut parts = text.splitn(3, '\n');
+            let (Some(epoch), Some(offset), Some(push)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(WireError::Malformed);
+            };
+            let offset = offset.parse().map_err(|_| WireError::Malformed)?;
+            let position = StreamPosition {
+                epoch: epoch.to_owned(),
+                offset,
+            };
+            let at = rest.len() - push.len();
+            let push = ByteString::try_from(rest.slice(at..)).map_err(|_| WireError::Utf8)?;
+            Body::Publication(position, Delivery::Text(push))
+        }
         _ => return Err(WireError::Malformed),
     };
     Ok(Envelope { origin, body })
@@ -160,6 +198,19 @@ mod tests {
         assert_eq!(e.body, Body::Request(42, NodeRequest::Stats));
         let e = decode(reply("n", 7, &NodeReply::Count(3)).into()).unwrap();
         assert_eq!(e.body, Body::Reply(7, NodeReply::Count(3)));
+        let at = StreamPosition {
+            epoch: "e1".into(),
+            offset: 12,
+        };
+        let push = r#"{"push":"pub","channel":"c","offset":12,"data":"a\nb"}"#;
+        let e = decode(publication(&at, push).into()).unwrap();
+        assert_eq!(e.origin, "", "every node delivers it");
+        assert_eq!(e.body, Body::Publication(at, Delivery::Text(push.into())));
+        for bad in ["e1\n12", "e1\nx\n{}", "e1"] {
+            let mut b = publication_header();
+            b.extend_from_slice(bad.as_bytes());
+            assert_eq!(decode(b.into()), Err(WireError::Malformed), "{bad:?}");
+        }
     }
 
     #[test]

@@ -224,3 +224,92 @@ impl Chan {
             .unwrap_or_else(|| panic!("not an error: {reply}"))
     }
 }
+
+/// Publishes on `channel` and returns the offset of the result.
+pub async fn publish_numbered(c: &mut Chan, channel: &str, data: Value) -> u64 {
+    let r = c
+        .cmd(json!({"op": "publish", "channel": channel, "data": data}))
+        .await;
+    r["result"]["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no offset: {r}"))
+}
+
+/// `publisher` publishes on `channel` (history on, nobody published there
+/// yet) as fast as it can, while `subscriber` subscribes, reads a few live
+/// publications, unsubscribes, misses a few and subscribes again with
+/// `since`, `rounds` times: every recovery must succeed and the offsets it
+/// sees — recovered or live — must be exactly 1, 2, 3, … (no gap, no repeat).
+pub async fn recover_while_publishing(
+    mut publisher: Chan,
+    mut subscriber: Chan,
+    channel: &str,
+    rounds: usize,
+) {
+    let s = &mut subscriber;
+    let first = s.cmd(json!({"op": "subscribe", "channel": channel})).await;
+    assert_eq!(first["result"]["offset"], 0, "{first}");
+    let epoch = first["result"]["epoch"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let name = channel.to_owned();
+    let publishing = tokio::spawn(async move {
+        let mut last = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            last = publish_numbered(&mut publisher, &name, json!(last + 1)).await;
+        }
+        last
+    });
+    let offset = |p: &Value| p["offset"].as_u64().unwrap_or_else(|| panic!("{p}"));
+    let mut seen: Vec<u64> = Vec::new();
+    for round in 0..rounds {
+        // Some live publications...
+        for _ in 0..(5 + round % 7) {
+            let p = s.push().await;
+            seen.push(offset(&p));
+        }
+        let r = s
+            .cmd(json!({"op": "unsubscribe", "channel": channel}))
+            .await;
+        assert_eq!(r["result"], json!({}));
+        // ...and those queued before the unsubscribe reply.
+        while let Some(p) = s.take_push() {
+            seen.push(offset(&p));
+        }
+        let last = *seen.last().unwrap();
+        // Miss a few while unsubscribed.
+        loop {
+            let h = s
+                .cmd(json!({"op": "history", "channel": channel, "limit": 0}))
+                .await;
+            if h["result"]["offset"].as_u64().unwrap() >= last + 3 {
+                break;
+            }
+        }
+        let since = json!({"epoch": epoch, "offset": last});
+        let r = s
+            .cmd(json!({"op": "subscribe", "channel": channel, "since": since}))
+            .await;
+        let r = &r["result"];
+        assert_eq!(r["recovered"], true, "round {round}: {r}");
+        let recovered: Vec<u64> = r["publications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(offset)
+            .collect();
+        assert!(recovered.len() >= 3, "round {round}: {recovered:?}");
+        assert_eq!(r["offset"].as_u64(), recovered.last().copied());
+        seen.extend(recovered);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = publishing.await.unwrap();
+    // Everything published after the last subscribe arrives live.
+    while seen.last().copied() < Some(published) {
+        seen.push(offset(&s.push().await));
+    }
+    let want: Vec<u64> = (1..=published).collect();
+    assert_eq!(seen.len(), want.len(), "a gap or a repeat");
+    assert_eq!(seen, want);
+    s.no_push().await;
+}

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 
 use super::Broker;
+use crate::backplane::HistoryError;
 use crate::channels::codec::{StreamPosition, UnsubscribeReason};
 use crate::channels::history::Page;
 use crate::channels::hub::{ChannelHub, HubRoute, HubWentIdle, StopHub};
@@ -36,9 +37,9 @@ pub struct ChannelSpaceKey {
 }
 
 /// An admin publication to a channel; returns how many queues took it here
-/// and its offset (history on).
+/// and its offset (history on), or why the cluster's history refused it.
 #[derive(Message, Debug)]
-#[rtype(result = "Published")]
+#[rtype(result = "Result<Published, HistoryError>")]
 pub struct PublishToChannel {
     /// The space.
     pub space: ChannelSpaceKey,
@@ -258,7 +259,7 @@ impl Broker {
 }
 
 impl Handler<PublishToChannel> for Broker {
-    type Result = ResponseFuture<Published>;
+    type Result = ResponseFuture<Result<Published, HistoryError>>;
 
     fn handle(&mut self, msg: PublishToChannel, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub_or_park(&msg.space);
@@ -269,10 +270,11 @@ impl Handler<PublishToChannel> for Broker {
                         channel: msg.channel,
                         delivery: msg.delivery,
                         forward: true,
+                        position: None,
                     })
                     .await
-                    .unwrap_or_default(),
-                None => Published::default(),
+                    .unwrap_or(Ok(Published::default())),
+                None => Ok(Published::default()),
             }
         })
     }

@@ -255,6 +255,8 @@ pub enum RemoteTarget {
         tenant: Option<TenantId>,
         /// The channel.
         channel: crate::channels::ChannelName,
+        /// Its position in the cluster's stream (history in the cluster).
+        position: Option<crate::channels::codec::StreamPosition>,
     },
 }
 

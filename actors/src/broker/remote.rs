@@ -52,12 +52,17 @@ impl Handler<RemoteDeliver> for Broker {
                 }
             }
             RemoteTarget::Global => self.fanout_listener(msg.listener, &msg.delivery),
-            RemoteTarget::Channel { tenant, channel } => {
+            RemoteTarget::Channel {
+                tenant,
+                channel,
+                position,
+            } => {
                 if let Some(hub) = self.hub(msg.listener, tenant.as_ref()) {
                     let publish = crate::channels::space::PublishLocal {
                         channel,
                         delivery: msg.delivery,
                         forward: false,
+                        position,
                     };
                     if let Err(SendError::Full(_)) = hub.try_send(publish) {
                         self.counters.add_dropped(DropReason::RoomBacklog);

@@ -432,16 +432,24 @@ pub fn pub_with_offset(push: &Delivery, channel: &ChannelName, offset: u64) -> D
     let Delivery::Text(text) = push else {
         return push.clone();
     };
-    let prefix = pub_prefix(channel);
-    debug_assert!(text.starts_with(&prefix), "a pub push of {channel}");
-    let rest = text.get(prefix.len()..).unwrap_or_default();
+    let Some((prefix, rest)) = split_pub(text, channel) else {
+        return push.clone();
+    };
     let mut out = String::with_capacity(text.len() + 24);
-    out.push_str(&prefix);
+    out.push_str(prefix);
     out.push_str(r#""offset":"#);
     out.push_str(&offset.to_string());
     out.push(',');
     out.push_str(rest);
     Delivery::Text(ByteString::from(out))
+}
+
+/// A `pub` push of `channel` without offset split where the offset goes:
+/// `({"push":"pub","channel":"c",`, `"data":…}`).
+pub fn split_pub<'a>(push: &'a str, channel: &ChannelName) -> Option<(&'a str, &'a str)> {
+    let prefix = pub_prefix(channel);
+    push.starts_with(&prefix)
+        .then(|| push.split_at(prefix.len()))
 }
 
 /// Appends the `publications` entry `{offset, data, _session}` of the `pub`

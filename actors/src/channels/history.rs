@@ -129,6 +129,38 @@ pub struct Page {
     pub publications: Option<Vec<ByteString>>,
 }
 
+/// What a `history` query answers from a stream at `position` keeping
+/// `kept` (offset, push), oldest first: the newest `limit` (all when `None`,
+/// no list for `Some(0)`), only those after `since` when its epoch is the
+/// stream's.
+pub fn page(
+    position: StreamPosition,
+    kept: impl Iterator<Item = (u64, ByteString)>,
+    limit: Option<u64>,
+    since: Option<&StreamPosition>,
+) -> Page {
+    if limit == Some(0) {
+        return Page {
+            position,
+            publications: None,
+        };
+    }
+    let from = since
+        .filter(|p| p.epoch == position.epoch)
+        .map_or(0, |p| p.offset);
+    let mut list: Vec<ByteString> = kept.filter(|(o, _)| *o > from).map(|(_, p)| p).collect();
+    if let Some(limit) = limit {
+        let skip = list
+            .len()
+            .saturating_sub(limit.min(usize::MAX as u64) as usize);
+        list.drain(..skip);
+    }
+    Page {
+        position,
+        publications: Some(list),
+    }
+}
+
 /// The streams of one channel space.
 #[derive(Debug)]
 pub struct History {
@@ -297,27 +329,8 @@ impl History {
             };
         };
         s.used = now;
-        let position = s.position();
-        if limit == Some(0) {
-            return Page {
-                position,
-                publications: None,
-            };
-        }
-        let from = since
-            .filter(|p| *p.epoch == *s.epoch)
-            .map_or(0, |p| p.offset);
-        let mut list: Vec<ByteString> = s.after(from).map(|k| k.push.clone()).collect();
-        if let Some(limit) = limit {
-            let skip = list
-                .len()
-                .saturating_sub(limit.min(usize::MAX as u64) as usize);
-            list.drain(..skip);
-        }
-        Page {
-            position,
-            publications: Some(list),
-        }
+        let kept = s.kept.iter().map(|k| (k.offset, k.push.clone()));
+        page(s.position(), kept, limit, since)
     }
 
     /// The last local subscriber of `channel` left: the stream stays for

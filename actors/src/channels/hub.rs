@@ -28,12 +28,13 @@ use actix::prelude::*;
 use crate::gate::Gate;
 use crate::outbox::push_when_space;
 
-use super::history::{Page, PRUNE_EVERY};
+use super::history::{page, Page, PRUNE_EVERY};
 use super::name::ChannelName;
 use super::space::{
     ChannelOp, ChannelSpace, CountSubscribers, ListChannels, PublishLocal, Published, ReadHistory,
     ServerSubscribe, ServerUnsubscribe, StreamStatus,
 };
+use crate::backplane::HistoryError;
 use crate::channels::codec::StreamPosition;
 
 /// A hub's address with the gate its publishers wait at: what a session of
@@ -140,12 +141,31 @@ impl ChannelHub {
     }
 }
 
+impl ChannelHub {
+    /// Runs the space's cluster round trips off the handler; each result is
+    /// applied in a later step of this actor.
+    fn run_jobs(&mut self, ctx: &mut Context<Self>) {
+        for job in self.space.take_jobs() {
+            ctx.spawn(job.0.into_actor(self).map(|done, act, ctx| {
+                act.space.finish(done);
+                act.after(ctx);
+            }));
+        }
+    }
+
+    /// What every step ends with: held pushes, then new round trips.
+    fn after(&mut self, ctx: &mut Context<Self>) {
+        self.hold_back(ctx);
+        self.run_jobs(ctx);
+    }
+}
+
 impl Actor for ChannelHub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
-        if self.space.history().is_some() {
+        if self.space.history_on() {
             ctx.run_interval(self.prune_every, |act, ctx| {
                 act.space.prune();
                 let (Some(owner), Some(tenant)) = (&act.owner, act.space.tenant()) else {
@@ -178,42 +198,74 @@ impl Handler<ChannelOp> for ChannelHub {
 
     fn handle(&mut self, msg: ChannelOp, ctx: &mut Self::Context) {
         self.space.apply(msg);
-        self.hold_back(ctx);
+        self.after(ctx);
     }
 }
 
 impl Handler<PublishLocal> for ChannelHub {
-    type Result = MessageResult<PublishLocal>;
+    type Result = ResponseFuture<Result<Published, HistoryError>>;
 
     fn handle(&mut self, msg: PublishLocal, ctx: &mut Self::Context) -> Self::Result {
+        if msg.forward && self.space.history_on() && self.space.history().is_none() {
+            // Numbered by the cluster, delivered here when it comes back.
+            return self.space.append_cluster(&msg.channel, &msg.delivery);
+        }
         let published = if msg.forward {
             self.space.publish_everywhere(&msg.channel, &msg.delivery)
         } else {
+            let position = msg.position.as_ref();
             Published {
-                delivered: self.space.publish(&msg.channel, &msg.delivery),
-                offset: None,
+                delivered: self.space.publish_at(&msg.channel, &msg.delivery, position),
+                offset: position.map(|p| p.offset),
             }
         };
-        self.hold_back(ctx);
-        MessageResult(published)
+        self.after(ctx);
+        Box::pin(std::future::ready(Ok(published)))
     }
 }
 
 impl Handler<StreamStatus> for ChannelHub {
-    type Result = Option<(StreamPosition, usize)>;
+    type Result = ResponseFuture<Option<(StreamPosition, usize)>>;
 
     fn handle(&mut self, msg: StreamStatus, _ctx: &mut Self::Context) -> Self::Result {
-        let h = self.space.history()?;
-        h.status(&msg.channel, std::time::Instant::now())
+        let now = std::time::Instant::now();
+        if let Some(h) = self.space.history() {
+            return Box::pin(std::future::ready(h.status(&msg.channel, now)));
+        }
+        let read = self.space.read(&msg.channel, Some(0));
+        Box::pin(async move {
+            let s = read.await.ok()?;
+            let position = StreamPosition {
+                epoch: s.epoch,
+                offset: s.offset,
+            };
+            Some((position, s.publications.len()))
+        })
     }
 }
 
 impl Handler<ReadHistory> for ChannelHub {
-    type Result = Option<Page>;
+    type Result = ResponseFuture<Option<Page>>;
 
     fn handle(&mut self, msg: ReadHistory, _ctx: &mut Self::Context) -> Self::Result {
-        let h = self.space.history()?;
-        Some(h.query(&msg.channel, msg.limit, None, std::time::Instant::now()))
+        let now = std::time::Instant::now();
+        if let Some(h) = self.space.history() {
+            return Box::pin(std::future::ready(Some(h.query(
+                &msg.channel,
+                msg.limit,
+                None,
+                now,
+            ))));
+        }
+        let read = self.space.read(&msg.channel, Some(0));
+        Box::pin(async move {
+            let s = read.await.ok()?;
+            let position = StreamPosition {
+                epoch: s.epoch,
+                offset: s.offset,
+            };
+            Some(page(position, s.publications.into_iter(), msg.limit, None))
+        })
     }
 }
 
@@ -224,7 +276,7 @@ impl Handler<ServerSubscribe> for ChannelHub {
         let done = self
             .space
             .server_subscribe(&msg.session, &msg.outbox, &msg.channel);
-        self.hold_back(ctx);
+        self.after(ctx);
         done
     }
 }
@@ -324,9 +376,10 @@ mod tests {
                 channel: ch("a"),
                 delivery: d,
                 forward: false,
+                position: None,
             };
             if i < 2 {
-                h.send(publish).await.unwrap();
+                h.send(publish).await.unwrap().unwrap();
             } else {
                 // Queued behind the held-back one: the hub takes it once the
                 // subscriber drained.
@@ -390,8 +443,10 @@ mod tests {
                 channel: ch("a"),
                 delivery: d.clone(),
                 forward: false,
+                position: None,
             })
             .await
+            .unwrap()
             .unwrap()
             .delivered,
             1
@@ -401,8 +456,10 @@ mod tests {
                 channel: ch("b"),
                 delivery: d,
                 forward: false,
+                position: None,
             })
             .await
+            .unwrap()
             .unwrap()
             .delivered,
             0
@@ -519,8 +576,10 @@ mod tests {
                 channel: ch("a"),
                 delivery: d.clone(),
                 forward: false,
+                position: None,
             })
             .await
+            .unwrap()
             .unwrap()
             .delivered;
         assert_eq!(n, 2);

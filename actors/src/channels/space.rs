@@ -24,6 +24,7 @@ use super::history::{History, HistoryLimits};
 use super::limits::{NoChannelLimits, TenantChannelLimits};
 use super::name::ChannelName;
 use super::permissions::{AccessRules, Grants};
+use super::recovery::{Answer, Recoveries};
 use super::table::{ChannelTable, Subscribed, SubscriptionOrigin, Unsubscribed};
 use super::ChannelError;
 use super::ErrorCode;
@@ -134,9 +135,9 @@ impl ChannelOp {
 }
 
 /// Publishes to a channel of this space (admin publish, a publication from
-/// another node).
+/// another node). Fails only when the cluster's history cannot number it.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Published")]
+#[rtype(result = "Result<Published, crate::backplane::HistoryError>")]
 pub struct PublishLocal {
     /// The channel.
     pub channel: ChannelName,
@@ -144,6 +145,9 @@ pub struct PublishLocal {
     pub delivery: Delivery,
     /// Hand it to the other nodes too (false for what came from one).
     pub forward: bool,
+    /// Its position in the cluster's stream (a numbered publication from
+    /// the cluster).
+    pub position: Option<StreamPosition>,
 }
 
 /// A server-side subscription (admin API): pushes `{"push": "subscribe"}`,
@@ -219,9 +223,18 @@ pub struct ChannelSpace {
     limits: Arc<dyn TenantChannelLimits>,
     /// Pushes waiting for a full queue (see [`ChannelSpace::take_held`]).
     held: Vec<(SessionId, Outbox, Delivery)>,
-    /// The channels' streams (history on).
+    /// The channels' streams (history on, kept here).
     history: Option<History>,
+    /// History on, kept by the cluster (see [`cluster_history`]).
+    cluster: Option<HistoryLimits>,
+    /// Subscribers waiting for a stream read in the cluster.
+    recoveries: Recoveries,
+    /// Cluster round trips to run (see [`ChannelSpace::take_jobs`]).
+    jobs: Vec<cluster_history::Job>,
 }
+
+mod cluster_history;
+pub use cluster_history::{Done, Job};
 
 impl ChannelSpace {
     /// An empty space.
@@ -235,6 +248,9 @@ impl ChannelSpace {
             limits: Arc::new(NoChannelLimits),
             held: Vec::new(),
             history: None,
+            cluster: None,
+            recoveries: Recoveries::new(),
+            jobs: Vec::new(),
         }
     }
 
@@ -261,9 +277,19 @@ impl ChannelSpace {
 
     /// Keeps each channel's recent publications (`history_size`,
     /// `history_ttl_s`).
+    /// `with_backplane` first: a backplane that keeps history keeps it.
     pub fn with_history(mut self, limits: HistoryLimits) -> Self {
-        self.history = Some(History::new(limits, self.counters.clone(), self.listener));
+        if self.backplane.keeps_history() {
+            self.cluster = Some(limits);
+        } else {
+            self.history = Some(History::new(limits, self.counters.clone(), self.listener));
+        }
         self
+    }
+
+    /// Whether history is on (kept here or in the cluster).
+    pub fn history_on(&self) -> bool {
+        self.history.is_some() || self.cluster.is_some()
     }
 
     /// The history, when on.
@@ -340,14 +366,19 @@ impl ChannelSpace {
                     SubscriptionOrigin::Client,
                     max,
                 );
+                if let Subscribed::Added { first } = outcome {
+                    self.opened(&channel, first);
+                }
                 let text = match outcome {
-                    Subscribed::Added { first } => {
-                        self.opened(&channel, first);
-                        self.subscribe_reply(reply, &channel, since.as_ref())
-                    }
-                    Subscribed::Already => self.subscribe_reply(reply, &channel, since.as_ref()),
                     Subscribed::LimitExceeded => {
                         codec::reply_err(Some(reply), &ChannelError::new(ErrorCode::LimitExceeded))
+                    }
+                    Subscribed::Added { .. } | Subscribed::Already if self.cluster.is_some() => {
+                        self.wait(&channel, &session, &outbox, Answer::Reply(reply), since);
+                        return;
+                    }
+                    Subscribed::Added { .. } | Subscribed::Already => {
+                        self.subscribe_reply(reply, &channel, since.as_ref())
                     }
                 };
                 self.answer(&session, &outbox, text);
@@ -359,6 +390,7 @@ impl ChannelSpace {
                 reply,
             } => {
                 let outcome = self.table.unsubscribe(&session, &channel);
+                self.recoveries.cancel(&channel, &session);
                 self.closed(&channel, outcome);
                 self.answer(&session, &outbox, codec::reply_empty(reply));
             }
@@ -367,6 +399,10 @@ impl ChannelSpace {
                 delivery,
                 reply,
             } => {
+                if self.cluster.is_some() {
+                    self.append(&channel, &delivery, reply);
+                    return;
+                }
                 let published = self.publish_everywhere(&channel, &delivery);
                 if let Some((session, outbox, id)) = reply {
                     let text = match published.offset {
@@ -386,6 +422,10 @@ impl ChannelSpace {
                 limit,
                 since,
             } => {
+                if self.cluster.is_some() {
+                    self.query(channel, session, outbox, reply, limit, since);
+                    return;
+                }
                 let text = match self.history.as_mut() {
                     Some(h) => {
                         let page = h.query(&channel, limit, since.as_ref(), Instant::now());
@@ -423,6 +463,7 @@ impl ChannelSpace {
 
     /// Drops every subscription of `session`.
     pub fn leave(&mut self, session: &SessionId) {
+        self.recoveries.cancel_session(session);
         let (removed, emptied) = self.table.remove_session(session);
         let gauges = &self.counters.listener(self.listener).channels;
         gauges.add_subscriptions(-(removed as i64));
@@ -436,9 +477,27 @@ impl ChannelSpace {
     /// subscriber whose queue is full gets it once it has drained (see
     /// [`ChannelSpace::take_held`]). Returns how many queues took it or will.
     pub fn publish(&mut self, channel: &ChannelName, delivery: &Delivery) -> usize {
+        self.publish_at(channel, delivery, None)
+    }
+
+    /// [`ChannelSpace::publish`] of a publication numbered `position` in the
+    /// cluster's stream: held for the subscribers still waiting for their
+    /// read of the stream.
+    pub fn publish_at(
+        &mut self,
+        channel: &ChannelName,
+        delivery: &Delivery,
+        position: Option<&StreamPosition>,
+    ) -> usize {
         let mut delivered = 0;
         let mut gone = Vec::new();
+        let waiting = position.filter(|_| self.recoveries.any(channel));
         for (id, outbox) in self.table.subscribers(channel) {
+            if let Some(p) = waiting {
+                if self.recoveries.hold(channel, id, p, delivery) {
+                    continue;
+                }
+            }
             match outbox.push(delivery.clone()) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
@@ -506,6 +565,10 @@ impl ChannelSpace {
         if let Subscribed::Added { first } = outcome {
             self.opened(channel, first);
         }
+        if self.cluster.is_some() {
+            self.wait(channel, session, outbox, Answer::Push, None);
+            return true;
+        }
         let position = self
             .history
             .as_mut()
@@ -527,6 +590,7 @@ impl ChannelSpace {
     ) -> bool {
         let outbox = self.table.outbox_of(session).cloned();
         let outcome = self.table.unsubscribe(session, channel);
+        self.recoveries.cancel(channel, session);
         if outcome == Unsubscribed::NotSubscribed {
             return false;
         }

@@ -16,6 +16,8 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use wsplus_actors::backplane::{NodeReply, NodeRequest};
 use wsplus_actors::broker::{RemoteDeliver, RemoteTarget};
+use wsplus_actors::channels::codec::StreamPosition;
+use wsplus_actors::channels::ChannelName;
 use wsplus_actors::counters::DropReason;
 use wsplus_actors::{Counters, Delivery, ListenerId, TenantId};
 
@@ -119,17 +121,10 @@ impl Dispatch {
                 self.deliver(&path, RemoteTarget::Global, d)
             }
             (Some(Channel::Topic(path, tenant, channel)), Body::Delivery(d)) => {
-                match wsplus_actors::channels::ChannelName::parse(&channel) {
-                    Ok(channel) => self.deliver(
-                        &path,
-                        RemoteTarget::Channel {
-                            tenant: tenant.map(TenantId::new),
-                            channel,
-                        },
-                        d,
-                    ),
-                    Err(_) => log::warn!("cluster: invalid channel name on {channel:?}"),
-                }
+                self.deliver_topic(&path, tenant, &channel, None, d)
+            }
+            (Some(Channel::Topic(path, tenant, channel)), Body::Publication(at, d)) => {
+                self.deliver_topic(&path, tenant, &channel, Some(at), d)
             }
             (Some(Channel::Node(_)), Body::Request(id, req)) => {
                 if self.rpc.try_send((env.origin, id, req)).is_err() {
@@ -142,6 +137,30 @@ impl Dispatch {
                 }
             }
             _ => log::warn!("cluster: unexpected message on {channel}"),
+        }
+    }
+
+    /// A publication of a channel of a channels-mode listener (`position`:
+    /// numbered in the cluster's stream).
+    fn deliver_topic(
+        &self,
+        path: &str,
+        tenant: Option<String>,
+        channel: &str,
+        position: Option<StreamPosition>,
+        d: Delivery,
+    ) {
+        match ChannelName::parse(channel) {
+            Ok(channel) => self.deliver(
+                path,
+                RemoteTarget::Channel {
+                    tenant: tenant.map(TenantId::new),
+                    channel,
+                    position,
+                },
+                d,
+            ),
+            Err(_) => log::warn!("cluster: invalid channel name on {channel:?}"),
         }
     }
 

@@ -15,13 +15,16 @@
 //! * [`mirror`] — this node's truth (sessions, held slots), updated
 //!   synchronously by the Broker's calls; Redis is only ever a copy of it,
 //!   rewritten after any doubt;
-//! * [`scripts`] — the Lua scripts (slots, leases), timed by Redis' clock.
+//! * [`scripts`] — the Lua scripts (slots, leases, channel history), timed by
+//!   Redis' clock;
+//! * [`history`] — channel streams: appends and reads, pipelined in order.
 //!
 //! This file is the Broker-facing handle: the [`Backplane`] implementation,
 //! which never blocks (it queues, bounded, and drops with a count when full).
 
 mod dispatch;
 mod error;
+mod history;
 mod link;
 mod mirror;
 mod queue;
@@ -40,23 +43,31 @@ use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::PushInfo;
 use tokio::sync::{mpsc, oneshot};
-use wsplus_actors::backplane::{Backplane, NodeReply, NodeRequest, SlotDecision};
+use wsplus_actors::backplane::{
+    Backplane, ClusterStream, HistoryError, NodeReply, NodeRequest, SlotDecision,
+};
+use wsplus_actors::channels::codec::{split_pub, StreamPosition};
+use wsplus_actors::channels::history::{new_epoch, HistoryLimits};
 use wsplus_actors::channels::ChannelName;
 use wsplus_actors::{
     Broker, Counters, Delivery, ListenerId, Scope, SessionId, SessionInfo, TenantId,
 };
 
 use self::dispatch::{Dispatch, Incoming};
+use self::history::HistoryOp;
 use self::link::{Health, Link};
 use self::mirror::Mirror;
 use self::queue::Op;
-use self::scripts::Scripts;
+use self::scripts::{AppendArgs, HistoryKeys, Scripts};
 use self::subs::Subscriptions;
 use self::tasks::MIN_BACKOFF;
 use super::{keys, wire, ClusterStats, NodeListener, RedisTarget};
 
 /// Admin requests from other nodes waiting for the Broker.
 const RPC_QUEUE: usize = 64;
+/// How long a channel's epoch outlives its last publication or read, at
+/// least (longer when `history_ttl_s` is).
+const EPOCH_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Timings, from `[cluster]`.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +107,8 @@ pub struct RedisBackplane {
     arbiter: ArbiterHandle,
     /// Other nodes' requests, until [`RedisBackplane::attach`] hands them to the Broker.
     rpc: Mutex<Option<mpsc::Receiver<Incoming>>>,
+    /// To the channel history task.
+    history: mpsc::Sender<HistoryOp>,
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -148,6 +161,7 @@ impl RedisBackplane {
         )?;
         let (ops, ops_rx) = queue::channel(timing.queue, timing.queue_bytes);
         let (subs_tx, subs_rx) = mpsc::channel(timing.queue);
+        let (history_tx, history_rx) = mpsc::channel(timing.queue);
         let link = Arc::new(Link {
             registry: keys::registry_key(&node),
             node,
@@ -167,10 +181,12 @@ impl RedisBackplane {
         actix_rt::spawn(tasks::writer(link.clone(), ops_rx));
         actix_rt::spawn(subs::subscriber(link.clone(), subs_rx));
         actix_rt::spawn(tasks::ticker(Arc::downgrade(&link)));
+        actix_rt::spawn(history::task(link.clone(), history_rx));
         Ok(Arc::new(Self {
             link,
             arbiter,
             rpc: Mutex::new(Some(rpc_rx)),
+            history: history_tx,
         }))
     }
 
@@ -302,6 +318,45 @@ impl RedisBackplane {
         })
     }
 
+    fn history_keys(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) -> Option<HistoryKeys> {
+        let l = self.listener(listener)?;
+        let tenant = tenant.map(TenantId::as_str);
+        let (meta, stream) = keys::history_keys(&l.path, tenant, channel.as_str());
+        Some(HistoryKeys {
+            meta,
+            stream,
+            channel: keys::topic_channel(&l.path, tenant, channel.as_str()),
+        })
+    }
+
+    /// Queues one history script; its answer, or `Unavailable` at once when
+    /// the queue is full or Redis is down.
+    fn history_call<T: Send + 'static>(
+        &self,
+        cmd: Option<redis::Cmd>,
+        reply: impl FnOnce(oneshot::Sender<Result<T, HistoryError>>) -> history::Reply,
+    ) -> BoxFuture<'static, Result<T, HistoryError>> {
+        let (tx, rx) = oneshot::channel();
+        let queued = cmd.filter(|_| self.link.up()).is_some_and(|cmd| {
+            let op = HistoryOp {
+                cmd,
+                reply: reply(tx),
+            };
+            self.history.try_send(op).is_ok()
+        });
+        Box::pin(async move {
+            if !queued {
+                return Err(HistoryError::Unavailable);
+            }
+            rx.await.unwrap_or(Err(HistoryError::Unavailable))
+        })
+    }
+
     fn publish(&self, channel: String, delivery: &Delivery) {
         let payload = wire::delivery(&self.link.node, delivery);
         self.link.publish(channel, payload);
@@ -376,6 +431,71 @@ impl Backplane for RedisBackplane {
         if let Some(name) = self.topic_channel(listener, tenant, channel) {
             self.link.subs.unwant(&name);
         }
+    }
+
+    fn channel_ready(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) -> BoxFuture<'static, ()> {
+        match self.topic_channel(listener, tenant, channel) {
+            Some(name) => self.want(name),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    fn append_history(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+        push: &Delivery,
+        limits: HistoryLimits,
+    ) -> BoxFuture<'static, Result<StreamPosition, HistoryError>> {
+        let keys = self.history_keys(listener, tenant, channel);
+        let envelope = wire::publication_header();
+        let epoch = new_epoch();
+        let cmd = match (keys, push) {
+            (Some(keys), Delivery::Text(text)) => split_pub(text, channel).map(|(head, tail)| {
+                let args = AppendArgs {
+                    epoch: &epoch,
+                    size: limits.size,
+                    ttl_ms: limits.ttl.as_millis() as u64,
+                    meta_ttl_ms: limits.ttl.max(EPOCH_TTL).as_millis() as u64,
+                    envelope: &envelope,
+                    head,
+                    tail,
+                };
+                self.link.scripts.history_append(&keys, &args)
+            }),
+            _ => None,
+        };
+        self.history_call(cmd, history::Reply::Append)
+    }
+
+    fn read_history(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+        limits: HistoryLimits,
+        after: Option<u64>,
+    ) -> BoxFuture<'static, Result<ClusterStream, HistoryError>> {
+        let cmd = self.history_keys(listener, tenant, channel).map(|keys| {
+            self.link.scripts.history_read(
+                &keys,
+                &new_epoch(),
+                limits.ttl.as_millis() as u64,
+                limits.ttl.max(EPOCH_TTL).as_millis() as u64,
+                after,
+            )
+        });
+        self.history_call(cmd, history::Reply::Read)
     }
 
     fn session_joined(&self, info: &SessionInfo) {

@@ -68,6 +68,55 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 ";
 
+/// Channel history, append. KEYS[1] = the stream's meta hash (`epoch`,
+/// `top`), KEYS[2] = the stream. ARGV = epoch candidate, history_size,
+/// ttl_ms, meta_ttl_ms, envelope head, push head, push tail, pub/sub channel.
+///
+/// A stream without meta (new, expired, or lost with a Redis restart) starts
+/// a new epoch with the candidate and nothing kept. The offset is the next of
+/// `top`; the push gets `"offset":n,` between head and tail, is kept (entry id
+/// `n-0`, at most history_size entries, field `t` = time) and published with
+/// its position — all in one step, so numbering, keeping and delivering never
+/// disagree. Returns {epoch, offset}.
+const APPEND_BODY: &str = r#"
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
+local push = ARGV[6] .. '"offset":' .. offset .. ',' .. ARGV[7]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'p', push, 't', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[8], ARGV[5] .. epoch .. '\n' .. offset .. '\n' .. push)
+return {epoch, offset}
+"#;
+
+/// Channel history, read. KEYS as for append; ARGV = epoch candidate, ttl_ms,
+/// meta_ttl_ms, after (-1: the position only). Starts a new epoch like
+/// append when there is none. Returns {epoch, top, offset1, push1, …}: the
+/// kept publications after `after` younger than ttl, oldest first.
+const READ_BODY: &str = r#"
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'top', 0)
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local out = {redis.call('HGET', KEYS[1], 'epoch'), tonumber(redis.call('HGET', KEYS[1], 'top'))}
+local after = tonumber(ARGV[4])
+if after >= 0 then
+  local oldest = now - tonumber(ARGV[2])
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')) do
+    local f = e[2]
+    if tonumber(f[4]) > oldest then
+      table.insert(out, tonumber(string.match(e[1], '^(%d+)')))
+      table.insert(out, f[2])
+    end
+  end
+end
+return out
+"#;
+
 /// The scripts with their clock prelude, sent with `EVAL` (Redis caches them by
 /// digest; they are small).
 #[derive(Debug)]
@@ -75,6 +124,8 @@ pub struct Scripts {
     slots: String,
     heartbeat: String,
     live: String,
+    append: String,
+    read: String,
 }
 
 impl Default for Scripts {
@@ -83,6 +134,8 @@ impl Default for Scripts {
             slots: format!("{NOW}{SLOTS_BODY}"),
             heartbeat: format!("{NOW}{HEARTBEAT_BODY}"),
             live: format!("{NOW}{LIVE_BODY}"),
+            append: format!("{NOW}{APPEND_BODY}"),
+            read: format!("{NOW}{READ_BODY}"),
         }
     }
 }
@@ -94,6 +147,36 @@ fn eval(src: &str, keys: &[&str]) -> redis::Cmd {
         c.arg(*k);
     }
     c
+}
+
+/// The Redis names of one channel's history.
+#[derive(Debug, Clone)]
+pub struct HistoryKeys {
+    /// The meta hash (`epoch`, `top`).
+    pub meta: String,
+    /// The stream of kept publications.
+    pub stream: String,
+    /// The pub/sub channel its publications go out on.
+    pub channel: String,
+}
+
+/// The arguments of one append.
+#[derive(Debug)]
+pub struct AppendArgs<'a> {
+    /// The epoch a new stream starts with.
+    pub epoch: &'a str,
+    /// `history_size`.
+    pub size: usize,
+    /// `history_ttl_s` in ms.
+    pub ttl_ms: u64,
+    /// How long the epoch outlives the last publication.
+    pub meta_ttl_ms: u64,
+    /// The wire envelope's header.
+    pub envelope: &'a [u8],
+    /// The push up to where the offset goes.
+    pub head: &'a str,
+    /// The rest of the push.
+    pub tail: &'a str,
 }
 
 /// What to do with a node's share of a tenant's slots.
@@ -127,6 +210,36 @@ impl Scripts {
     pub fn heartbeat(&self, registry: &str, node: &str, lease_ms: u64) -> redis::Cmd {
         let mut c = eval(&self.heartbeat, &[crate::cluster::keys::NODES, registry]);
         c.arg(node).arg(lease_ms);
+        c
+    }
+
+    /// Appends to a channel's stream (see `APPEND_BODY`).
+    pub fn history_append(&self, keys: &HistoryKeys, a: &AppendArgs<'_>) -> redis::Cmd {
+        let mut c = eval(&self.append, &[&keys.meta, &keys.stream]);
+        c.arg(a.epoch)
+            .arg(a.size)
+            .arg(a.ttl_ms)
+            .arg(a.meta_ttl_ms)
+            .arg(a.envelope)
+            .arg(a.head)
+            .arg(a.tail)
+            .arg(&keys.channel);
+        c
+    }
+
+    /// Reads a channel's stream (see `READ_BODY`); `after` `None`: the
+    /// position only.
+    pub fn history_read(
+        &self,
+        keys: &HistoryKeys,
+        epoch: &str,
+        ttl_ms: u64,
+        meta_ttl_ms: u64,
+        after: Option<u64>,
+    ) -> redis::Cmd {
+        let mut c = eval(&self.read, &[&keys.meta, &keys.stream]);
+        let after = after.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        c.arg(epoch).arg(ttl_ms).arg(meta_ttl_ms).arg(after);
         c
     }
 

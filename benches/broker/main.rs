@@ -9,13 +9,15 @@
 //! ```
 //!
 //! Scenarios: fanout, many_tenants, global, latency, echo, handshake,
-//! idle_memory (options in `scenarios.rs` and docs/performance.md).
+//! idle_memory (options in `scenarios.rs` and docs/performance.md), and the
+//! channels-mode history_fanout, history_recovery (`history.rs`).
 
+mod history;
 mod load;
 mod scenarios;
 mod support;
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 9] = [
     "fanout",
     "many_tenants",
     "global",
@@ -23,6 +25,8 @@ const ALL: [&str; 7] = [
     "echo",
     "handshake",
     "idle_memory",
+    "history_fanout",
+    "history_recovery",
 ];
 
 fn main() {
@@ -46,6 +50,8 @@ fn main() {
                 "echo" => scenarios::echo(&args).await,
                 "handshake" => scenarios::handshake(&args).await,
                 "idle_memory" => scenarios::idle_memory(&args).await,
+                "history_fanout" => history::history_fanout(&args).await,
+                "history_recovery" => history::history_recovery(&args).await,
                 _ => unreachable!("checked above"),
             }
         }

@@ -30,6 +30,10 @@ pub const EVENTS: &str = "/ws/events";
 pub const ECHO: &str = "/ws/echo";
 /// Global-scope listener.
 pub const GLOBAL: &str = "/ws/global";
+/// Channels-mode listener with history (size 100, TTL 300 s).
+pub const CH_HISTORY: &str = "/ws/ch-history";
+/// Channels-mode listener without history.
+pub const CH_PLAIN: &str = "/ws/ch-plain";
 
 /// Command-line options: scenario names and `--name value` pairs; anything else
 /// (such as the `--bench` flag cargo passes) is ignored.
@@ -131,20 +135,30 @@ fn broker_binary() -> PathBuf {
 /// The broker's configuration: three HS256 listeners (tenant, session and
 /// global scope), queues sized like the published comparison.
 fn config_toml() -> String {
-    let listener = |path: &str, scope: &str| {
+    let listener_with = |path: &str, scope: &str, top: &str| {
         format!(
-            "[[listeners]]\npath = \"{path}\"\nscope = \"{scope}\"\n\
+            "[[listeners]]\npath = \"{path}\"\nscope = \"{scope}\"\n{top}\
              [listeners.auth]\nmode = \"hs256\"\nsecret_env = \"WSPLUS_BENCH_SECRET\"\n"
+        )
+    };
+    let listener = |path: &str, scope: &str| listener_with(path, scope, "");
+    // Channels mode, with and without history (the `history` scenarios).
+    let channels = |path: &str, history: &str| {
+        format!(
+            "{}[listeners.channels]\nmax_per_session = 8\n{history}",
+            listener_with(path, "tenant", "mode = \"channels\"\n")
         )
     };
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n\
          [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
-         {}{}{}\
+         {}{}{}{}{}\
          [limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n",
         listener(EVENTS, "tenant"),
         listener(ECHO, "session"),
         listener(GLOBAL, "global"),
+        channels(CH_HISTORY, "history_size = 100\nhistory_ttl_s = 300\n"),
+        channels(CH_PLAIN, ""),
     )
 }
 
@@ -160,10 +174,16 @@ impl Broker {
     /// Starts `wsplus serve` on an ephemeral loopback port and waits until it
     /// listens. Logs go through `RUST_LOG` (default `info`, as users run it).
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("wsplus-bench-{}", std::process::id()));
+        Self::start_with("", "")
+    }
+
+    /// [`Broker::start`] with `extra` appended to the configuration (e.g. a
+    /// `[cluster]` table); `tag` tells apart brokers running at once.
+    pub fn start_with(extra: &str, tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("wsplus-bench-{}{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{dir:?}: {e}")));
         let config = dir.join("config.toml");
-        std::fs::write(&config, config_toml()).unwrap_or_else(|e| fail(&format!("{e}")));
+        std::fs::write(&config, config_toml() + extra).unwrap_or_else(|e| fail(&format!("{e}")));
         let mut child = Command::new(broker_binary())
             .arg("serve")
             .arg("--config")

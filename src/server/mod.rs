@@ -315,6 +315,7 @@ impl Plan {
                     settings.limits.slow_consumer_timeout_ms,
                 ),
                 channel_limits: tenants.clone(),
+                ..BrokerConfig::default()
             },
         )
         .start();

@@ -201,7 +201,8 @@ impl Broker {
             space,
             self.config.room_queue,
             self.config.slow_consumer_timeout,
-        );
+        )
+        .with_prune_every(self.config.history_prune);
         let me = self.me.as_ref().and_then(actix::WeakAddr::upgrade);
         if let (Some(_), Some(me)) = (&tenant, me) {
             hub = hub.with_owner(me.recipient());

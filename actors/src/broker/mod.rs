@@ -61,6 +61,8 @@ pub struct BrokerConfig {
     /// Tenants' `max_channels`, read by their channel spaces
     /// ([`crate::channels::NoChannelLimits`] when no tenant has one).
     pub channel_limits: Arc<dyn crate::channels::TenantChannelLimits>,
+    /// How often hubs with history prune and report idle (tests shorten it).
+    pub history_prune: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +75,7 @@ impl Default for BrokerConfig {
             backplane: Arc::new(LocalBackplane),
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
             channel_limits: Arc::new(crate::channels::NoChannelLimits),
+            history_prune: crate::channels::history::PRUNE_EVERY,
         }
     }
 }
@@ -573,5 +576,7 @@ impl Handler<GetSnapshot> for Broker {
 
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod tests;

@@ -334,6 +334,20 @@ async fn admin_history_route_and_channel_detail() {
     )
     .await
     .expect_error(404);
+    // A server-side subscription tells the client where its stream is.
+    let mut c = client(&app, "acme").await;
+    let id = c.connected["session"]["id"].as_str().unwrap().to_owned();
+    post_json(
+        &app,
+        &format!("/admin/v1/sessions/{id}/subscriptions"),
+        &json!({"channel": "x"}),
+    )
+    .await
+    .expect_ok();
+    assert_eq!(
+        c.push().await,
+        json!({"push": "subscribe", "channel": "x", "epoch": e, "offset": 3})
+    );
     // No history on the plain listener: no history object in the detail.
     let d = get(
         &app,

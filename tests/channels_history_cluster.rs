@@ -108,7 +108,21 @@ async fn a_client_recovers_on_b_what_was_published_on_a() {
         .cmd(json!({"op": "history", "channel": "x", "since": {"epoch": e, "offset": 6}}))
         .await;
     assert_eq!(offsets(&h["result"]["publications"]), [7, 8]);
-    // An old position of the same epoch beyond what is kept, or another epoch.
+    // A server-side subscription on A learns its position from Redis.
+    let mut c = client(&a).await;
+    let id = c.connected["session"]["id"].as_str().unwrap().to_owned();
+    post_json(
+        &a,
+        &format!("/admin/v1/sessions/{id}/subscriptions"),
+        &json!({"channel": "x"}),
+    )
+    .await
+    .expect_ok();
+    assert_eq!(
+        c.push().await,
+        json!({"push": "subscribe", "channel": "x", "epoch": e, "offset": 8})
+    );
+    // Another epoch.
     let r = subscribe(&mut s, Some(("another", 8))).await;
     assert_eq!(
         (r["recovered"].as_bool(), epoch(&r)),

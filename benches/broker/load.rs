@@ -1,8 +1,10 @@
-//! The fan-out load generator of the `fanout`, `many_tenants`, `global` and
-//! `latency` scenarios: T tenants, S subscribers and one publisher per tenant;
-//! every subscriber counts the bench messages it receives, checks that each came
-//! from a publisher it may hear from (its own tenant, or anyone on a global
-//! listener), and records the latency.
+//! The fan-out load generator of the `fanout`, `many_tenants`, `global`,
+//! `latency` and `channel_fanout` scenarios: T tenants, S subscribers and one
+//! publisher per tenant; every subscriber counts the bench messages it
+//! receives, checks that each came from a publisher it may hear from (its own
+//! tenant, or anyone on a global listener), and records the latency. On a
+//! channels-mode listener every connection subscribes to one channel first and
+//! publishers send `publish` commands to it.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::channels;
 use crate::support::{connect_many, fail, message, now_us, parse, token, Broker, Percentiles, Ws};
 
 /// What to run.
@@ -17,6 +20,9 @@ use crate::support::{connect_many, fail, message, now_us, parse, token, Broker, 
 pub struct Spec {
     /// Listener path.
     pub path: &'static str,
+    /// Channels mode: the channel every connection subscribes to and
+    /// publishers publish to (the listener must be a channels-mode one).
+    pub channel: Option<&'static str>,
     /// Tenants, each with `subs_per_tenant` subscribers.
     pub tenants: u32,
     /// Publishers: one for each of the first `publishers` tenants.
@@ -35,6 +41,32 @@ pub struct Spec {
     pub global: bool,
     /// Handshakes in flight while connecting.
     pub concurrency: usize,
+}
+
+impl Spec {
+    /// One tenant, one publisher → `subs` subscribers, `msgs` messages of
+    /// `size` bytes as fast as the socket takes them, after 20 warm-up ones.
+    pub fn one_to_many(
+        path: &'static str,
+        channel: Option<&'static str>,
+        subs: usize,
+        msgs: u64,
+        size: usize,
+    ) -> Self {
+        Self {
+            path,
+            channel,
+            tenants: 1,
+            publishers: 1,
+            subs_per_tenant: subs,
+            msgs,
+            size,
+            rate: 0.0,
+            warmup: 20,
+            global: false,
+            concurrency: 50,
+        }
+    }
 }
 
 /// What happened.
@@ -92,6 +124,7 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
         ));
     }
     let connect = opened.elapsed;
+    let subscribed = subscribe_all(opened.conns, spec).await;
     if spec.publishers == 0 || spec.publishers > spec.tenants {
         fail("publishers must be between 1 and the number of tenants");
     }
@@ -100,8 +133,7 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
     }
     let per_sub = spec.msgs * u64::from(if spec.global { spec.publishers } else { 1 });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let subs: Vec<_> = opened
-        .conns
+    let subs: Vec<_> = subscribed
         .into_iter()
         .zip(owners)
         .map(|(ws, tenant)| {
@@ -120,8 +152,8 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
             publishers.failures
         ));
     }
-    let pubs: Vec<_> = publishers
-        .conns
+    let pubs: Vec<_> = subscribe_all(publishers.conns, spec)
+        .await
         .into_iter()
         .enumerate()
         .map(|(t, ws)| tokio::spawn(publisher(ws, t as u32, spec.clone(), stop_rx.clone())))
@@ -163,6 +195,15 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
     }
 }
 
+/// Channels mode: every connection subscribed to the spec's channel (the
+/// publishers too, so they see their own warm-up); otherwise `conns` as they are.
+async fn subscribe_all(conns: Vec<Ws>, spec: &Spec) -> Vec<Ws> {
+    match spec.channel {
+        Some(c) => channels::subscribe_many(conns, |_| vec![c.to_owned()], spec.concurrency).await,
+        None => conns,
+    }
+}
+
 /// Reads until it has `expected` measured messages or is told to stop.
 async fn subscriber(
     mut ws: Ws,
@@ -186,18 +227,19 @@ async fn subscriber(
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => break,
         };
-        let Some(stamp) = parse(&text) else { continue };
-        if allowed.is_some_and(|t| t != stamp.tenant) {
-            r.crossed += 1;
-            continue;
+        for stamp in channels::bench_texts(&text).filter_map(parse) {
+            if allowed.is_some_and(|t| t != stamp.tenant) {
+                r.crossed += 1;
+                continue;
+            }
+            if stamp.warmup {
+                continue;
+            }
+            let now = now_us();
+            r.received += 1;
+            r.last_us = now;
+            r.latencies.push(now.saturating_sub(stamp.sent_us));
         }
-        if stamp.warmup {
-            continue;
-        }
-        let now = now_us();
-        r.received += 1;
-        r.last_us = now;
-        r.latencies.push(now.saturating_sub(stamp.sent_us));
     }
     r
 }
@@ -223,10 +265,11 @@ async fn publisher(
             };
             match frame {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(s) = parse(&t) {
-                        if s.warmup && s.tenant == tenant && s.seq == last_warm {
-                            let _ = warm_tx.send(true);
-                        }
+                    let own_last = channels::bench_texts(&t)
+                        .filter_map(parse)
+                        .any(|s| s.warmup && s.tenant == tenant && s.seq == last_warm);
+                    if own_last {
+                        let _ = warm_tx.send(true);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -235,10 +278,16 @@ async fn publisher(
         }
         rx
     });
+    let frame = |warmup: bool, seq: u64| {
+        let m = message(warmup, tenant, seq, spec.size);
+        match spec.channel {
+            // Command ids: warm-up 1.., measured after them.
+            Some(c) => channels::publish(c, seq + 1 + if warmup { 0 } else { spec.warmup }, m),
+            None => m,
+        }
+    };
     for seq in 0..spec.warmup {
-        tx.send(message(true, tenant, seq, spec.size))
-            .await
-            .map_err(|e| e.to_string())?;
+        tx.send(frame(true, seq)).await.map_err(|e| e.to_string())?;
     }
     if spec.warmup > 0 {
         let seen = tokio::time::timeout(Duration::from_secs(30), warm_rx.wait_for(|v| *v)).await;
@@ -252,7 +301,7 @@ async fn publisher(
         if spec.rate > 0.0 {
             tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / spec.rate)).await;
         }
-        tx.send(message(false, tenant, seq, spec.size))
+        tx.send(frame(false, seq))
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -10,14 +10,16 @@
 //!
 //! Scenarios: fanout, many_tenants, global, latency, echo, handshake,
 //! idle_memory (options in `scenarios.rs` and docs/performance.md), and the
-//! channels-mode history_fanout, history_recovery (`history.rs`).
+//! channels-mode history_fanout, history_recovery (`history.rs`) and
+//! channel_fanout, subscribe_ops, subscription_memory (`channels.rs`).
 
+mod channels;
 mod history;
 mod load;
 mod scenarios;
 mod support;
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 12] = [
     "fanout",
     "many_tenants",
     "global",
@@ -27,6 +29,9 @@ const ALL: [&str; 9] = [
     "idle_memory",
     "history_fanout",
     "history_recovery",
+    "channel_fanout",
+    "subscribe_ops",
+    "subscription_memory",
 ];
 
 fn main() {
@@ -52,6 +57,9 @@ fn main() {
                 "idle_memory" => scenarios::idle_memory(&args).await,
                 "history_fanout" => history::history_fanout(&args).await,
                 "history_recovery" => history::history_recovery(&args).await,
+                "channel_fanout" => channels::channel_fanout(&args).await,
+                "subscribe_ops" => channels::subscribe_ops(&args).await,
+                "subscription_memory" => channels::subscription_memory(&args).await,
                 _ => unreachable!("checked above"),
             }
         }

@@ -21,18 +21,7 @@ pub async fn fanout(args: &Args) {
         n => vec![(n, args.get("msgs", 2_000))],
     };
     for (subs, msgs) in runs {
-        let spec = Spec {
-            path: support::EVENTS,
-            tenants: 1,
-            publishers: 1,
-            subs_per_tenant: subs,
-            msgs,
-            size,
-            rate: 0.0,
-            warmup: 20,
-            global: false,
-            concurrency: 50,
-        };
+        let spec = Spec::one_to_many(support::EVENTS, None, subs, msgs, size);
         run_fanout("fanout (tenant scope)", &spec, |out| {
             format!(
                 "fanout 1 publisher -> {subs} subscribers x {msgs} msgs x {size} B: \
@@ -52,6 +41,7 @@ pub async fn many_tenants(args: &Args) {
     let tenants = args.get("tenants", 50);
     let spec = Spec {
         path: support::EVENTS,
+        channel: None,
         tenants,
         publishers: tenants,
         subs_per_tenant: args.get("subs", 20),
@@ -89,6 +79,7 @@ pub async fn many_tenants(args: &Args) {
 pub async fn global(args: &Args) {
     let spec = Spec {
         path: support::GLOBAL,
+        channel: None,
         tenants: args.get("tenants", 10),
         publishers: args.get("publishers", 1),
         subs_per_tenant: args.get("subs", 10),
@@ -120,6 +111,7 @@ pub async fn global(args: &Args) {
 pub async fn latency(args: &Args) {
     let spec = Spec {
         path: support::EVENTS,
+        channel: None,
         tenants: 1,
         publishers: 1,
         subs_per_tenant: args.get("subs", 100),

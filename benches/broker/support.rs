@@ -34,6 +34,11 @@ pub const GLOBAL: &str = "/ws/global";
 pub const CH_HISTORY: &str = "/ws/ch-history";
 /// Channels-mode listener without history.
 pub const CH_PLAIN: &str = "/ws/ch-plain";
+/// Channels-mode listener without history, up to [`MAX_PER_SESSION`]
+/// subscriptions per session (the `channels` scenarios).
+pub const CHANNELS: &str = "/ws/channels";
+/// Subscriptions one session may hold on [`CHANNELS`].
+pub const MAX_PER_SESSION: usize = 10_000;
 
 /// Command-line options: scenario names and `--name value` pairs; anything else
 /// (such as the `--bench` flag cargo passes) is ignored.
@@ -132,8 +137,10 @@ fn broker_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsplus")))
 }
 
-/// The broker's configuration: three HS256 listeners (tenant, session and
-/// global scope), queues sized like the published comparison.
+/// The broker's configuration: three HS256 payload-mode listeners (tenant,
+/// session and global scope) and three channels-mode ones (tenant scope:
+/// with history, without, and without with room for many subscriptions per
+/// session), queues sized like the published comparison.
 fn config_toml() -> String {
     let listener_with = |path: &str, scope: &str, top: &str| {
         format!(
@@ -142,23 +149,28 @@ fn config_toml() -> String {
         )
     };
     let listener = |path: &str, scope: &str| listener_with(path, scope, "");
-    // Channels mode, with and without history (the `history` scenarios).
-    let channels = |path: &str, history: &str| {
+    // Channels mode, with and without history (the `history` scenarios), and
+    // with many subscriptions per session (the `channels` scenarios).
+    let channels = |path: &str, keys: &str| {
         format!(
-            "{}[listeners.channels]\nmax_per_session = 8\n{history}",
+            "{}[listeners.channels]\n{keys}",
             listener_with(path, "tenant", "mode = \"channels\"\n")
         )
     };
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n\
          [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
-         {}{}{}{}{}\
+         {}{}{}{}{}{}\
          [limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n",
         listener(EVENTS, "tenant"),
         listener(ECHO, "session"),
         listener(GLOBAL, "global"),
-        channels(CH_HISTORY, "history_size = 100\nhistory_ttl_s = 300\n"),
-        channels(CH_PLAIN, ""),
+        channels(
+            CH_HISTORY,
+            "max_per_session = 8\nhistory_size = 100\nhistory_ttl_s = 300\n"
+        ),
+        channels(CH_PLAIN, "max_per_session = 8\n"),
+        channels(CHANNELS, &format!("max_per_session = {MAX_PER_SESSION}\n")),
     )
 }
 

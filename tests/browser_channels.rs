@@ -8,7 +8,10 @@
 //!   publishing resubscribes with `since` and gets every publication exactly
 //!   once, in order;
 //! - a broker restarted on the same port has new epochs: the page is told
-//!   (`recovered: false`, the `recoveryfailed` event) and follows the new stream.
+//!   (`recovered: false`, the `recoveryfailed` event) and follows the new stream;
+//! - with two nodes and history in Redis, a page whose node is stopped moves
+//!   on to the other node (a list of URLs) and gets every publication exactly
+//!   once, in order.
 //!
 //! Needs `chromium` and `chromedriver`; skipped without them except under
 //! `CI=true` (see tests/common/browser.rs).
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use common::browser::{with_browser, BrowserTools, Page};
 use common::channels::{demo_settings, CHANNELS};
+use common::cluster::{node_settings, RedisServer};
 use common::TestApp;
 use fantoccini::Client;
 use futures_util::{SinkExt, StreamExt};
@@ -33,27 +37,53 @@ const STATE: &str = "return window.T ? JSON.parse(JSON.stringify({ got: T.got, o
   opens: T.opens, closes: T.closes, refreshed: T.refreshed, errors: T.errors, failed: T.failed,
   subscribed: T.subscribed, recovered: T.recovered })) : null;";
 
-/// Opens a page of the broker at `origin` whose `WsPlusChannels` (tokens for
-/// `tenant`/`sub` living `ttl` seconds, from `/demo/token?mode=channels`)
-/// subscribes to `channel` and records into `window.T` every publication
+/// The client of a page made by [`channels_page`].
+struct PageClient {
+    /// The page's name (and the token's `sub` with [`PageClient::demo`]).
+    name: &'static str,
+    /// `url` of `WsPlusChannels`: the broker's channels listener, or a list.
+    url: Value,
+    /// `getToken`, a JavaScript async function.
+    get_token: String,
+    /// The channel it subscribes to.
+    channel: &'static str,
+}
+
+impl PageClient {
+    /// `name` of `tenant` on `origin`'s channels listener, with `ttl`-second
+    /// tokens from `/demo/token?mode=channels`.
+    fn demo(
+        origin: &str,
+        name: &'static str,
+        tenant: &str,
+        ttl: u64,
+        channel: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            url: json!(format!("{origin}{CHANNELS}")),
+            get_token: format!(
+                "async () => (await (await fetch(
+                   '/demo/token?mode=channels&tenant={tenant}&sub={name}&ttl={ttl}')).json()).token"
+            ),
+            channel,
+        }
+    }
+}
+
+/// Opens a page of the broker at `origin` whose `WsPlusChannels` (`client`)
+/// subscribes to its channel and records into `window.T` every publication
 /// (`got`, `offsets`), open, close, refresh, recovery failure and error.
-async fn channels_page(
-    c: &Client,
-    origin: &str,
-    new_window: bool,
-    (tenant, sub, ttl): (&str, &str, u64),
-    channel: &str,
-) -> Page {
+async fn channels_page(c: &Client, origin: &str, new_window: bool, client: PageClient) -> Page {
     // Any document of the broker's origin can import the client.
-    let page = Page::open(c, sub, &format!("{origin}/wsplus.js"), new_window).await;
+    let page = Page::open(c, client.name, &format!("{origin}/wsplus.js"), new_window).await;
     let script = format!(
         "window.T = {{ got: [], offsets: [], opens: 0, closes: [], refreshed: 0, errors: [],
-                      failed: [], subscribed: 0, recovered: 0 }};
+                      failed: [], subscribed: 0, recovered: 0, urls: [] }};
          import('/wsplus.js').then((m) => {{
-           const getToken = async () => (await (await fetch(
-             '/demo/token?mode=channels&tenant={tenant}&sub={sub}&ttl={ttl}')).json()).token;
-           const c = new m.WsPlusChannels({{ url: {url}, getToken, minBackoffMs: 100, maxBackoffMs: 500 }});
-           c.addEventListener('open', () => {{ T.opens++; }});
+           const c = new m.WsPlusChannels({{ url: {url}, getToken: {get_token},
+                                             minBackoffMs: 100, maxBackoffMs: 500 }});
+           c.addEventListener('open', (e) => {{ T.opens++; T.urls.push(new URL(e.url).host); }});
            c.addEventListener('close', (e) => T.closes.push(e.code));
            c.addEventListener('refreshed', () => {{ T.refreshed++; }});
            c.addEventListener('error', (e) => T.errors.push(String(e.error)));
@@ -71,8 +101,9 @@ async fn channels_page(
            T.c = c;
          }});
          return true;",
-        url = json!(format!("{origin}{CHANNELS}")),
-        channel = json!(channel),
+        url = client.url,
+        get_token = client.get_token,
+        channel = json!(client.channel),
     );
     page.js(c, &script).await;
     page.wait(
@@ -105,9 +136,10 @@ async fn pages_of_two_tenants_with_short_tokens() {
 }
 
 async fn two_tenants(c: &Client, origin: &str) {
-    let alice = channels_page(c, origin, false, ("acme", "alice", 20), "news").await;
-    let bob = channels_page(c, origin, true, ("acme", "bob", 20), "sport").await;
-    let carol = channels_page(c, origin, true, ("globex", "carol", 20), "news").await;
+    let demo = |name, tenant, channel| PageClient::demo(origin, name, tenant, 20, channel);
+    let alice = channels_page(c, origin, false, demo("alice", "acme", "news")).await;
+    let bob = channels_page(c, origin, true, demo("bob", "acme", "sport")).await;
+    let carol = channels_page(c, origin, true, demo("carol", "globex", "news")).await;
     // Each publisher page publishes 1..=100 every 250 ms to the other's channel.
     for (page, channel) in [(&bob, "news"), (&alice, "sport")] {
         page.js(
@@ -181,7 +213,7 @@ async fn two_tenants(c: &Client, origin: &str) {
 /// [`STATE`] as an expression.
 const STATE_EXPR: &str = "JSON.parse(JSON.stringify({ got: T.got, offsets: T.offsets,
   opens: T.opens, closes: T.closes, refreshed: T.refreshed, errors: T.errors, failed: T.failed,
-  subscribed: T.subscribed, recovered: T.recovered, epoch: T.epoch }))";
+  subscribed: T.subscribed, recovered: T.recovered, epoch: T.epoch, urls: T.urls }))";
 
 /// A channels listener keeping 1,000 publications for 5 minutes.
 fn with_history() -> ChannelsSettings {
@@ -249,6 +281,30 @@ async fn keep_publishing(
     acked
 }
 
+/// Waits until `page` got `n` publications and checks they are 1..=n, each
+/// once, in order, with consecutive offsets and no `recoveryfailed`; returns
+/// the page's state.
+async fn all_exactly_once(c: &Client, page: &Page, n: u64) -> Value {
+    let state = page
+        .wait(
+            c,
+            &format!("all {n} publications"),
+            &format!("return T.got.length >= {n} && ({STATE_EXPR});"),
+            STATE,
+            PHASE,
+        )
+        .await;
+    let expected: Vec<Value> = (1..=n).map(|n| json!(n)).collect();
+    assert_eq!(
+        state["got"],
+        json!(expected),
+        "once each, in order: {state}"
+    );
+    assert_eq!(state["offsets"], json!(expected), "consecutive offsets");
+    assert_eq!(state["failed"], json!([]), "{state}");
+    state
+}
+
 /// With history on, the page's socket drops (as a network loss would) while
 /// a client keeps publishing; the page reconnects, resubscribes with `since`
 /// and receives every publication exactly once, in order, some of them
@@ -262,7 +318,8 @@ async fn page_recovers_what_it_missed_while_disconnected() {
     let origin = format!("http://{}", app.http);
     let url = publisher_url(&app);
     with_browser(&tools, |b| async move {
-        let page = channels_page(&b, &origin, false, ("acme", "alice", 600), "doc").await;
+        let alice = PageClient::demo(&origin, "alice", "acme", 600, "doc");
+        let page = channels_page(&b, &origin, false, alice).await;
         let (_stop_tx, stop) = watch::channel(false);
         let publisher = tokio::spawn(keep_publishing(
             url,
@@ -287,23 +344,7 @@ async fn page_recovers_what_it_missed_while_disconnected() {
         .await;
         let sent = publisher.await.expect("publisher");
         assert_eq!(sent, 200);
-        let state = page
-            .wait(
-                &b,
-                "all 200 publications",
-                &format!("return T.got.length >= 200 && ({STATE_EXPR});"),
-                STATE,
-                PHASE,
-            )
-            .await;
-        let expected: Vec<Value> = (1..=200).map(|n| json!(n)).collect();
-        assert_eq!(
-            state["got"],
-            json!(expected),
-            "once each, in order: {state}"
-        );
-        assert_eq!(state["offsets"], json!(expected), "consecutive offsets");
-        assert_eq!(state["failed"], json!([]), "{state}");
+        let state = all_exactly_once(&b, &page, 200).await;
         assert_eq!(state["opens"], 2, "one reconnect: {state}");
         assert!(
             state["recovered"].as_u64().unwrap() > 0,
@@ -334,7 +375,8 @@ async fn page_is_told_when_a_restart_lost_the_history() {
     let url = publisher_url(&app);
     let mut app = Some(app);
     with_browser(&tools, |b| async move {
-        let page = channels_page(&b, &origin, false, ("acme", "alice", 600), "doc").await;
+        let alice = PageClient::demo(&origin, "alice", "acme", 600, "doc");
+        let page = channels_page(&b, &origin, false, alice).await;
         let (stop_tx, stop) = watch::channel(false);
         let publisher = tokio::spawn(keep_publishing(
             url,
@@ -407,4 +449,81 @@ async fn page_is_told_when_a_restart_lost_the_history() {
         );
     })
     .await;
+}
+
+/// Two nodes sharing one Redis keep history in Redis. The page (url = both
+/// nodes' channels listeners) is on node A and a client publishes 300
+/// publications through node B; node A is stopped mid-way; the page moves on
+/// to node B, resubscribes with `since` and gets every publication exactly
+/// once, in order, with consecutive offsets, some of them recovered, and no
+/// `recoveryfailed`.
+#[tokio::test]
+async fn page_recovers_on_another_node() {
+    let Some(tools) = BrowserTools::find() else {
+        return;
+    };
+    let redis = RedisServer::start();
+    let node = |id: &str| {
+        let mut s = demo_settings(with_history());
+        let cluster = node_settings(&redis, id).cluster;
+        s.cluster = cluster;
+        TestApp::spawn(s)
+    };
+    let a = node("a");
+    let b = node("b");
+    let origin = format!("http://{}", a.http);
+    let client = PageClient {
+        name: "alice",
+        url: json!([
+            format!("ws://{}{CHANNELS}", a.http),
+            format!("ws://{}{CHANNELS}", b.http)
+        ]),
+        // Not from node A's /demo/token: A goes away. Both nodes accept it.
+        get_token: format!(
+            "async () => {}",
+            json!(common::channels::channels_token(
+                "acme",
+                Some("alice"),
+                600,
+                json!({})
+            ))
+        ),
+        channel: "doc",
+    };
+    let url = publisher_url(&b);
+    let (a_host, b_host) = (a.http.to_string(), b.http.to_string());
+    let mut a = Some(a);
+    with_browser(&tools, |br| async move {
+        let page = channels_page(&br, &origin, false, client).await;
+        let (_stop_tx, stop) = watch::channel(false);
+        let publisher = tokio::spawn(keep_publishing(
+            url,
+            "doc",
+            Duration::from_millis(10),
+            300,
+            stop,
+        ));
+        page.wait(
+            &br,
+            "live publications through node B",
+            "return T.got.length >= 30;",
+            STATE,
+            PHASE,
+        )
+        .await;
+        a.take().expect("node A").shutdown().await;
+        assert_eq!(publisher.await.expect("publisher"), 300);
+        let state = all_exactly_once(&br, &page, 300).await;
+        assert_eq!(
+            state["urls"],
+            json!([a_host, b_host]),
+            "moved to node B: {state}"
+        );
+        assert!(
+            state["recovered"].as_u64().unwrap() > 0,
+            "some were recovered: {state}"
+        );
+    })
+    .await;
+    drop(b);
 }

@@ -9,7 +9,9 @@
 # WSPLUS defaults to target/release/wsplus (build it with `cargo build --release`).
 # Every scenario runs RUNS times (default 3) against each server, alternating,
 # with a fresh server process per run; the table shows medians. Raw JSON reports
-# go to $OUT (default /tmp/wsplus-compare). Scenarios (default: all):
+# go to $OUT (default /tmp/wsplus-compare). LIMITS=default runs wsplus with its
+# default [limits] (1024 messages / 1 MiB per outbound queue) instead of the
+# floor-server's 8192-message queues. Scenarios (default: all):
 #   fanout100 fanout1000 fanout20k steady echo connect idle global
 set -euo pipefail
 
@@ -53,10 +55,10 @@ scope = "global"
 [listeners.auth]
 mode = "hs256"
 secret_env = "BENCH_SECRET"
-[limits]
-outbound_queue_messages = 8192
-outbound_queue_bytes = 16777216
 EOF
+if [ "${LIMITS:-}" != default ]; then
+  printf '[limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n' >>"$OUT/wsplus.toml"
+fi
 export BENCH_ADMIN_TOKEN=bench-admin-token-0123456789
 "$WSPLUS" token --secret-env BENCH_SECRET --tenant bench --ttl 86400 >"$OUT/tokens.txt"
 
@@ -107,7 +109,7 @@ figure() { # jq expression on the report
 }
 
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# wsplus $("$WSPLUS" --version 2>/dev/null || echo '?') at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# wsplus $("$WSPLUS" --version 2>/dev/null || echo '?') at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), limits: ${LIMITS:-bench (8192 messages)}"
 for sc in $SCENARIOS; do
   read -r path rest <<<"$(args_for "$sc")"
   for run in $(seq 1 "$RUNS"); do

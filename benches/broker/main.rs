@@ -11,15 +11,17 @@
 //! Scenarios: fanout, many_tenants, global, latency, echo, handshake,
 //! idle_memory (options in `scenarios.rs` and docs/performance.md), and the
 //! channels-mode history_fanout, history_recovery (`history.rs`) and
-//! channel_fanout, subscribe_ops, subscription_memory (`channels.rs`).
+//! channel_fanout, subscribe_ops, subscription_memory (`channels.rs`), and
+//! burst, global_flood (`bursts.rs`).
 
+mod bursts;
 mod channels;
 mod history;
 mod load;
 mod scenarios;
 mod support;
 
-const ALL: [&str; 12] = [
+const ALL: [&str; 14] = [
     "fanout",
     "many_tenants",
     "global",
@@ -32,6 +34,8 @@ const ALL: [&str; 12] = [
     "channel_fanout",
     "subscribe_ops",
     "subscription_memory",
+    "burst",
+    "global_flood",
 ];
 
 fn main() {
@@ -60,6 +64,8 @@ fn main() {
                 "channel_fanout" => channels::channel_fanout(&args).await,
                 "subscribe_ops" => channels::subscribe_ops(&args).await,
                 "subscription_memory" => channels::subscription_memory(&args).await,
+                "burst" => bursts::burst(&args).await,
+                "global_flood" => bursts::global_flood(&args).await,
                 _ => unreachable!("checked above"),
             }
         }

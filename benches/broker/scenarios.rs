@@ -267,13 +267,17 @@ pub async fn handshake(args: &Args) {
 }
 
 /// The broker's resident memory growth per open, authenticated, idle
-/// connection. Both this process and the broker need a descriptor per
-/// connection; beyond the open-file limit the scenario refuses to run.
+/// connection. With `--message N`, each connection (on the session-scope
+/// listener) first sends one N-byte message and reads its echo: what a
+/// session keeps after it carried a large message. Both this process and the
+/// broker need a descriptor per connection; beyond the open-file limit the
+/// scenario refuses to run.
 pub async fn idle_memory(args: &Args) {
     support::print_conditions("idle memory");
     let conns: usize = args.get("conns", 5_000);
     let hold: u64 = args.get("hold", 5);
     let concurrency: usize = args.get("concurrency", 100);
+    let message: usize = args.get("message", 0);
     let limit = support::raise_nofile_limit();
     if conns as libc::rlim_t + 64 > limit {
         fail(&format!(
@@ -283,10 +287,22 @@ pub async fn idle_memory(args: &Args) {
     let broker = Broker::start();
     let tok = support::token("idle", "idle");
     let before = broker.rss_kib();
-    let urls = (0..conns)
-        .map(|_| broker.url(support::EVENTS, &tok))
-        .collect();
-    let opened = support::connect_many(urls, concurrency).await;
+    let path = if message > 0 {
+        support::ECHO
+    } else {
+        support::EVENTS
+    };
+    let urls = (0..conns).map(|_| broker.url(path, &tok)).collect();
+    let mut opened = support::connect_many(urls, concurrency).await;
+    if message > 0 {
+        for (i, ws) in opened.conns.iter_mut().enumerate() {
+            let sent = ws.send(support::message(false, i as u32, 0, message)).await;
+            let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            if sent.is_err() || !matches!(echoed, Ok(Some(Ok(_)))) {
+                fail("a connection's message did not come back");
+            }
+        }
+    }
     let open = opened.conns.len();
     // Hold them, noticing any the broker closes.
     let holders: Vec<_> = opened
@@ -313,8 +329,9 @@ pub async fn idle_memory(args: &Args) {
     let after = broker.rss_kib();
     let per_conn = (after.saturating_sub(before) * 1024) as f64 / open.max(1) as f64;
     println!(
-        "idle {open}/{conns} connections held {hold} s: {:.0} B/conn ({:.1} KiB), \
-         broker RSS {before} -> {after} KiB, closed by broker {closed}, failures {:?}",
+        "idle {open}/{conns} connections (each sent {message} B first) held {hold} s: \
+         {:.0} B/conn ({:.1} KiB), broker RSS {before} -> {after} KiB, closed by broker \
+         {closed}, failures {:?}",
         per_conn,
         per_conn / 1024.0,
         opened.failures

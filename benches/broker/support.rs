@@ -137,11 +137,17 @@ fn broker_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wsplus")))
 }
 
+/// Queues sized like the published comparison (most scenarios).
+pub const BENCH_LIMITS: &str =
+    "[limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n";
+/// The admin token of the bench broker.
+const ADMIN_TOKEN: &str = "wsplus-bench-admin-token-0123456789";
+
 /// The broker's configuration: three HS256 payload-mode listeners (tenant,
-/// session and global scope) and three channels-mode ones (tenant scope:
-/// with history, without, and without with room for many subscriptions per
-/// session), queues sized like the published comparison.
-fn config_toml() -> String {
+/// session and global scope), three channels-mode ones (tenant scope: with
+/// history, without, and without with room for many subscriptions per
+/// session), and `limits` (a `[limits]` table, or nothing for the defaults).
+fn config_toml(limits: &str) -> String {
     let listener_with = |path: &str, scope: &str, top: &str| {
         format!(
             "[[listeners]]\npath = \"{path}\"\nscope = \"{scope}\"\n{top}\
@@ -160,8 +166,7 @@ fn config_toml() -> String {
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n\
          [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
-         {}{}{}{}{}{}\
-         [limits]\noutbound_queue_messages = 8192\noutbound_queue_bytes = 16777216\n",
+         {}{}{}{}{}{}{limits}",
         listener(EVENTS, "tenant"),
         listener(ECHO, "session"),
         listener(GLOBAL, "global"),
@@ -179,6 +184,8 @@ pub struct Broker {
     child: Child,
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// The admin port.
+    pub admin: SocketAddr,
     dir: PathBuf,
 }
 
@@ -192,19 +199,27 @@ impl Broker {
     /// [`Broker::start`] with `extra` appended to the configuration (e.g. a
     /// `[cluster]` table); `tag` tells apart brokers running at once.
     pub fn start_with(extra: &str, tag: &str) -> Self {
+        Self::launch(BENCH_LIMITS, extra, tag)
+    }
+
+    /// [`Broker::start`] with the configuration's default `[limits]`
+    /// (1024 messages, 1 MiB per outbound queue).
+    pub fn start_default_limits() -> Self {
+        Self::launch("", "", "")
+    }
+
+    fn launch(limits: &str, extra: &str, tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("wsplus-bench-{}{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{dir:?}: {e}")));
         let config = dir.join("config.toml");
-        std::fs::write(&config, config_toml() + extra).unwrap_or_else(|e| fail(&format!("{e}")));
+        std::fs::write(&config, config_toml(limits) + extra)
+            .unwrap_or_else(|e| fail(&format!("{e}")));
         let mut child = Command::new(broker_binary())
             .arg("serve")
             .arg("--config")
             .arg(&config)
             .env("WSPLUS_BENCH_SECRET", SECRET)
-            .env(
-                "WSPLUS_BENCH_ADMIN_TOKEN",
-                "wsplus-bench-admin-token-0123456789",
-            )
+            .env("WSPLUS_BENCH_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -225,20 +240,60 @@ impl Broker {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     if let Some(tx) = tx.take() {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
-                        let _ = tx.send(addr.to_owned());
+                        let admin = rest.split("(admin on ").nth(1).unwrap_or_default();
+                        let admin = admin.trim_end_matches(')');
+                        let _ = tx.send((addr.to_owned(), admin.to_owned()));
                     }
                 } else if tx.is_some() && line.contains("ERROR") {
                     eprintln!("broker: {line}");
                 }
             }
         });
-        let addr = rx
+        let (addr, admin) = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| fail("the broker did not report its address within 20 s"));
-        let addr = addr
-            .parse()
-            .unwrap_or_else(|_| fail(&format!("unexpected address {addr:?}")));
-        Self { child, addr, dir }
+        let parse = |a: &str| -> SocketAddr {
+            a.parse()
+                .unwrap_or_else(|_| fail(&format!("unexpected address {a:?}")))
+        };
+        Self {
+            child,
+            addr: parse(&addr),
+            admin: parse(&admin),
+            dir,
+        }
+    }
+
+    /// The broker's peak resident memory so far (VmHWM), KiB.
+    pub fn rss_peak_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// The sum of the samples of the metric family `name` whose labels
+    /// contain `labels` (e.g. `code="4009"`), from `GET /metrics`.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.admin)
+            .await
+            .unwrap_or_else(|e| fail(&format!("admin port: {e}")));
+        let req = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Connection: close\r\n\r\n",
+            self.admin
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .unwrap_or_else(|e| fail(&format!("{e}")));
+        let mut body = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut body));
+        if !matches!(read.await, Ok(Ok(_))) {
+            fail("GET /metrics did not answer within 10 s");
+        }
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The broker's process id.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::load::{self, Spec};
+use crate::load::{self, Spec, Wire};
 use crate::support::{self, fail, thousands, Args, Broker, Percentiles};
 
 /// S subscribers × M messages × B bytes, unpaced, default limits.
@@ -34,7 +34,7 @@ pub async fn burst(args: &Args) {
         warmup: 20,
         global: false,
         concurrency: 50,
-        channel: None,
+        wire: Wire::Payload,
     };
     let broker = Broker::start_default_limits();
     let cpu = broker.cpu();

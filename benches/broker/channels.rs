@@ -6,7 +6,8 @@
 //!
 //! - `channel_fanout`: 1 publisher → N subscribers of one channel, in a tenant
 //!   that also has M other channels with one subscriber each, against the
-//!   tenant-scope fan-out of the same size, alternating in the same run;
+//!   tenant-scope fan-out of the same size in payload and in message mode,
+//!   alternating in the same run;
 //! - `subscribe_ops`: subscribe + unsubscribe operations per second over C
 //!   connections, W commands in flight per connection;
 //! - `subscription_memory`: the broker's RSS growth per subscription beyond
@@ -19,7 +20,7 @@ use futures_util::SinkExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::load::{self, Spec};
+use crate::load::{self, Spec, Wire};
 use crate::support::{self, fail, thousands, Args, Broker, Ws};
 
 /// Longest wait for one batch of replies.
@@ -143,21 +144,28 @@ pub fn publish(channel: &str, id: u64, msg: Message) -> Message {
     ))
 }
 
+/// A bench message as the JSON object `{"text": message}` (message mode).
+pub fn text_object(msg: Message) -> Message {
+    let text = msg.into_text().unwrap_or_default();
+    Message::text(format!(r#"{{"text":"{}"}}"#, text.as_str()))
+}
+
 /// The bench messages in a frame: the frame itself (payload mode), or the
-/// `data` string of each `pub` push line (channels mode). A plain scan, since
-/// the data never contains a quote, so the client's cost stays near payload
-/// mode's and the comparison measures the broker.
+/// JSON string holding one in each line (`data` of a `pub` push in channels
+/// mode, `text` in message mode). A plain scan, since a bench message never
+/// contains a quote, so the client's cost stays near payload mode's and a
+/// comparison measures the broker.
 pub fn bench_texts(text: &str) -> impl Iterator<Item = &str> {
     let raw = text.starts_with("wsp ").then_some(text);
-    let pushes = text
+    let quoted = text
         .split('\n')
         .filter(move |_| raw.is_none())
         .filter_map(|line| {
-            let start = line.find("\"data\":\"")? + 8;
+            let start = line.find("\"wsp ")? + 1;
             let len = line[start..].find('"')?;
             Some(&line[start..start + len])
         });
-    raw.into_iter().chain(pushes)
+    raw.into_iter().chain(quoted)
 }
 
 /// Channel fan-out against tenant fan-out of the same size, alternating
@@ -193,13 +201,19 @@ pub async fn channel_fanout(args: &Args) {
     )
     .await;
     println!("   {others} other channels with one subscriber each, on {holders} sessions");
-    let spec = |path, channel| Spec::one_to_many(path, channel, subs, msgs, size);
-    let mut ratios = Vec::new();
+    let spec = |path, wire| Spec::one_to_many(path, wire, subs, msgs, size);
+    // Against payload mode (the frame as sent) and message mode (JSON objects
+    // stamped with `_session`, like channels mode's pushes).
+    let mut ratios = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let mut rates = [0.0; 2];
+        let mut rates = [0.0; 3];
         for (i, (name, s)) in [
-            ("tenant ", spec(support::EVENTS, None)),
-            ("channel", spec(support::CHANNELS, Some("hot"))),
+            ("tenant payload", spec(support::EVENTS, Wire::Payload)),
+            ("tenant message", spec(support::MESSAGES, Wire::Message)),
+            (
+                "channel       ",
+                spec(support::CHANNELS, Wire::Channel("hot")),
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -219,15 +233,18 @@ pub async fn channel_fanout(args: &Args) {
                 fail("deliveries were lost or crossed tenants");
             }
         }
-        ratios.push(rates[1] / rates[0]);
+        ratios.0.push(rates[2] / rates[0]);
+        ratios.1.push(rates[2] / rates[1]);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "channel / tenant deliveries/s: median {:.2} (rounds {:?}), RSS {} KiB",
-        ratios[ratios.len() / 2],
-        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>(),
-        broker.rss_kib()
-    );
+    for (against, mut r) in [("payload", ratios.0), ("message", ratios.1)] {
+        r.sort_by(f64::total_cmp);
+        println!(
+            "channel / tenant {against} deliveries/s: median {:.2} (rounds {:?})",
+            r[r.len() / 2],
+            r.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>(),
+        );
+    }
+    println!("   broker RSS {} KiB", broker.rss_kib());
 }
 
 /// Subscribe + unsubscribe operations per second: C connections, each

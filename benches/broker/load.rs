@@ -3,6 +3,7 @@
 //! publisher per tenant; every subscriber counts the bench messages it
 //! receives, checks that each came from a publisher it may hear from (its own
 //! tenant, or anyone on a global listener), and records the latency. On a
+//! message-mode listener bench messages travel as `{"text": ...}`; on a
 //! channels-mode listener every connection subscribes to one channel first and
 //! publishers send `publish` commands to it.
 
@@ -20,9 +21,8 @@ use crate::support::{connect_many, fail, message, now_us, parse, token, Broker, 
 pub struct Spec {
     /// Listener path.
     pub path: &'static str,
-    /// Channels mode: the channel every connection subscribes to and
-    /// publishers publish to (the listener must be a channels-mode one).
-    pub channel: Option<&'static str>,
+    /// How bench messages travel (must match the listener's mode).
+    pub wire: Wire,
     /// Tenants, each with `subs_per_tenant` subscribers.
     pub tenants: u32,
     /// Publishers: one for each of the first `publishers` tenants.
@@ -48,14 +48,14 @@ impl Spec {
     /// `size` bytes as fast as the socket takes them, after 20 warm-up ones.
     pub fn one_to_many(
         path: &'static str,
-        channel: Option<&'static str>,
+        wire: Wire,
         subs: usize,
         msgs: u64,
         size: usize,
     ) -> Self {
         Self {
             path,
-            channel,
+            wire,
             tenants: 1,
             publishers: 1,
             subs_per_tenant: subs,
@@ -67,6 +67,18 @@ impl Spec {
             concurrency: 50,
         }
     }
+}
+
+/// How bench messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Payload mode: the message is the frame.
+    Payload,
+    /// Message mode: `{"text": message}`, delivered with the `_session` stamp.
+    Message,
+    /// Channels mode: every connection subscribes to this channel, publishers
+    /// send `publish` commands to it, deliveries are `pub` pushes.
+    Channel(&'static str),
 }
 
 /// What happened.
@@ -198,9 +210,11 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
 /// Channels mode: every connection subscribed to the spec's channel (the
 /// publishers too, so they see their own warm-up); otherwise `conns` as they are.
 async fn subscribe_all(conns: Vec<Ws>, spec: &Spec) -> Vec<Ws> {
-    match spec.channel {
-        Some(c) => channels::subscribe_many(conns, |_| vec![c.to_owned()], spec.concurrency).await,
-        None => conns,
+    match spec.wire {
+        Wire::Channel(c) => {
+            channels::subscribe_many(conns, |_| vec![c.to_owned()], spec.concurrency).await
+        }
+        Wire::Payload | Wire::Message => conns,
     }
 }
 
@@ -280,10 +294,13 @@ async fn publisher(
     });
     let frame = |warmup: bool, seq: u64| {
         let m = message(warmup, tenant, seq, spec.size);
-        match spec.channel {
+        match spec.wire {
             // Command ids: warm-up 1.., measured after them.
-            Some(c) => channels::publish(c, seq + 1 + if warmup { 0 } else { spec.warmup }, m),
-            None => m,
+            Wire::Channel(c) => {
+                channels::publish(c, seq + 1 + if warmup { 0 } else { spec.warmup }, m)
+            }
+            Wire::Message => channels::text_object(m),
+            Wire::Payload => m,
         }
     };
     for seq in 0..spec.warmup {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::load::{self, Spec};
+use crate::load::{self, Spec, Wire};
 use crate::support::{self, fail, thousands, Args, Broker, Percentiles};
 
 /// Fan-out within one tenant: one publisher, N subscribers of the same tenant.
@@ -21,7 +21,7 @@ pub async fn fanout(args: &Args) {
         n => vec![(n, args.get("msgs", 2_000))],
     };
     for (subs, msgs) in runs {
-        let spec = Spec::one_to_many(support::EVENTS, None, subs, msgs, size);
+        let spec = Spec::one_to_many(support::EVENTS, Wire::Payload, subs, msgs, size);
         run_fanout("fanout (tenant scope)", &spec, |out| {
             format!(
                 "fanout 1 publisher -> {subs} subscribers x {msgs} msgs x {size} B: \
@@ -41,7 +41,7 @@ pub async fn many_tenants(args: &Args) {
     let tenants = args.get("tenants", 50);
     let spec = Spec {
         path: support::EVENTS,
-        channel: None,
+        wire: Wire::Payload,
         tenants,
         publishers: tenants,
         subs_per_tenant: args.get("subs", 20),
@@ -79,7 +79,7 @@ pub async fn many_tenants(args: &Args) {
 pub async fn global(args: &Args) {
     let spec = Spec {
         path: support::GLOBAL,
-        channel: None,
+        wire: Wire::Payload,
         tenants: args.get("tenants", 10),
         publishers: args.get("publishers", 1),
         subs_per_tenant: args.get("subs", 10),
@@ -111,7 +111,7 @@ pub async fn global(args: &Args) {
 pub async fn latency(args: &Args) {
     let spec = Spec {
         path: support::EVENTS,
-        channel: None,
+        wire: Wire::Payload,
         tenants: 1,
         publishers: 1,
         subs_per_tenant: args.get("subs", 100),

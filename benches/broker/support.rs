@@ -30,6 +30,8 @@ pub const EVENTS: &str = "/ws/events";
 pub const ECHO: &str = "/ws/echo";
 /// Global-scope listener.
 pub const GLOBAL: &str = "/ws/global";
+/// Tenant-scope listener in message mode.
+pub const MESSAGES: &str = "/ws/messages";
 /// Channels-mode listener with history (size 100, TTL 300 s).
 pub const CH_HISTORY: &str = "/ws/ch-history";
 /// Channels-mode listener without history.
@@ -144,9 +146,10 @@ pub const BENCH_LIMITS: &str =
 const ADMIN_TOKEN: &str = "wsplus-bench-admin-token-0123456789";
 
 /// The broker's configuration: three HS256 payload-mode listeners (tenant,
-/// session and global scope), three channels-mode ones (tenant scope: with
-/// history, without, and without with room for many subscriptions per
-/// session), and `limits` (a `[limits]` table, or nothing for the defaults).
+/// session and global scope), a message-mode one (tenant scope), three
+/// channels-mode ones (tenant scope: with history, without, and without with
+/// room for many subscriptions per session), and `limits` (a `[limits]`
+/// table, or nothing for the defaults).
 fn config_toml(limits: &str) -> String {
     let listener_with = |path: &str, scope: &str, top: &str| {
         format!(
@@ -166,10 +169,11 @@ fn config_toml(limits: &str) -> String {
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n\
          [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
-         {}{}{}{}{}{}{limits}",
+         {}{}{}{}{}{}{}{limits}",
         listener(EVENTS, "tenant"),
         listener(ECHO, "session"),
         listener(GLOBAL, "global"),
+        listener_with(MESSAGES, "tenant", "mode = \"message\"\n"),
         channels(
             CH_HISTORY,
             "max_per_session = 8\nhistory_size = 100\nhistory_ttl_s = 300\n"

@@ -80,19 +80,30 @@ fn a_wrong_password_or_an_untrusted_certificate_stops_the_node_with_a_clear_erro
     let wrong = "not-the-redis-pw-4711";
     let mut untrusted = secure_node_settings(&redis, "u");
     untrusted.cluster.tls_ca_file = None;
+    // A wrong password inside the URL: the error shows the URL redacted.
+    let mut in_url = secure_node_settings(&redis, "x");
+    in_url.cluster.password_env = None;
+    in_url.cluster.username = None;
+    let with_credentials = format!("rediss://{REDIS_USER}:{wrong}@");
+    in_url.cluster.redis_url = Some(redis.url().replace("rediss://", &with_credentials));
+    let redacted = redis.url().replace("rediss://", "rediss://[redacted]@");
+    let bad_password = "Password authentication failed";
     let cases = [
         (
             secure_node_settings(&redis, "w"),
             wrong,
-            "Password authentication failed",
+            bad_password,
+            redis.url(),
         ),
         (
             untrusted,
             REDIS_PASSWORD,
             "invalid peer certificate: UnknownIssuer",
+            redis.url(),
         ),
+        (in_url, wrong, bad_password, redacted),
     ];
-    for (i, (settings, password, why)) in cases.into_iter().enumerate() {
+    for (i, (settings, password, why, url)) in cases.into_iter().enumerate() {
         let (config, _) = config_file(&format!("redis-refused-{i}"), settings);
         let mut cmd = wsplus_with(&["serve"], &config, password);
         cmd.env("RUST_LOG", "debug");
@@ -100,7 +111,7 @@ fn a_wrong_password_or_an_untrusted_certificate_stops_the_node_with_a_clear_erro
         let status = node.wait();
         let stderr = node.stderr();
         assert!(!status.success(), "case {i} started: {stderr}");
-        let shown = format!("cluster: Redis at {} refused this node: ", redis.url());
+        let shown = format!("cluster: Redis at {url} refused this node: ");
         assert!(
             stderr.contains(&shown) && stderr.contains(why),
             "case {i}: no clear error in:\n{stderr}"

@@ -82,21 +82,51 @@ impl RefreshResult {
     }
 }
 
-/// Refreshes by result, process-wide.
-#[derive(Debug, Default)]
-pub struct RefreshCounters([AtomicU64; 3]);
+/// An outcome counted by [`ByResult`]: its slot among `N`.
+pub trait Outcome: Copy {
+    /// The slot, below the counter's `N`.
+    fn index(self) -> usize;
+}
 
-impl RefreshCounters {
-    /// Counts one refresh.
-    pub fn add(&self, r: RefreshResult) {
+impl Outcome for RefreshResult {
+    fn index(self) -> usize {
+        RefreshResult::index(self)
+    }
+}
+
+impl Outcome for RecoveryResult {
+    fn index(self) -> usize {
+        RecoveryResult::index(self)
+    }
+}
+
+/// One relaxed counter per outcome `R`, process-wide.
+#[derive(Debug)]
+pub struct ByResult<R, const N: usize>([AtomicU64; N], std::marker::PhantomData<R>);
+
+impl<R, const N: usize> Default for ByResult<R, N> {
+    fn default() -> Self {
+        Self(
+            std::array::from_fn(|_| AtomicU64::new(0)),
+            std::marker::PhantomData,
+        )
+    }
+}
+
+impl<R: Outcome, const N: usize> ByResult<R, N> {
+    /// Counts one.
+    pub fn add(&self, r: R) {
         self.0[r.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Refreshes that ended with `r`.
-    pub fn get(&self, r: RefreshResult) -> u64 {
+    /// How many ended with `r`.
+    pub fn get(&self, r: R) -> u64 {
         self.0[r.index()].load(Ordering::Relaxed)
     }
 }
+
+/// Refreshes by result.
+pub type RefreshCounters = ByResult<RefreshResult, 3>;
 
 /// How a `subscribe` with `since` ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,18 +157,5 @@ impl RecoveryResult {
     }
 }
 
-/// Recoveries by result, process-wide.
-#[derive(Debug, Default)]
-pub struct RecoveryCounters([AtomicU64; 2]);
-
-impl RecoveryCounters {
-    /// Counts one recovery attempt.
-    pub fn add(&self, r: RecoveryResult) {
-        self.0[r.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Attempts that ended with `r`.
-    pub fn get(&self, r: RecoveryResult) -> u64 {
-        self.0[r.index()].load(Ordering::Relaxed)
-    }
-}
+/// Subscribes with `since` by result.
+pub type RecoveryCounters = ByResult<RecoveryResult, 2>;

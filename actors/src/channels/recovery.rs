@@ -41,6 +41,10 @@ pub enum Answer {
     Reply(CommandId),
     /// A server-side subscription: the `subscribe` push.
     Push,
+    /// A live subscriber saw a gap in offsets (a publication lost on the way
+    /// to this node): the missing ones are pushed from the stream, then the
+    /// held ones; nothing else is sent.
+    Repair,
 }
 
 #[derive(Debug)]
@@ -67,9 +71,10 @@ pub struct Finished {
     pub answer: Answer,
     /// Whether it gave `since` (a recovery to count).
     pub recovery: Option<bool>,
-    /// The reply (or push) and the held publications to push after it; the
-    /// error when the stream could not be read.
-    pub outcome: Result<(String, Vec<Delivery>), HistoryError>,
+    /// The reply or push (empty for a repair) and the publications to push
+    /// after it; when the stream could not be read, the error and the held
+    /// publications.
+    pub outcome: Result<(String, Vec<Delivery>), (HistoryError, Vec<Delivery>)>,
 }
 
 /// The waiting subscribers of one hub.
@@ -109,6 +114,23 @@ impl Recoveries {
             floor: None,
         });
         self.next
+    }
+
+    /// Whether `session` waits for a read of `channel` (a floor is not a wait).
+    pub fn is_waiting(&self, channel: &ChannelName, session: &SessionId) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|l| l.iter().any(|w| w.session == *session && w.floor.is_none()))
+    }
+
+    /// The last position `session` got on `channel` from a read, while it
+    /// has a floor there.
+    pub fn floor(&self, channel: &ChannelName, session: &SessionId) -> Option<StreamPosition> {
+        self.channels
+            .get(channel)?
+            .iter()
+            .find(|w| w.session == *session)
+            .and_then(|w| w.floor.clone())
     }
 
     /// Whether anyone waits on `channel` (or has a floor there).
@@ -204,13 +226,18 @@ impl Recoveries {
             w.held.clear();
             answered
         });
-        if outcome.is_err() {
-            list.remove(i);
-            if list.is_empty() {
-                self.channels.remove(channel);
+        let outcome = match outcome {
+            Ok((text, held, recovered)) => Ok((text, held, recovered)),
+            Err(e) => {
+                let w = list.remove(i);
+                if list.is_empty() {
+                    self.channels.remove(channel);
+                }
+                Err((e, w.held.into_iter().map(|(_, d)| d).collect()))
             }
-        }
-        let recovery = since.then_some(matches!(outcome, Ok((_, _, true))));
+        };
+        let counted = since && kind != Answer::Repair;
+        let recovery = counted.then_some(matches!(outcome, Ok((_, _, true))));
         Some(Finished {
             session,
             outbox,
@@ -266,8 +293,18 @@ fn answer(
             )
         }
         Answer::Push => codec::push_subscribe(channel, Some((&stream.epoch, offset))),
+        Answer::Repair => String::new(),
     };
-    let held = later.into_iter().map(|(_, d)| d.clone()).collect();
+    let mut held: Vec<Delivery> = Vec::new();
+    if w.answer == Answer::Repair && recovered {
+        held.extend(
+            stream
+                .publications
+                .iter()
+                .map(|(_, p)| Delivery::Text(p.clone())),
+        );
+    }
+    held.extend(later.into_iter().map(|(_, d)| d.clone()));
     (text, held, recovered)
 }
 
@@ -391,6 +428,34 @@ mod tests {
         let t = r.start(&ch(), &s, &o, Answer::Push, None);
         r.cancel_session(&s);
         assert!(r.finish(&ch(), t, Ok(stream("e", 5, 1..1))).is_none());
+    }
+
+    #[test]
+    fn a_repair_pushes_the_missing_publications_then_the_held_ones() {
+        let mut r = Recoveries::new();
+        let (o, _rx) = outbox(8, 1 << 20);
+        let s = SessionId::random();
+        // Live up to 1, then 4 arrived: 2 and 3 were lost on the way.
+        let t = r.start(&ch(), &s, &o, Answer::Repair, Some(at("e", 1)));
+        assert!(r.hold(&ch(), &s, &at("e", 4), &publication(4)));
+        let f = r.finish(&ch(), t, Ok(stream("e", 3, 2..4))).unwrap();
+        assert_eq!(f.recovery, None, "not a client's recovery");
+        let (text, pushes) = f.outcome.unwrap();
+        assert!(text.is_empty());
+        assert_eq!(offsets(&pushes), [2, 3, 4]);
+        // A stream that no longer has them: the held ones still go out.
+        let t = r.start(&ch(), &s, &o, Answer::Repair, Some(at("e", 4)));
+        assert!(r.hold(&ch(), &s, &at("e", 9), &publication(9)));
+        let f = r.finish(&ch(), t, Ok(stream("e", 8, 7..9))).unwrap();
+        assert_eq!(offsets(&f.outcome.unwrap().1), [9]);
+        let t = r.start(&ch(), &s, &o, Answer::Repair, Some(at("e", 9)));
+        assert!(r.hold(&ch(), &s, &at("e", 11), &publication(11)));
+        let (_, held) = r
+            .finish(&ch(), t, Err(HistoryError::Unavailable))
+            .unwrap()
+            .outcome
+            .unwrap_err();
+        assert_eq!(offsets(&held), [11]);
     }
 
     #[test]

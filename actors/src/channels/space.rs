@@ -231,6 +231,8 @@ pub struct ChannelSpace {
     recoveries: Recoveries,
     /// Cluster round trips to run (see [`ChannelSpace::take_jobs`]).
     jobs: Vec<cluster_history::Job>,
+    /// The last numbered publication of each subscribed channel (gaps).
+    seen: std::collections::HashMap<ChannelName, StreamPosition>,
 }
 
 mod cluster_history;
@@ -251,6 +253,7 @@ impl ChannelSpace {
             cluster: None,
             recoveries: Recoveries::new(),
             jobs: Vec::new(),
+            seen: std::collections::HashMap::new(),
         }
     }
 
@@ -489,6 +492,9 @@ impl ChannelSpace {
         delivery: &Delivery,
         position: Option<&StreamPosition>,
     ) -> usize {
+        if let Some(at) = position.filter(|_| self.cluster.is_some()) {
+            self.repair_gap(channel, at);
+        }
         let mut delivered = 0;
         let mut gone = Vec::new();
         let waiting = position.filter(|_| self.recoveries.any(channel));
@@ -639,6 +645,7 @@ impl ChannelSpace {
 
     /// The last local subscriber of `channel` left.
     fn channel_gone(&mut self, channel: &ChannelName) {
+        self.seen.remove(channel);
         self.backplane
             .channel_closed(self.listener, self.tenant.as_ref(), channel);
         if let Some(h) = self.history.as_mut() {

@@ -216,12 +216,12 @@ impl ChannelSpace {
                         RecoveryResult::NotRecovered
                     });
                 }
-                match (f.outcome, f.answer) {
+                let pushes = match (f.outcome, f.answer) {
                     (Ok((text, held)), _) => {
-                        self.answer(&f.session, &f.outbox, text);
-                        for d in held {
-                            self.deliver(&f.session, &f.outbox, d);
+                        if !text.is_empty() {
+                            self.answer(&f.session, &f.outbox, text);
                         }
+                        held
                     }
                     // Without its stream the subscription cannot keep its
                     // promise: it is refused.
@@ -229,11 +229,18 @@ impl ChannelSpace {
                         let outcome = self.table.unsubscribe(&f.session, &channel);
                         self.closed(&channel, outcome);
                         self.answer(&f.session, &f.outbox, unavailable(id));
+                        Vec::new()
                     }
-                    (Err(_), Answer::Push) => {
+                    (Err((_, held)), Answer::Push) => {
                         let push = codec::push_subscribe(&channel, None);
                         self.answer(&f.session, &f.outbox, push);
+                        held
                     }
+                    // The gap stays; what came since still goes out.
+                    (Err((_, held)), Answer::Repair) => held,
+                };
+                for d in pushes {
+                    self.deliver(&f.session, &f.outbox, d);
                 }
             }
             Done::Appended { reply, result } => {
@@ -282,6 +289,42 @@ impl ChannelSpace {
         }
     }
 
+    /// A numbered publication arrived: when the channel's offsets jumped (one
+    /// or more were lost on the way to this node), every live subscriber
+    /// waits for a read of what it missed (see `Answer::Repair`), this
+    /// publication held meanwhile.
+    pub(super) fn repair_gap(&mut self, channel: &ChannelName, at: &StreamPosition) {
+        if self.table.subscriber_count(channel) == 0 {
+            // Still arriving after the last subscriber left: nothing to track.
+            self.seen.remove(channel);
+            return;
+        }
+        let last = self.seen.insert(channel.clone(), at.clone());
+        let Some(last) = last.filter(|l| l.epoch == at.epoch && at.offset > l.offset + 1) else {
+            return;
+        };
+        log::warn!(
+            "channel publications lost on the way to this node listener={} channel={} missed={}",
+            self.listener.0,
+            channel,
+            at.offset - last.offset - 1
+        );
+        let live: Vec<(SessionId, Outbox)> = self
+            .table
+            .subscribers(channel)
+            .filter(|(id, _)| !self.recoveries.is_waiting(channel, id))
+            .map(|(id, o)| (id.clone(), o.clone()))
+            .collect();
+        for (id, outbox) in live {
+            // A subscriber that read the stream further has those already.
+            let since = match self.recoveries.floor(channel, &id) {
+                Some(f) if f.epoch == last.epoch && f.offset > last.offset => f,
+                _ => last.clone(),
+            };
+            self.wait(channel, &id, &outbox, Answer::Repair, Some(since));
+        }
+    }
+
     /// Pushes a held publication after a waiting subscriber's reply.
     fn deliver(&mut self, session: &SessionId, outbox: &Outbox, d: Delivery) {
         match outbox.push(d.clone()) {
@@ -289,5 +332,123 @@ impl ChannelSpace {
             Err(PushError::Full) => self.held.push((session.clone(), outbox.clone(), d)),
             Err(PushError::Closed) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{json, Value};
+
+    use super::super::super::codec::{pub_with_offset, push_pub};
+    use super::super::super::history::HistoryLimits;
+    use super::*;
+    use crate::backplane::Backplane;
+    use crate::counters::Counters;
+    use crate::ids::{ListenerId, TenantId};
+    use crate::outbox::{outbox, OutboxReceiver};
+
+    /// A cluster whose stream is whatever the test says.
+    #[derive(Debug)]
+    struct Fake(Mutex<ClusterStream>);
+
+    impl Backplane for Fake {
+        fn keeps_history(&self) -> bool {
+            true
+        }
+
+        fn read_history(
+            &self,
+            _l: ListenerId,
+            _t: Option<&TenantId>,
+            _c: &ChannelName,
+            _limits: HistoryLimits,
+            after: Option<u64>,
+        ) -> BoxFuture<'static, Result<ClusterStream, HistoryError>> {
+            let mut s = self.0.lock().unwrap().clone();
+            s.publications
+                .retain(|(o, _)| after.is_some_and(|a| *o > a));
+            Box::pin(std::future::ready(Ok(s)))
+        }
+    }
+
+    fn ch() -> ChannelName {
+        ChannelName::parse("x").unwrap()
+    }
+
+    fn at(offset: u64) -> StreamPosition {
+        StreamPosition {
+            epoch: "e".into(),
+            offset,
+        }
+    }
+
+    fn publication(n: u64) -> Delivery {
+        pub_with_offset(&push_pub(&ch(), &json!(n), None, &Value::Null), &ch(), n)
+    }
+
+    fn stream(top: u64) -> ClusterStream {
+        ClusterStream {
+            epoch: "e".into(),
+            offset: top,
+            publications: (1..=top)
+                .map(|n| match publication(n) {
+                    Delivery::Text(t) => (n, t),
+                    Delivery::Binary(_) => unreachable!(),
+                })
+                .collect(),
+        }
+    }
+
+    async fn run_jobs(space: &mut ChannelSpace) {
+        for job in space.take_jobs() {
+            let done = job.0.await;
+            space.finish(done);
+        }
+    }
+
+    fn pushed(rx: &mut OutboxReceiver) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(Delivery::Text(t)) = rx.data.try_recv() {
+            out.push(serde_json::from_str(&t).unwrap());
+        }
+        out
+    }
+
+    #[actix::test]
+    async fn publications_lost_on_the_way_are_read_back_in_order() {
+        let fake = Arc::new(Fake(Mutex::new(stream(0))));
+        let limits = HistoryLimits {
+            size: 100,
+            ttl: std::time::Duration::from_secs(60),
+        };
+        let mut space = ChannelSpace::new(
+            ListenerId(0),
+            Some(TenantId::new("t")),
+            Arc::new(Counters::new(1)),
+        )
+        .with_backplane(fake.clone())
+        .with_history(limits);
+        let (o, mut rx) = outbox(64, 1 << 20);
+        let s = SessionId::random();
+        space.server_subscribe(&s, &o, &ch());
+        run_jobs(&mut space).await;
+        assert_eq!(
+            pushed(&mut rx),
+            [json!({"push": "subscribe", "channel": "x", "epoch": "e", "offset": 0})]
+        );
+        *fake.0.lock().unwrap() = stream(3);
+        space.publish_at(&ch(), &publication(1), Some(&at(1)));
+        // 2 and 3 never arrive here: 4 shows the gap.
+        space.publish_at(&ch(), &publication(4), Some(&at(4)));
+        assert_eq!(pushed(&mut rx).len(), 1, "4 waits for the repair");
+        run_jobs(&mut space).await;
+        space.publish_at(&ch(), &publication(5), Some(&at(5)));
+        let offsets: Vec<u64> = pushed(&mut rx)
+            .iter()
+            .map(|p| p["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [2, 3, 4, 5]);
     }
 }

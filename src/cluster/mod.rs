@@ -7,6 +7,7 @@
 //!   cluster-wide and share `max_connections_per_tenant`. See docs/cluster.md.
 
 mod keys;
+mod occupancy;
 mod redis;
 mod target;
 mod wire;
@@ -23,6 +24,7 @@ use wsplus_actors::{
 
 use crate::settings::Settings;
 
+pub use self::occupancy::{ChannelWebhooks, LocalOccupancy, Occupancy};
 pub use self::redis::Timing;
 pub use self::target::{refused, Probe, RedisTarget, TargetError};
 
@@ -179,19 +181,25 @@ impl Cluster {
         redis: Option<&RedisTarget>,
         policies: &[Arc<ListenerPolicy>],
         counters: Arc<Counters>,
+        webhooks: &Arc<crate::hooks::Webhooks>,
     ) -> Result<Self, ClusterError> {
         let c = &settings.cluster;
         let stats = Arc::new(ClusterStats::default());
+        let channel_webhooks = ChannelWebhooks::new(policies, webhooks);
         let target = match redis {
             Some(t) => t.clone(),
             None => {
+                let backplane: Arc<dyn Backplane> = match channel_webhooks {
+                    Some(w) => Arc::new(LocalOccupancy(w)),
+                    None => Arc::new(LocalBackplane),
+                };
                 return Ok(Self {
-                    backplane: Arc::new(LocalBackplane),
+                    backplane,
                     redis: None,
                     stats,
                     node_id: String::new(),
                     arbiter: None,
-                })
+                });
             }
         };
         let node_id = if c.node_id.is_empty() {

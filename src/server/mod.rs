@@ -300,8 +300,16 @@ impl Plan {
         let counters = Arc::new(Counters::new(listeners.len()));
         let rejections = Arc::new(Rejections::default());
         let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-        let cluster =
-            Arc::new(Cluster::start(&settings, redis.as_ref(), &policies, counters.clone()).await?);
+        let cluster = Arc::new(
+            Cluster::start(
+                &settings,
+                redis.as_ref(),
+                &policies,
+                counters.clone(),
+                &webhooks,
+            )
+            .await?,
+        );
         let broker = Broker::new(
             policies,
             counters.clone(),

@@ -45,8 +45,9 @@ struct Event<'a> {
     event: &'static str,
     time_ms: u64,
     listener: &'a str,
+    /// `None` (null) for a channel of a global-scope listener.
     #[serde(rename = "tenantId")]
-    tenant_id: &'a str,
+    tenant_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<SessionRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,14 +169,28 @@ impl Webhooks {
         self.session_event(WebhookEvent::SessionClosed, info, Some(code));
     }
 
-    /// `channel.occupied`: `channel` of `tenant` on `listener` got its first
-    /// subscriber (in the whole cluster: the caller decides).
-    pub fn channel_occupied(&self, listener: &str, tenant: &str, channel: &str) {
+    /// True when some webhook hears `channel.occupied` or `channel.vacated`
+    /// (the cluster only counts channel occupancy then).
+    pub fn wants_channel_events(&self) -> bool {
+        self.sinks.iter().any(|s| {
+            s.events.iter().any(|e| {
+                matches!(
+                    e,
+                    WebhookEvent::ChannelOccupied | WebhookEvent::ChannelVacated
+                )
+            })
+        })
+    }
+
+    /// `channel.occupied`: `channel` of `tenant` (`None`: a global-scope
+    /// listener) on `listener` got its first subscriber (in the whole
+    /// cluster: the caller decides).
+    pub fn channel_occupied(&self, listener: &str, tenant: Option<&str>, channel: &str) {
         self.channel_event(WebhookEvent::ChannelOccupied, listener, tenant, channel);
     }
 
     /// `channel.vacated`: `channel` lost its last subscriber.
-    pub fn channel_vacated(&self, listener: &str, tenant: &str, channel: &str) {
+    pub fn channel_vacated(&self, listener: &str, tenant: Option<&str>, channel: &str) {
         self.channel_event(WebhookEvent::ChannelVacated, listener, tenant, channel);
     }
 
@@ -184,7 +199,7 @@ impl Webhooks {
             event: kind.as_str(),
             time_ms: now_ms(),
             listener: &info.listener_path,
-            tenant_id: info.tenant.as_str(),
+            tenant_id: Some(info.tenant.as_str()),
             session: Some(SessionRef {
                 id: info.id.as_str(),
                 subject: info.subject.as_deref(),
@@ -194,7 +209,13 @@ impl Webhooks {
         });
     }
 
-    fn channel_event(&self, kind: WebhookEvent, listener: &str, tenant: &str, channel: &str) {
+    fn channel_event(
+        &self,
+        kind: WebhookEvent,
+        listener: &str,
+        tenant: Option<&str>,
+        channel: &str,
+    ) {
         self.emit(kind, || Event {
             event: kind.as_str(),
             time_ms: now_ms(),

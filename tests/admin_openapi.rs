@@ -171,6 +171,7 @@ fn app() -> TestApp {
         wsplus::settings::ChannelsSettings {
             history_size: 10,
             history_ttl_s: 60,
+            presence: true,
             ..Default::default()
         },
     ));
@@ -238,7 +239,9 @@ async fn real_responses_match_the_documented_schemas() {
     ];
     let session = session_ids(&app, "acme").await[0].clone();
     let token = common::channels::channels_token("acme", Some("u"), 3600, json!({}));
-    let subscriber = common::channels::Chan::connect(&app, CHANNELS, &token).await;
+    let mut subscriber = common::channels::Chan::connect(&app, CHANNELS, &token).await;
+    // The channel detail then has a present client to check.
+    subscriber.subscribe("news").await;
     let channels_session = subscriber.connected["session"]["id"]
         .as_str()
         .unwrap()

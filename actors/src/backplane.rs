@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channels::codec::StreamPosition;
 use crate::channels::history::HistoryLimits;
+use crate::channels::presence::ChannelFacts;
 use crate::channels::ChannelName;
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
@@ -102,6 +103,18 @@ pub trait Backplane: Send + Sync + fmt::Debug {
     /// delivered to this node's subscribers: hand it to the other nodes.
     /// `tenant` is `None` on a global-scope channels listener.
     fn publish_channel(
+        &self,
+        _listener: ListenerId,
+        _tenant: Option<&TenantId>,
+        _channel: &ChannelName,
+        _delivery: &Delivery,
+    ) {
+    }
+
+    /// A push to a channel's subscribers that is not a publication (a
+    /// presence `join`/`leave`), already delivered here: hand it to the other
+    /// nodes' subscribers. Never kept in history, carries no offset.
+    fn push_channel(
         &self,
         _listener: ListenerId,
         _tenant: Option<&TenantId>,
@@ -318,6 +331,42 @@ pub enum NodeRequest {
         /// The message.
         delivery: WireDelivery,
     },
+    /// The channels of a channel space with subscribers on this node.
+    ListChannels {
+        /// Listener path (a channels-mode listener).
+        listener: String,
+        /// The tenant (`None` on a global-scope listener).
+        tenant: Option<String>,
+    },
+    /// This node's subscribers (and, with presence, present clients) of a
+    /// channel.
+    Channel {
+        /// Listener path.
+        listener: String,
+        /// The tenant (`None` on a global-scope listener).
+        tenant: Option<String>,
+        /// The channel name.
+        channel: String,
+    },
+    /// Subscribe one local session to a channel on the server's initiative,
+    /// or end one of its subscriptions (push `unsubscribe`, reason `admin`).
+    Subscription {
+        /// Session id.
+        id: String,
+        /// The channel name.
+        channel: String,
+        /// End the subscription rather than add it.
+        unsubscribe: bool,
+    },
+}
+
+/// One row of a channel listing: a channel and its subscribers on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCount {
+    /// The channel name.
+    pub channel: String,
+    /// Its subscribers.
+    pub subscribers: usize,
 }
 
 /// One node's part of a cluster-wide figure.
@@ -345,8 +394,13 @@ pub enum NodeReply {
     Tenants(Vec<TenantView>),
     /// To `ListSessions` and `GetSession`.
     Sessions(Vec<SessionView>),
-    /// To `Kick`, `KickTenant` and `Publish`: how many sessions it applied to.
+    /// To `Kick`, `KickTenant`, `Publish` and `Subscription`: how many
+    /// sessions it applied to.
     Count(usize),
+    /// To `ListChannels`.
+    Channels(Vec<ChannelCount>),
+    /// To `Channel`.
+    Channel(ChannelFacts),
     /// The node could not apply the request (it names something this node does
     /// not know); counts as nothing in merged answers.
     Refused(NodeError),
@@ -359,6 +413,13 @@ pub enum NodeError {
     /// No listener at this path here (nodes' listener tables differ).
     #[error("unknown listener {0:?}")]
     UnknownListener(String),
+    /// A server-side subscription would open a channel beyond the tenant's
+    /// `max_channels` on the node holding the session.
+    #[error("the tenant's max_channels is reached")]
+    MaxChannels,
+    /// A channel name this node does not accept.
+    #[error("invalid channel name {0:?}")]
+    InvalidChannel(String),
     /// A close code this node does not send (nodes run different versions).
     #[error("unknown close code {0}")]
     UnknownCloseCode(u16),

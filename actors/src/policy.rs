@@ -55,6 +55,8 @@ pub struct ListenerPolicy {
     pub outbound_queue_bytes: usize,
     /// Channels mode with history on: what each channel keeps.
     pub history: Option<crate::channels::history::HistoryLimits>,
+    /// Channels mode: whether presence is tracked and joins/leaves pushed.
+    pub presence: crate::channels::presence::PresenceMode,
 }
 
 impl ListenerPolicy {
@@ -75,6 +77,7 @@ impl ListenerPolicy {
             outbound_queue_messages: 1024,
             outbound_queue_bytes: 4 << 20,
             history: None,
+            presence: crate::channels::presence::PresenceMode::Off,
         }
     }
 }

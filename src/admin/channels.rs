@@ -6,15 +6,20 @@
 //! `tenant` (required there, refused on a global-scope listener, whose
 //! channels every tenant shares). Channel names in paths are percent-decoded
 //! by the router and then validated like a client's (`bad_request` → 400).
+//!
+//! In a cluster every route is cluster-wide: listings and details sum every
+//! node's subscribers (and list every node's present clients), and a
+//! server-side (un)subscription reaches a session on any node.
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wsplus_actors::broker::{
-    ChannelSpaceKey, CountChannelSubscribers, ListChannelSpace, PublishToChannel,
-    SessionSubscription, SubscriptionChange,
+    ChannelDetail, ChannelSpaceKey, ListChannelSpace, PublishToChannel, SessionSubscription,
+    SubscriptionChange,
 };
 use wsplus_actors::channels::codec::{push_pub, UnsubscribeReason};
+use wsplus_actors::channels::presence::PresentClient;
 use wsplus_actors::channels::space::Published;
 use wsplus_actors::channels::ChannelName;
 use wsplus_actors::protocol::admin_stamp;
@@ -59,6 +64,9 @@ pub struct ChannelView {
     /// Its stream (detail only, history on and the channel has one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<super::history::StreamView>,
+    /// Who they are (detail, on a listener with `presence = true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Vec<PresentClient>>,
 }
 
 /// The body of `POST /admin/v1/sessions/{id}/subscriptions`.
@@ -131,6 +139,7 @@ async fn list(
             channel: c.as_str().to_owned(),
             subscribers: n,
             history: None,
+            presence: None,
         })
         .collect();
     rows.sort_by(|a, b| a.channel.cmp(&b.channel));
@@ -143,10 +152,14 @@ async fn detail(
     q: web::Query<SpaceQuery>,
 ) -> Result<web::Json<ChannelView>, ApiError> {
     let space = space(&state, &q.listener, q.tenant.as_deref())?;
+    let presence = channels_listener(&state, &q.listener)?
+        .policy
+        .presence
+        .is_on();
     let channel = channel_name(&channel)?;
-    let subscribers = state
+    let facts = state
         .broker
-        .send(CountChannelSubscribers {
+        .send(ChannelDetail {
             space: space.clone(),
             channel: channel.clone(),
         })
@@ -154,7 +167,8 @@ async fn detail(
     let history = super::history::status(state.broker.clone(), space, channel.clone()).await?;
     Ok(web::Json(ChannelView {
         channel: channel.as_str().to_owned(),
-        subscribers,
+        subscribers: facts.subscribers,
+        presence: presence.then_some(facts.clients),
         history,
     }))
 }

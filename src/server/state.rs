@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use wsplus_actors::channels::history::HistoryLimits;
+use wsplus_actors::channels::presence::PresenceMode;
 use wsplus_actors::{Broker, Counters, ListenerId, ListenerPolicy, OnRateLimit, OnTokenExpiry};
 
 use crate::auth::Authenticator;
@@ -109,6 +110,9 @@ pub fn policy(index: usize, l: &ListenerSettings, s: &Settings) -> ListenerPolic
                 size: p.history_size,
                 ttl: p.history_ttl,
             })
+        }),
+        presence: l.channels.as_ref().map_or(PresenceMode::Off, |c| {
+            PresenceMode::new(c.presence, c.join_leave)
         }),
     }
 }

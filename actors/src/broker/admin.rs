@@ -199,7 +199,7 @@ impl Broker {
 
     /// Runs `local` now and, in a cluster, `request` on `node` (or every other
     /// node), then folds everything with `merge`.
-    fn cluster_wide<T: 'static>(
+    pub(super) fn cluster_wide<T: 'static>(
         &self,
         node: Option<String>,
         request: NodeRequest,
@@ -215,7 +215,7 @@ impl Broker {
 
     /// Like [`Broker::cluster_wide`] for one session: asks only the node the
     /// registry names, when the session is not on this node.
-    fn on_owner<T: 'static>(
+    pub(super) fn on_owner<T: 'static>(
         &self,
         id: &SessionId,
         request: NodeRequest,

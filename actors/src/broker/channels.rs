@@ -8,21 +8,28 @@
 //! is parked (it keeps its streams; admin publications still reach it), a
 //! new room takes it back, and it is stopped once it reports it went idle
 //! while parked. A hub without history stops with its room.
+//!
+//! In a cluster the admin queries are cluster-wide: this node's hub answers
+//! for its subscribers and every other node for its own (a
+//! [`NodeRequest`] through the backplane), and the answers are summed; a
+//! server-side subscription of a session on another node is applied there.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
+use futures_core::future::BoxFuture;
 
 use super::Broker;
-use crate::backplane::HistoryError;
+use crate::backplane::{ChannelCount, HistoryError, NodeError, NodeReply, NodeRequest};
 use crate::channels::codec::{StreamPosition, UnsubscribeReason};
 use crate::channels::history::Page;
 use crate::channels::hub::{ChannelHub, HubRoute, HubWentIdle, StopHub};
 use crate::channels::name::ChannelName;
+use crate::channels::presence::ChannelFacts;
 use crate::channels::space::{
-    ChannelSpace, CountSubscribers, ListChannels, PublishLocal, Published, ReadHistory,
-    ServerSubscribe, ServerUnsubscribe, StreamStatus,
+    ChannelSpace, ListChannels, LocalFacts, PublishLocal, Published, ReadHistory, ServerSubscribe,
+    ServerUnsubscribe, StreamStatus,
 };
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, Mode, Scope, SessionId, TenantId};
@@ -37,7 +44,10 @@ pub struct ChannelSpaceKey {
 }
 
 /// An admin publication to a channel; returns how many queues took it here
-/// and its offset (history on), or why the cluster's history refused it.
+/// plus, in a cluster, how many subscribers the other nodes have (the
+/// publication itself reaches them on the channel's Redis channel, in order
+/// with the clients' publications), and its offset (history on), or why the
+/// cluster's history refused it.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<Published, HistoryError>")]
 pub struct PublishToChannel {
@@ -49,7 +59,7 @@ pub struct PublishToChannel {
     pub delivery: Delivery,
 }
 
-/// The channels of a space with their subscriber counts.
+/// The channels of a space with their subscriber counts, cluster-wide.
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<(ChannelName, usize)>")]
 pub struct ListChannelSpace {
@@ -57,10 +67,11 @@ pub struct ListChannelSpace {
     pub space: ChannelSpaceKey,
 }
 
-/// The subscriber count of one channel of a space (0 when nobody is).
+/// The subscribers of one channel of a space and, with presence, who they
+/// are, cluster-wide (0 and nobody when nobody subscribes).
 #[derive(Message, Debug)]
-#[rtype(result = "usize")]
-pub struct CountChannelSubscribers {
+#[rtype(result = "ChannelFacts")]
+pub struct ChannelDetail {
     /// The space.
     pub space: ChannelSpaceKey,
     /// The channel.
@@ -194,6 +205,9 @@ impl Broker {
         let mut space = ChannelSpace::new(listener, tenant.clone(), self.counters.clone())
             .with_backplane(self.config.backplane.clone())
             .with_limits(self.config.channel_limits.clone());
+        if let Some(policy) = self.policy(listener) {
+            space = space.with_listener(policy);
+        }
         if let Some(limits) = self.policy(listener).and_then(|p| p.history) {
             space = space.with_history(limits);
         }
@@ -259,13 +273,180 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Asks every other node, in a cluster; nobody otherwise.
+    fn ask_others(&self, request: NodeRequest) -> BoxFuture<'static, Vec<NodeReply>> {
+        if !self.backplane().is_clustered() {
+            return Box::pin(async { Vec::new() });
+        }
+        self.backplane().call(None, request)
+    }
+
+    /// The space key on the wire: the listener's path and the tenant.
+    fn wire_space(&self, space: &ChannelSpaceKey) -> (String, Option<String>) {
+        let path = self
+            .policy(space.listener)
+            .map(|p| p.path.to_string())
+            .unwrap_or_default();
+        (path, space.tenant.as_ref().map(ToString::to_string))
+    }
+
+    /// A space named by another node.
+    fn space_named(
+        &self,
+        listener: String,
+        tenant: Option<String>,
+    ) -> Result<ChannelSpaceKey, NodeError> {
+        Ok(ChannelSpaceKey {
+            listener: self.listener_named(listener)?,
+            tenant: tenant.map(TenantId::new),
+        })
+    }
+
+    /// This node's channels of a space.
+    fn local_channels(
+        &self,
+        space: &ChannelSpaceKey,
+    ) -> BoxFuture<'static, Vec<(ChannelName, usize)>> {
+        let hub = self.hub(space.listener, space.tenant.as_ref());
+        Box::pin(async move {
+            match hub {
+                Some(h) => h.send(ListChannels).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
+    }
+
+    /// This node's facts of a channel.
+    fn local_facts(
+        &self,
+        space: &ChannelSpaceKey,
+        channel: ChannelName,
+    ) -> BoxFuture<'static, ChannelFacts> {
+        let hub = self.hub(space.listener, space.tenant.as_ref());
+        Box::pin(async move {
+            match hub {
+                Some(h) => h.send(LocalFacts { channel }).await.unwrap_or_default(),
+                None => ChannelFacts::default(),
+            }
+        })
+    }
+
+    /// Applies a server-side (un)subscription to a session of this node.
+    fn local_subscription(
+        &self,
+        msg: SessionSubscription,
+    ) -> BoxFuture<'static, SubscriptionChange> {
+        let found = self.sessions.get(&msg.id).and_then(|e| {
+            let route = self.session_hub(e.info.listener, &e.info.tenant)?;
+            let subject = e.info.subject.as_deref().map(Arc::from);
+            Some((route.hub, e.outbox.clone(), subject))
+        });
+        Box::pin(async move {
+            let Some((hub, outbox, subject)) = found else {
+                return SubscriptionChange::NoSession;
+            };
+            // A hub that is gone took its sessions with it.
+            let done = match msg.end {
+                None => hub
+                    .send(ServerSubscribe {
+                        session: msg.id,
+                        outbox,
+                        channel: msg.channel,
+                        subject,
+                    })
+                    .await
+                    .map(|subscribed| {
+                        if subscribed {
+                            SubscriptionChange::Done
+                        } else {
+                            SubscriptionChange::MaxChannels
+                        }
+                    }),
+                Some(reason) => hub
+                    .send(ServerUnsubscribe {
+                        session: msg.id,
+                        channel: msg.channel,
+                        reason,
+                    })
+                    .await
+                    .map(|_| SubscriptionChange::Done),
+            };
+            done.unwrap_or(SubscriptionChange::NoSession)
+        })
+    }
+
+    /// Answers another node's `ListChannels` from this node's hub.
+    pub(super) fn answer_list_channels(
+        &self,
+        listener: String,
+        tenant: Option<String>,
+    ) -> Result<ResponseFuture<NodeReply>, NodeError> {
+        let rows = self.local_channels(&self.space_named(listener, tenant)?);
+        Ok(Box::pin(async move {
+            NodeReply::Channels(
+                rows.await
+                    .into_iter()
+                    .map(|(c, n)| ChannelCount {
+                        channel: c.as_str().to_owned(),
+                        subscribers: n,
+                    })
+                    .collect(),
+            )
+        }))
+    }
+
+    /// Answers another node's `Channel` from this node's hub.
+    pub(super) fn answer_channel(
+        &self,
+        listener: String,
+        tenant: Option<String>,
+        channel: String,
+    ) -> Result<ResponseFuture<NodeReply>, NodeError> {
+        let facts = self.local_facts(&self.space_named(listener, tenant)?, wire_channel(channel)?);
+        Ok(Box::pin(async move { NodeReply::Channel(facts.await) }))
+    }
+
+    /// Applies another node's `Subscription` to a session of this node.
+    pub(super) fn answer_subscription(
+        &self,
+        id: String,
+        channel: String,
+        unsubscribe: bool,
+    ) -> Result<ResponseFuture<NodeReply>, NodeError> {
+        let done = self.local_subscription(SessionSubscription {
+            id: SessionId::from_string(id),
+            channel: wire_channel(channel)?,
+            end: unsubscribe.then_some(UnsubscribeReason::Admin),
+        });
+        Ok(Box::pin(async move {
+            match done.await {
+                SubscriptionChange::Done => NodeReply::Count(1),
+                SubscriptionChange::NoSession => NodeReply::Count(0),
+                SubscriptionChange::MaxChannels => NodeReply::Refused(NodeError::MaxChannels),
+            }
+        }))
+    }
+}
+
+/// A channel name another node sent.
+fn wire_channel(c: String) -> Result<ChannelName, NodeError> {
+    ChannelName::parse(&c).map_err(|_| NodeError::InvalidChannel(c))
+}
+
 impl Handler<PublishToChannel> for Broker {
     type Result = ResponseFuture<Result<Published, HistoryError>>;
 
     fn handle(&mut self, msg: PublishToChannel, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub_or_park(&msg.space);
+        let (listener, tenant) = self.wire_space(&msg.space);
+        let remote = self.ask_others(NodeRequest::Channel {
+            listener,
+            tenant,
+            channel: msg.channel.as_str().to_owned(),
+        });
         Box::pin(async move {
-            match hub {
+            let mut published = match hub {
                 Some(h) => h
                     .send(PublishLocal {
                         channel: msg.channel,
@@ -274,9 +455,11 @@ impl Handler<PublishToChannel> for Broker {
                         position: None,
                     })
                     .await
-                    .unwrap_or(Ok(Published::default())),
-                None => Ok(Published::default()),
-            }
+                    .unwrap_or(Ok(Published::default()))?,
+                None => Published::default(),
+            };
+            published.delivered += ChannelFacts::default().sum(remote.await).subscribers;
+            Ok(published)
         })
     }
 }
@@ -327,32 +510,44 @@ impl Handler<ListChannelSpace> for Broker {
     type Result = ResponseFuture<Vec<(ChannelName, usize)>>;
 
     fn handle(&mut self, msg: ListChannelSpace, _ctx: &mut Self::Context) -> Self::Result {
-        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
-        Box::pin(async move {
-            match hub {
-                Some(h) => h.send(ListChannels).await.unwrap_or_default(),
-                None => Vec::new(),
-            }
-        })
+        let local = self.local_channels(&msg.space);
+        let (listener, tenant) = self.wire_space(&msg.space);
+        let remote = self.ask_others(NodeRequest::ListChannels { listener, tenant });
+        Box::pin(async move { merge_channels(local.await, remote.await) })
     }
 }
 
-impl Handler<CountChannelSubscribers> for Broker {
-    type Result = ResponseFuture<usize>;
-
-    fn handle(&mut self, msg: CountChannelSubscribers, _ctx: &mut Self::Context) -> Self::Result {
-        let hub = self.hub(msg.space.listener, msg.space.tenant.as_ref());
-        Box::pin(async move {
-            match hub {
-                Some(h) => h
-                    .send(CountSubscribers {
-                        channel: msg.channel,
-                    })
-                    .await
-                    .unwrap_or(0),
-                None => 0,
+/// Sums this node's and the other nodes' counts per channel, sorted by name.
+fn merge_channels(
+    local: Vec<(ChannelName, usize)>,
+    replies: Vec<NodeReply>,
+) -> Vec<(ChannelName, usize)> {
+    let mut all: std::collections::BTreeMap<ChannelName, usize> = local.into_iter().collect();
+    for r in replies {
+        let NodeReply::Channels(rows) = r else {
+            continue;
+        };
+        for row in rows {
+            if let Ok(c) = ChannelName::parse(&row.channel) {
+                *all.entry(c).or_default() += row.subscribers;
             }
-        })
+        }
+    }
+    all.into_iter().collect()
+}
+
+impl Handler<ChannelDetail> for Broker {
+    type Result = ResponseFuture<ChannelFacts>;
+
+    fn handle(&mut self, msg: ChannelDetail, _ctx: &mut Self::Context) -> Self::Result {
+        let local = self.local_facts(&msg.space, msg.channel.clone());
+        let (listener, tenant) = self.wire_space(&msg.space);
+        let remote = self.ask_others(NodeRequest::Channel {
+            listener,
+            tenant,
+            channel: msg.channel.as_str().to_owned(),
+        });
+        Box::pin(async move { local.await.sum(remote.await) })
     }
 }
 
@@ -360,41 +555,28 @@ impl Handler<SessionSubscription> for Broker {
     type Result = ResponseFuture<SubscriptionChange>;
 
     fn handle(&mut self, msg: SessionSubscription, _ctx: &mut Self::Context) -> Self::Result {
-        let found = self.sessions.get(&msg.id).and_then(|e| {
-            let route = self.session_hub(e.info.listener, &e.info.tenant)?;
-            Some((route.hub, e.outbox.clone()))
-        });
-        Box::pin(async move {
-            let Some((hub, outbox)) = found else {
-                return SubscriptionChange::NoSession;
-            };
-            // A hub that is gone took its sessions with it.
-            let done = match msg.end {
-                None => hub
-                    .send(ServerSubscribe {
-                        session: msg.id,
-                        outbox,
-                        channel: msg.channel,
-                    })
-                    .await
-                    .map(|subscribed| {
-                        if subscribed {
-                            SubscriptionChange::Done
-                        } else {
-                            SubscriptionChange::MaxChannels
-                        }
-                    }),
-                Some(reason) => hub
-                    .send(ServerUnsubscribe {
-                        session: msg.id,
-                        channel: msg.channel,
-                        reason,
-                    })
-                    .await
-                    .map(|_| SubscriptionChange::Done),
-            };
-            done.unwrap_or(SubscriptionChange::NoSession)
-        })
+        if self.sessions.contains_key(&msg.id) {
+            return self.local_subscription(msg);
+        }
+        let request = NodeRequest::Subscription {
+            id: msg.id.to_string(),
+            channel: msg.channel.as_str().to_owned(),
+            unsubscribe: msg.end.is_some(),
+        };
+        let outcome = |replies: Vec<NodeReply>| {
+            if replies
+                .iter()
+                .any(|r| matches!(r, NodeReply::Count(n) if *n > 0))
+            {
+                SubscriptionChange::Done
+            } else if replies.contains(&NodeReply::Refused(NodeError::MaxChannels)) {
+                SubscriptionChange::MaxChannels
+            } else {
+                SubscriptionChange::NoSession
+            }
+        };
+        let missing = SubscriptionChange::NoSession;
+        self.on_owner(&msg.id, request, None, outcome, missing)
     }
 }
 

@@ -37,8 +37,8 @@ use crate::router::{GlobalRouter, RouterRoom};
 use deadlines::{DeadlineKey, Deadlines};
 
 pub use channels::{
-    ChannelSpaceKey, ChannelStreamStatus, CountChannelSubscribers, ListChannelSpace,
-    PublishToChannel, ReadChannelHistory, SessionSubscription, SubscriptionChange, TokenRefreshed,
+    ChannelDetail, ChannelSpaceKey, ChannelStreamStatus, ListChannelSpace, PublishToChannel,
+    ReadChannelHistory, SessionSubscription, SubscriptionChange, TokenRefreshed,
 };
 pub use messages::*;
 

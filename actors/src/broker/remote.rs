@@ -78,7 +78,7 @@ fn close_code(code: u16) -> Result<CloseCode, NodeError> {
 }
 
 impl Broker {
-    fn listener_named(&self, path: String) -> Result<ListenerId, NodeError> {
+    pub(super) fn listener_named(&self, path: String) -> Result<ListenerId, NodeError> {
         self.listener_by_path(&path)
             .ok_or(NodeError::UnknownListener(path))
     }
@@ -113,6 +113,19 @@ impl Broker {
                     close_code(code)?,
                 ))
             }
+            NodeRequest::ListChannels { listener, tenant } => {
+                return self.answer_list_channels(listener, tenant)
+            }
+            NodeRequest::Channel {
+                listener,
+                tenant,
+                channel,
+            } => return self.answer_channel(listener, tenant, channel),
+            NodeRequest::Subscription {
+                id,
+                channel,
+                unsubscribe,
+            } => return self.answer_subscription(id, channel, unsubscribe),
             NodeRequest::Publish {
                 listener,
                 target,

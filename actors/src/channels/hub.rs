@@ -31,8 +31,8 @@ use crate::outbox::push_when_space;
 use super::history::{page, Page, PRUNE_EVERY};
 use super::name::ChannelName;
 use super::space::{
-    ChannelOp, ChannelSpace, CountSubscribers, ListChannels, PublishLocal, Published, ReadHistory,
-    ServerSubscribe, ServerUnsubscribe, StreamStatus,
+    ChannelOp, ChannelSpace, CountSubscribers, LaterReply, ListChannels, LocalFacts, PublishLocal,
+    Published, ReadHistory, ServerSubscribe, ServerUnsubscribe, StreamStatus,
 };
 use crate::backplane::HistoryError;
 use crate::channels::codec::StreamPosition;
@@ -197,8 +197,33 @@ impl Handler<ChannelOp> for ChannelHub {
     type Result = ();
 
     fn handle(&mut self, msg: ChannelOp, ctx: &mut Self::Context) {
-        self.space.apply(msg);
+        if let Some(later) = self.space.apply(msg) {
+            self.answer_later(later, ctx);
+        }
         self.after(ctx);
+    }
+}
+
+impl ChannelHub {
+    /// Awaits a reply that needs other nodes (without holding the hub), then
+    /// queues it like any other.
+    fn answer_later(&mut self, later: LaterReply, ctx: &mut Context<Self>) {
+        ctx.spawn(
+            later
+                .into_actor(self)
+                .map(|(session, outbox, text), act, ctx| {
+                    act.space.reply_to(&session, &outbox, text);
+                    act.hold_back(ctx);
+                }),
+        );
+    }
+}
+
+impl Handler<LocalFacts> for ChannelHub {
+    type Result = MessageResult<LocalFacts>;
+
+    fn handle(&mut self, msg: LocalFacts, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.space.facts(&msg.channel))
     }
 }
 
@@ -273,9 +298,12 @@ impl Handler<ServerSubscribe> for ChannelHub {
     type Result = bool;
 
     fn handle(&mut self, msg: ServerSubscribe, ctx: &mut Self::Context) -> bool {
-        let done = self
-            .space
-            .server_subscribe(&msg.session, &msg.outbox, &msg.channel);
+        let done = self.space.server_subscribe(
+            &msg.session,
+            &msg.outbox,
+            &msg.channel,
+            msg.subject.as_ref(),
+        );
         self.after(ctx);
         done
     }
@@ -367,6 +395,7 @@ mod tests {
             session: s.clone(),
             outbox: o,
             channel: ch("a"),
+            subject: None,
         })
         .await
         .unwrap();
@@ -425,6 +454,7 @@ mod tests {
                 reply: id(n),
                 since: None,
                 max: 8,
+                subject: None,
             })
             .await
             .unwrap();
@@ -496,6 +526,7 @@ mod tests {
                 offset: 1,
             }),
             max: 1,
+            subject: None,
         };
         h.send(sub("a", 1)).await.unwrap();
         assert_eq!(next(&mut rx).unwrap()["result"]["recovered"], false);
@@ -505,6 +536,7 @@ mod tests {
             session: s.clone(),
             outbox: o.clone(),
             channel: ch("b"),
+            subject: None,
         })
         .await
         .unwrap();
@@ -564,6 +596,7 @@ mod tests {
                 session: s.clone(),
                 outbox: o.clone(),
                 channel: ch("a"),
+                subject: None,
             })
             .await
             .unwrap();

@@ -90,6 +90,7 @@ mod tests {
                 reply: CommandId::new(self.n).unwrap(),
                 since: None,
                 max: 100,
+                subject: None,
             });
             let Some(Delivery::Text(t)) = self.rx.data.try_recv() else {
                 panic!("no reply");
@@ -122,7 +123,7 @@ mod tests {
         assert_eq!(s.table().channel_count(), 2);
         // A server-side subscription is held to the same bound.
         let z = ChannelName::parse("z").unwrap();
-        assert!(!s.server_subscribe(&b.id, &b.outbox, &z));
+        assert!(!s.server_subscribe(&b.id, &b.outbox, &z, None));
         assert!(
             b.rx.data.try_recv().is_none(),
             "nothing pushed when refused"
@@ -139,7 +140,7 @@ mod tests {
         assert_eq!(s.table().channel_count(), 2);
         limit.0.store(0, Ordering::Relaxed);
         assert_eq!(a.subscribe(&mut s, "w"), None);
-        assert!(s.server_subscribe(&a.id, &a.outbox, &ChannelName::parse("v").unwrap()));
+        assert!(s.server_subscribe(&a.id, &a.outbox, &ChannelName::parse("v").unwrap(), None));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod limits;
 pub mod name;
 pub mod permissions;
+pub mod presence;
 pub mod recovery;
 pub mod refresh;
 pub mod space;

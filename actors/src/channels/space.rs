@@ -11,12 +11,17 @@
 //! outbox by the space itself, in the same step that changes the table: no
 //! publication of a channel can follow the reply to its `unsubscribe`, and
 //! every publication after a `subscribe` reply reaches the subscriber.
+//!
+//! Presence ([`super::presence`]) rides on the same steps: a subscription
+//! added or removed here is a join or a leave, pushed to the channel's other
+//! subscribers on this node and, through the backplane, on the others.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
+use futures_core::future::BoxFuture;
 
 use super::codec::{self, CommandId, StreamPosition, UnsubscribeReason};
 use super::counters::RecoveryResult;
@@ -24,16 +29,18 @@ use super::history::{History, HistoryLimits};
 use super::limits::{NoChannelLimits, TenantChannelLimits};
 use super::name::ChannelName;
 use super::permissions::{AccessRules, Grants};
+use super::presence::{self, ChannelFacts, Event, Presence, PresenceMode};
 use super::recovery::{Answer, Recoveries};
 use super::table::{ChannelTable, Subscribed, SubscriptionOrigin, Unsubscribed};
 use super::ChannelError;
 use super::ErrorCode;
-use crate::backplane::{Backplane, LocalBackplane};
+use crate::backplane::{Backplane, LocalBackplane, NodeRequest};
 use crate::close::CloseCode;
 use crate::counters::{Counters, DropReason};
 use crate::delivery::Delivery;
 use crate::ids::{ListenerId, SessionId, TenantId};
 use crate::outbox::{Outbox, PushError};
+use crate::policy::ListenerPolicy;
 
 /// What a session asks of its channel space. Fire-and-forget: the space
 /// answers through the session's outbox.
@@ -54,9 +61,23 @@ pub enum ChannelOp {
         since: Option<StreamPosition>,
         /// `max_per_session`.
         max: usize,
+        /// The token's `sub` (presence).
+        subject: Option<Arc<str>>,
     },
     /// A client `unsubscribe`.
     Unsubscribe {
+        /// The session.
+        session: SessionId,
+        /// Its queue.
+        outbox: Outbox,
+        /// The channel.
+        channel: ChannelName,
+        /// The command to answer.
+        reply: CommandId,
+    },
+    /// A client `presence` (permission checked and presence on: the
+    /// session's part). Answered once the other nodes answered, in a cluster.
+    Presence {
         /// The session.
         session: SessionId,
         /// Its queue.
@@ -125,7 +146,8 @@ impl ChannelOp {
     pub fn needs_subscribe_permission(&self) -> Option<(&ChannelName, CommandId)> {
         match self {
             ChannelOp::Subscribe { channel, reply, .. }
-            | ChannelOp::History { channel, reply, .. } => Some((channel, *reply)),
+            | ChannelOp::History { channel, reply, .. }
+            | ChannelOp::Presence { channel, reply, .. } => Some((channel, *reply)),
             ChannelOp::Unsubscribe { .. }
             | ChannelOp::Publish { .. }
             | ChannelOp::Recheck { .. }
@@ -162,6 +184,8 @@ pub struct ServerSubscribe {
     pub outbox: Outbox,
     /// The channel.
     pub channel: ChannelName,
+    /// The session's `sub` (presence).
+    pub subject: Option<Arc<str>>,
 }
 
 /// Ends a subscription on the server's initiative (push `unsubscribe` with
@@ -210,10 +234,26 @@ pub struct ReadHistory {
     pub limit: Option<u64>,
 }
 
+/// This node's subscriber count and present clients of one channel.
+#[derive(Message, Debug)]
+#[rtype(result = "ChannelFacts")]
+pub struct LocalFacts {
+    /// The channel.
+    pub channel: ChannelName,
+}
+
+/// A reply that needs other nodes' answers first: the owner awaits it outside
+/// its message handling, then hands it to [`ChannelSpace::reply_to`].
+pub type LaterReply = BoxFuture<'static, (SessionId, Outbox, String)>;
+
 /// The channels of one tenant (or of a global listener) and their subscribers.
 #[derive(Debug)]
 pub struct ChannelSpace {
     listener: ListenerId,
+    /// The listener's path (names it in requests to other nodes).
+    path: Arc<str>,
+    /// Who is subscribed, when the listener tracks it.
+    presence: Presence,
     /// `None` for a global-scope listener's space.
     tenant: Option<TenantId>,
     table: ChannelTable,
@@ -243,6 +283,8 @@ impl ChannelSpace {
     pub fn new(listener: ListenerId, tenant: Option<TenantId>, counters: Arc<Counters>) -> Self {
         Self {
             listener,
+            path: Arc::from(""),
+            presence: Presence::default(),
             tenant,
             table: ChannelTable::new(),
             counters,
@@ -307,6 +349,14 @@ impl ChannelSpace {
         self
     }
 
+    /// Follows the listener's presence settings and names it by its path to
+    /// other nodes.
+    pub fn with_listener(mut self, policy: &ListenerPolicy) -> Self {
+        self.path = policy.path.clone();
+        self.presence = Presence::new(policy.presence);
+        self
+    }
+
     /// Assigns the publication its offset (history on), delivers it here,
     /// then hands it to the other nodes.
     pub fn publish_everywhere(&mut self, channel: &ChannelName, delivery: &Delivery) -> Published {
@@ -343,8 +393,9 @@ impl ChannelSpace {
         &self.table
     }
 
-    /// Applies a session's operation.
-    pub fn apply(&mut self, op: ChannelOp) {
+    /// Applies a session's operation; a reply that waits for other nodes is
+    /// returned for the owner to await.
+    pub fn apply(&mut self, op: ChannelOp) -> Option<LaterReply> {
         match op {
             ChannelOp::Subscribe {
                 session,
@@ -353,6 +404,7 @@ impl ChannelSpace {
                 reply,
                 since,
                 max,
+                subject,
             } => {
                 if self.beyond_max_channels(&channel) {
                     let e = ChannelError {
@@ -360,7 +412,7 @@ impl ChannelSpace {
                         ..ChannelError::new(ErrorCode::LimitExceeded)
                     };
                     self.answer(&session, &outbox, codec::reply_err(Some(reply), &e));
-                    return;
+                    return None;
                 }
                 let outcome = self.table.subscribe(
                     &session,
@@ -370,7 +422,7 @@ impl ChannelSpace {
                     max,
                 );
                 if let Subscribed::Added { first } = outcome {
-                    self.opened(&channel, first);
+                    self.opened(&session, subject.as_ref(), &channel, first);
                 }
                 let text = match outcome {
                     Subscribed::LimitExceeded => {
@@ -378,7 +430,7 @@ impl ChannelSpace {
                     }
                     Subscribed::Added { .. } | Subscribed::Already if self.cluster.is_some() => {
                         self.wait(&channel, &session, &outbox, Answer::Reply(reply), since);
-                        return;
+                        return None;
                     }
                     Subscribed::Added { .. } | Subscribed::Already => {
                         self.subscribe_reply(reply, &channel, since.as_ref())
@@ -394,9 +446,15 @@ impl ChannelSpace {
             } => {
                 let outcome = self.table.unsubscribe(&session, &channel);
                 self.recoveries.cancel(&channel, &session);
-                self.closed(&channel, outcome);
+                self.closed(&session, &channel, outcome);
                 self.answer(&session, &outbox, codec::reply_empty(reply));
             }
+            ChannelOp::Presence {
+                session,
+                outbox,
+                channel,
+                reply,
+            } => return self.presence(session, outbox, &channel, reply),
             ChannelOp::Publish {
                 channel,
                 delivery,
@@ -404,7 +462,7 @@ impl ChannelSpace {
             } => {
                 if self.cluster.is_some() {
                     self.append(&channel, &delivery, reply);
-                    return;
+                    return None;
                 }
                 let published = self.publish_everywhere(&channel, &delivery);
                 if let Some((session, outbox, id)) = reply {
@@ -427,7 +485,7 @@ impl ChannelSpace {
             } => {
                 if self.cluster.is_some() {
                     self.query(channel, session, outbox, reply, limit, since);
-                    return;
+                    return None;
                 }
                 let text = match self.history.as_mut() {
                     Some(h) => {
@@ -462,11 +520,57 @@ impl ChannelSpace {
             }
             ChannelOp::Leave { session } => self.leave(&session),
         }
+        None
+    }
+
+    /// This node's facts of `channel`.
+    pub fn facts(&self, channel: &ChannelName) -> ChannelFacts {
+        ChannelFacts {
+            subscribers: self.table.subscriber_count(channel),
+            clients: self
+                .presence
+                .clients(self.table.subscribers(channel).map(|(id, _)| id)),
+        }
+    }
+
+    /// Answers a `presence` op: now on a single node, once the other nodes
+    /// answered in a cluster.
+    fn presence(
+        &mut self,
+        session: SessionId,
+        outbox: Outbox,
+        channel: &ChannelName,
+        reply: CommandId,
+    ) -> Option<LaterReply> {
+        let local = self.facts(channel);
+        if !self.backplane.is_clustered() {
+            self.answer(&session, &outbox, presence::reply(reply, &local.clients));
+            return None;
+        }
+        let request = NodeRequest::Channel {
+            listener: self.path.to_string(),
+            tenant: self.tenant.as_ref().map(ToString::to_string),
+            channel: channel.as_str().to_owned(),
+        };
+        let replies = self.backplane.call(None, request);
+        Some(Box::pin(async move {
+            let all = ChannelFacts::sum(local, replies.await);
+            (session, outbox, presence::reply(reply, &all.clients))
+        }))
+    }
+
+    /// Pushes a reply computed later (see [`LaterReply`]).
+    pub fn reply_to(&mut self, session: &SessionId, outbox: &Outbox, text: String) {
+        self.answer(session, outbox, text);
     }
 
     /// Drops every subscription of `session`.
     pub fn leave(&mut self, session: &SessionId) {
         self.recoveries.cancel_session(session);
+        let left = match self.presence.mode() {
+            PresenceMode::JoinLeave => self.table.channels_of(session),
+            PresenceMode::On | PresenceMode::Off => Vec::new(),
+        };
         let (removed, emptied) = self.table.remove_session(session);
         let gauges = &self.counters.listener(self.listener).channels;
         gauges.add_subscriptions(-(removed as i64));
@@ -474,6 +578,10 @@ impl ChannelSpace {
         for channel in &emptied {
             self.channel_gone(channel);
         }
+        for channel in &left {
+            self.announce(Event::Leave, channel, session);
+        }
+        self.presence.forget(session);
     }
 
     /// Delivers a publication to every subscriber of `channel` here. A
@@ -492,6 +600,17 @@ impl ChannelSpace {
         delivery: &Delivery,
         position: Option<&StreamPosition>,
     ) -> usize {
+        self.fan_out(channel, delivery, position, None)
+    }
+
+    /// [`ChannelSpace::publish_at`] to every subscriber but `except`.
+    fn fan_out(
+        &mut self,
+        channel: &ChannelName,
+        delivery: &Delivery,
+        position: Option<&StreamPosition>,
+        except: Option<&SessionId>,
+    ) -> usize {
         if let Some(at) = position.filter(|_| self.cluster.is_some()) {
             self.repair_gap(channel, at);
         }
@@ -499,6 +618,9 @@ impl ChannelSpace {
         let mut gone = Vec::new();
         let waiting = position.filter(|_| self.recoveries.any(channel));
         for (id, outbox) in self.table.subscribers(channel) {
+            if except == Some(id) {
+                continue;
+            }
             if let Some(p) = waiting {
                 if self.recoveries.hold(channel, id, p, delivery) {
                     continue;
@@ -557,6 +679,7 @@ impl ChannelSpace {
         session: &SessionId,
         outbox: &Outbox,
         channel: &ChannelName,
+        subject: Option<&Arc<str>>,
     ) -> bool {
         if self.beyond_max_channels(channel) {
             return false;
@@ -569,7 +692,7 @@ impl ChannelSpace {
             usize::MAX,
         );
         if let Subscribed::Added { first } = outcome {
-            self.opened(channel, first);
+            self.opened(session, subject, channel, first);
         }
         if self.cluster.is_some() {
             self.wait(channel, session, outbox, Answer::Push, None);
@@ -600,7 +723,7 @@ impl ChannelSpace {
         if outcome == Unsubscribed::NotSubscribed {
             return false;
         }
-        self.closed(channel, outcome);
+        self.closed(session, channel, outcome);
         if let Some(outbox) = outbox {
             self.answer(session, &outbox, codec::push_unsubscribe(channel, reason));
         }
@@ -622,7 +745,14 @@ impl ChannelSpace {
         self.tenant.as_ref()
     }
 
-    fn opened(&self, channel: &ChannelName, first: bool) {
+    /// A subscription was added: gauges, the cluster, presence (join).
+    fn opened(
+        &mut self,
+        session: &SessionId,
+        subject: Option<&Arc<str>>,
+        channel: &ChannelName,
+        first: bool,
+    ) {
         let gauges = &self.counters.listener(self.listener).channels;
         gauges.add_subscriptions(1);
         if first {
@@ -630,9 +760,12 @@ impl ChannelSpace {
             self.backplane
                 .channel_opened(self.listener, self.tenant.as_ref(), channel);
         }
+        self.presence.track(session, subject);
+        self.announce(Event::Join, channel, session);
     }
 
-    fn closed(&mut self, channel: &ChannelName, outcome: Unsubscribed) {
+    /// A subscription may have ended: gauges, the cluster, presence (leave).
+    fn closed(&mut self, session: &SessionId, channel: &ChannelName, outcome: Unsubscribed) {
         if let Unsubscribed::Removed { last } = outcome {
             let gauges = &self.counters.listener(self.listener).channels;
             gauges.add_subscriptions(-1);
@@ -640,6 +773,20 @@ impl ChannelSpace {
                 gauges.add_channels(-1);
                 self.channel_gone(channel);
             }
+            self.announce(Event::Leave, channel, session);
+            if self.table.outbox_of(session).is_none() {
+                self.presence.forget(session);
+            }
+        }
+    }
+
+    /// Pushes a join or leave of `session` to the channel's other
+    /// subscribers, here and on the other nodes (with `join_leave` on).
+    fn announce(&mut self, event: Event, channel: &ChannelName, session: &SessionId) {
+        if let Some(push) = self.presence.event(event, channel, session) {
+            self.fan_out(channel, &push, None, Some(session));
+            self.backplane
+                .push_channel(self.listener, self.tenant.as_ref(), channel, &push);
         }
     }
 

@@ -179,12 +179,25 @@ impl ChannelTable {
 
     /// The session's client subscriptions (those a refresh re-checks).
     pub fn client_channels(&self, session: &SessionId) -> Vec<ChannelName> {
+        self.channels_where(session, |o| o == SubscriptionOrigin::Client)
+    }
+
+    /// Every channel the session subscribes to (leaves on disconnect).
+    pub fn channels_of(&self, session: &SessionId) -> Vec<ChannelName> {
+        self.channels_where(session, |_| true)
+    }
+
+    fn channels_where(
+        &self,
+        session: &SessionId,
+        keep: impl Fn(SubscriptionOrigin) -> bool,
+    ) -> Vec<ChannelName> {
         self.sessions
             .get(session)
             .map(|s| {
                 s.channels
                     .iter()
-                    .filter(|(_, o)| **o == SubscriptionOrigin::Client)
+                    .filter(|(_, o)| keep(**o))
                     .map(|(c, _)| c.clone())
                     .collect()
             })
@@ -322,6 +335,9 @@ mod tests {
             Unsubscribed::Removed { last: false }
         );
         assert_eq!(t.unsubscribe(&s2, &ch("a")), Unsubscribed::NotSubscribed);
+        let mut all = t.channels_of(&s1);
+        all.sort();
+        assert_eq!(all, [ch("a"), ch("b")]);
         let (removed, mut gone) = t.remove_session(&s1);
         gone.sort();
         assert_eq!((removed, gone), (2, vec![ch("a"), ch("b")]));

@@ -96,12 +96,15 @@ pub(super) struct ChannelsSession {
     server_channels: Vec<ChannelName>,
     /// The session (its subscriptions are dropped when this state is).
     id: SessionId,
+    /// The token's `sub`, shared with the hub's presence entries.
+    subject: Option<Arc<str>>,
 }
 
 impl ChannelsSession {
     pub(super) fn new(parts: ChannelsParts, info: &SessionInfo) -> Self {
         Self {
             id: info.id.clone(),
+            subject: info.subject.as_deref().map(Arc::from),
             expires_at: info.expires_at,
             policy: parts.policy,
             hub: parts.route.hub,
@@ -170,6 +173,7 @@ impl Session {
                 session: info.id.clone(),
                 outbox: ch.outbox.clone(),
                 channel,
+                subject: ch.subject.clone(),
             });
         }
     }
@@ -250,6 +254,7 @@ impl Session {
                     reply: id,
                     since,
                     max: ch.policy.max_per_session,
+                    subject: ch.subject.clone(),
                 };
                 self.send_to_hub(op, ctx);
                 None
@@ -315,9 +320,23 @@ impl Session {
                 self.send_to_hub(op, ctx);
                 None
             }
+            Command::Presence { channel } => {
+                if !ch.policy.presence {
+                    return Some(not_available());
+                }
+                if !ch.policy.access.may_subscribe(&ch.grants, &channel) {
+                    return Some(forbidden());
+                }
+                let op = ChannelOp::Presence {
+                    session,
+                    outbox: ch.outbox.clone(),
+                    channel,
+                    reply: id,
+                };
+                self.send_to_hub(op, ctx);
+                None
+            }
             Command::Rpc { method, data } => self.rpc(id, &method, &data, ctx),
-            // Presence arrives with the next protocol revision.
-            Command::Presence { .. } => Some(not_available()),
         }
     }
 

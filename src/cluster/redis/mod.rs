@@ -409,6 +409,18 @@ impl Backplane for RedisBackplane {
         }
     }
 
+    fn push_channel(
+        &self,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+        delivery: &Delivery,
+    ) {
+        // Joins and leaves travel with the channel's publications, so a
+        // subscriber sees them in the order they happened on their node.
+        self.publish_channel(listener, tenant, channel, delivery);
+    }
+
     fn channel_opened(
         &self,
         listener: ListenerId,

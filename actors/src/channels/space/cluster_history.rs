@@ -227,7 +227,7 @@ impl ChannelSpace {
                     // promise: it is refused.
                     (Err(_), Answer::Reply(id)) => {
                         let outcome = self.table.unsubscribe(&f.session, &channel);
-                        self.closed(&channel, outcome);
+                        self.closed(&f.session, &channel, outcome);
                         self.answer(&f.session, &f.outbox, unavailable(id));
                         Vec::new()
                     }
@@ -432,7 +432,7 @@ mod tests {
         .with_history(limits);
         let (o, mut rx) = outbox(64, 1 << 20);
         let s = SessionId::random();
-        space.server_subscribe(&s, &o, &ch());
+        space.server_subscribe(&s, &o, &ch(), None);
         run_jobs(&mut space).await;
         assert_eq!(
             pushed(&mut rx),

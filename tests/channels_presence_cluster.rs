@@ -178,3 +178,42 @@ async fn a_killed_nodes_entries_vanish_within_the_lease() {
     assert_eq!(d["subscribers"], 1);
     assert_eq!(d["presence"], json!([entry(&on_a)]));
 }
+
+#[tokio::test]
+async fn joins_travel_beside_numbered_publications_without_an_offset() {
+    let redis = RedisServer::start();
+    let with_history = |node| {
+        let mut s = settings(&redis, node);
+        let c = s.listeners.last_mut().unwrap().channels.as_mut().unwrap();
+        c.history_size = 10;
+        c.history_ttl_s = 60;
+        s
+    };
+    let a = TestApp::spawn(with_history("a"));
+    let b = TestApp::spawn(with_history("b"));
+    let mut on_a = Chan::connect(&a, CHANNELS, &tok("alice")).await;
+    let mut on_b = Chan::connect(&b, CHANNELS, &tok("bob")).await;
+    on_a.subscribe("room").await;
+    let publish = |data: i64| json!({"op": "publish", "channel": "room", "data": data});
+    assert_eq!(on_a.cmd(publish(1)).await["result"]["offset"], 1);
+    assert_eq!(on_a.push().await["offset"], 1);
+    on_b.subscribe("room").await;
+    let j = on_a.push().await;
+    assert_eq!(j["push"], "join", "{j}");
+    assert!(j.get("offset").is_none(), "{j}");
+    assert_eq!(on_b.cmd(publish(2)).await["result"]["offset"], 2);
+    let p = on_a.push().await;
+    assert_eq!(
+        (p["offset"].clone(), p["data"].clone()),
+        (json!(2), json!(2))
+    );
+    // The join is not kept: history holds the two publications only.
+    let h = on_a.cmd(json!({"op": "history", "channel": "room"})).await;
+    let kept: Vec<Value> = h["result"]["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(kept, [json!(1), json!(2)], "{h}");
+}

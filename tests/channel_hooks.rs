@@ -370,3 +370,37 @@ async fn history_asks_the_subscribe_hook() {
         [json!("open-log"), json!("open-log"), json!("secret")]
     );
 }
+
+#[tokio::test]
+async fn presence_asks_the_subscribe_hook() {
+    let backend = Backend::start(gatekeeper);
+    let mut s = settings(
+        &backend,
+        ChannelAccess::Hook,
+        ChannelAccess::Any,
+        &[HookName::Subscribe],
+    );
+    s.listeners[0].channels.as_mut().unwrap().presence = true;
+    let app = spawn(s);
+    let mut c = client(&app, "acme", "alice").await;
+    c.subscribe("open-room").await;
+    let r = c
+        .cmd(json!({"op": "presence", "channel": "open-room"}))
+        .await;
+    assert_eq!(
+        r["result"]["clients"],
+        json!([{"id": c.connected["session"]["id"], "subject": "alice"}]),
+        "{r}"
+    );
+    let r = c.cmd(json!({"op": "presence", "channel": "secret"})).await;
+    assert_eq!(Chan::code(&r), "forbidden", "{r}");
+    let asked: Vec<Value> = backend
+        .requests_to("subscribe")
+        .iter()
+        .map(|r| r.json["channel"].clone())
+        .collect();
+    assert_eq!(
+        asked,
+        [json!("open-room"), json!("open-room"), json!("secret")]
+    );
+}

@@ -67,6 +67,7 @@ pub async fn commands(
         while left > 0 {
             let text = match ws.next().await {
                 Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(c))) => return Err(format!("closed by the broker: {c:?}")),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("closed while waiting for replies".to_owned()),
@@ -300,13 +301,15 @@ pub async fn subscribe_ops(args: &Args) {
 
 /// The broker's RSS growth per subscription: C sessions, measured once open,
 /// then after each subscribed to S channels (of `--channels` distinct ones in
-/// the tenant; 0 = every subscription its own channel).
+/// the tenant; 0 = every subscription its own channel), `--batch` subscribes
+/// in flight at a time.
 pub async fn subscription_memory(args: &Args) {
     support::print_conditions("subscription memory");
     let conns: usize = args.get("conns", 1_000);
     let subs: usize = args.get("subs", 100);
     let distinct: usize = args.get("channels", 100);
     let hold: u64 = args.get("hold", 3);
+    let batch: usize = args.get::<usize>("batch", 100).max(1);
     let limit = support::raise_nofile_limit();
     if conns as libc::rlim_t + 64 > limit {
         fail(&format!(
@@ -327,9 +330,11 @@ pub async fn subscription_memory(args: &Args) {
     let mut subscribed = Vec::with_capacity(conns);
     for (i, mut ws) in ready.into_iter().enumerate() {
         let list: Vec<String> = (0..subs).map(|j| name(i * subs + j)).collect();
-        commands(&mut ws, "subscribe", &list, 1)
-            .await
-            .unwrap_or_else(|e| fail(&e));
+        for (k, chunk) in list.chunks(batch).enumerate() {
+            commands(&mut ws, "subscribe", chunk, (k * batch) as u64 + 1)
+                .await
+                .unwrap_or_else(|e| fail(&format!("session {i}, batch {k}: {e}")));
+        }
         subscribed.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(hold)).await;

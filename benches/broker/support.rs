@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -36,8 +37,8 @@ pub const MESSAGES: &str = "/ws/messages";
 pub const CH_HISTORY: &str = "/ws/ch-history";
 /// Channels-mode listener without history.
 pub const CH_PLAIN: &str = "/ws/ch-plain";
-/// Channels-mode listener without history, up to [`MAX_PER_SESSION`]
-/// subscriptions per session (the `channels` scenarios).
+/// Channels-mode listener without history or heartbeat, up to
+/// [`MAX_PER_SESSION`] subscriptions per session (the `channels` scenarios).
 pub const CHANNELS: &str = "/ws/channels";
 /// Subscriptions one session may hold on [`CHANNELS`].
 pub const MAX_PER_SESSION: usize = 10_000;
@@ -158,14 +159,19 @@ fn config_toml(limits: &str) -> String {
         )
     };
     let listener = |path: &str, scope: &str| listener_with(path, scope, "");
-    // Channels mode, with and without history (the `history` scenarios), and
-    // with many subscriptions per session (the `channels` scenarios).
+    // Channels mode, with and without history (the `history` scenarios).
     let channels = |path: &str, keys: &str| {
         format!(
             "{}[listeners.channels]\n{keys}",
             listener_with(path, "tenant", "mode = \"channels\"\n")
         )
     };
+    // No heartbeat: `subscription_memory` leaves sessions unread for longer
+    // than two intervals while it subscribes the others.
+    let many = format!(
+        "{}[listeners.channels]\nmax_per_session = {MAX_PER_SESSION}\n",
+        listener_with(CHANNELS, "tenant", "mode = \"channels\"\nheartbeat_s = 0\n")
+    );
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n\
          [admin]\nbind = \"127.0.0.1:0\"\ntoken_env = \"WSPLUS_BENCH_ADMIN_TOKEN\"\n\
@@ -179,7 +185,7 @@ fn config_toml(limits: &str) -> String {
             "max_per_session = 8\nhistory_size = 100\nhistory_ttl_s = 300\n"
         ),
         channels(CH_PLAIN, "max_per_session = 8\n"),
-        channels(CHANNELS, &format!("max_per_session = {MAX_PER_SESSION}\n")),
+        many,
     )
 }
 
@@ -218,7 +224,18 @@ impl Broker {
         let config = dir.join("config.toml");
         std::fs::write(&config, config_toml(limits) + extra)
             .unwrap_or_else(|e| fail(&format!("{e}")));
-        let mut child = Command::new(broker_binary())
+        let mut command = Command::new(broker_binary());
+        // SAFETY: prctl is async-signal-safe and touches nothing of ours. The
+        // broker gets SIGTERM when this process ends, also through `fail`
+        // (which exits without running Drop): an orphan broker would keep
+        // running, and keep holding the lock of `flock /work/bench.lock`.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)

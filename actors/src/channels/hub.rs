@@ -634,4 +634,49 @@ mod tests {
         assert_eq!(next(&mut fast_rx).unwrap()["push"], "subscribe");
         assert_eq!(next(&mut fast_rx).unwrap()["push"], "pub");
     }
+
+    #[actix::test]
+    async fn a_slow_consumer_closed_is_a_leave_for_the_others() {
+        use crate::channels::presence::PresenceMode;
+        use crate::ids::{Mode, Scope};
+        let counters = Arc::new(Counters::new(1));
+        let mut policy =
+            crate::policy::ListenerPolicy::for_tests(0, "/c", Mode::Channels, Scope::Tenant);
+        policy.presence = PresenceMode::JoinLeave;
+        let space = ChannelSpace::new(ListenerId(0), Some(TenantId::new("t")), counters.clone())
+            .with_listener(&policy);
+        let h = ChannelHub::new(space, 64, std::time::Duration::from_millis(100)).start();
+        let (slow, mut slow_rx) = outbox(1, 1 << 20);
+        let (fast, mut fast_rx) = outbox(16, 1 << 20);
+        let (s1, s2) = (
+            SessionId::from_string("slow"),
+            SessionId::from_string("fast"),
+        );
+        for (s, o) in [(&s1, &slow), (&s2, &fast)] {
+            h.send(ServerSubscribe {
+                session: s.clone(),
+                outbox: o.clone(),
+                channel: ch("a"),
+                subject: Some(Arc::from("u")),
+            })
+            .await
+            .unwrap();
+        }
+        // The slow one's queue holds its subscribe push: the join of the fast
+        // one waits for it, then it is closed 4009, which is its leave.
+        h.send(CountSubscribers { channel: ch("a") }).await.unwrap();
+        assert_eq!(
+            slow_rx.control.try_recv(),
+            Some(crate::outbox::Control::Close(
+                crate::close::CloseCode::SlowConsumer
+            ))
+        );
+        assert_eq!(next(&mut fast_rx).unwrap()["push"], "subscribe");
+        assert_eq!(
+            next(&mut fast_rx).unwrap(),
+            json!({"push": "leave", "channel": "a", "client": {"id": "slow", "subject": "u"}})
+        );
+        assert_eq!(next(&mut fast_rx), None);
+        assert_eq!(next(&mut slow_rx).unwrap()["push"], "subscribe");
+    }
 }

@@ -158,7 +158,8 @@ pub struct Running {
     http: listen::PortHandle,
     admin: listen::PortHandle,
     grace: Duration,
-    _room_arbiters: Vec<Arbiter>,
+    /// The rooms' arbiters, then one per global listener's router.
+    _arbiters: Vec<Arbiter>,
 }
 
 /// Starts the broker on `sockets`. Must run inside an actix `System`.
@@ -300,6 +301,13 @@ impl Plan {
         let counters = Arc::new(Counters::new(listeners.len()));
         let rejections = Arc::new(Rejections::default());
         let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        // A global flood keeps its router busy: on a thread of its own, it
+        // does not delay the joins of rooms that would share its arbiter.
+        let router_arbiters: Vec<Arbiter> = policies
+            .iter()
+            .filter(|p| p.scope == wsplus_actors::Scope::Global)
+            .map(|_| Arbiter::new())
+            .collect();
         let cluster = Arc::new(
             Cluster::start(
                 &settings,
@@ -318,6 +326,7 @@ impl Plan {
                 broker_queue: settings.limits.room_queue,
                 max_sessions: settings.limits.max_connections,
                 arbiters: room_arbiters.iter().map(|a| a.handle()).collect(),
+                router_arbiters: router_arbiters.iter().map(|a| a.handle()).collect(),
                 backplane: cluster.backplane(),
                 slow_consumer_timeout: Duration::from_millis(
                     settings.limits.slow_consumer_timeout_ms,
@@ -405,7 +414,7 @@ impl Plan {
             http: http_handle,
             admin: admin_handle,
             grace,
-            _room_arbiters: room_arbiters,
+            _arbiters: room_arbiters.into_iter().chain(router_arbiters).collect(),
         };
         actix_rt::spawn(http);
         actix_rt::spawn(admin);

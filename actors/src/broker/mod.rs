@@ -53,6 +53,10 @@ pub struct BrokerConfig {
     pub max_sessions: usize,
     /// Arbiters rooms are spread over (round-robin); empty = the Broker's own.
     pub arbiters: Vec<ArbiterHandle>,
+    /// Arbiters of the global listeners' routers, one each in listener
+    /// order, so a global flood does not share a thread with rooms; missing
+    /// ones are taken from `arbiters` like a room's.
+    pub router_arbiters: Vec<ArbiterHandle>,
     /// Other nodes of the cluster ([`LocalBackplane`] for a single node).
     pub backplane: Arc<dyn Backplane>,
     /// How long a member with a full queue may hold its room back before it
@@ -72,6 +76,7 @@ impl Default for BrokerConfig {
             broker_queue: 4096,
             max_sessions: 0,
             arbiters: Vec::new(),
+            router_arbiters: Vec::new(),
             backplane: Arc::new(LocalBackplane),
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
             channel_limits: Arc::new(crate::channels::NoChannelLimits),
@@ -212,9 +217,11 @@ impl Broker {
         }
     }
 
-    /// One router per global-scope listener.
+    /// One router per global-scope listener, each on its own arbiter when
+    /// one was given.
     fn start_routers(&mut self) {
         let policies = self.policies.clone();
+        let mut own = self.config.router_arbiters.clone().into_iter();
         self.routers = policies
             .iter()
             .map(|p| {
@@ -224,7 +231,7 @@ impl Broker {
                         self.config.backplane.clone(),
                         self.config.room_queue,
                     );
-                    match self.next_arbiter() {
+                    match own.next().or_else(|| self.next_arbiter()) {
                         None => router.start(),
                         Some(arbiter) => GlobalRouter::start_in_arbiter(&arbiter, |_| router),
                     }

@@ -113,3 +113,74 @@ async fn global_listener_channels_have_no_tenant() {
         ]
     );
 }
+
+/// Two nodes sharing a Redis: a channel is occupied by its first subscriber
+/// on any node and vacated when the last one anywhere is gone.
+#[tokio::test]
+async fn occupancy_is_cluster_wide_with_redis() {
+    use common::cluster::{node_settings, RedisServer};
+    let backend = Backend::start(|_| Answer::json(json!({})));
+    let redis = RedisServer::start();
+    let node = |id: &str| {
+        let mut s = with_channel_webhook(&backend, Scope::Tenant);
+        let c = node_settings(&redis, id);
+        s.cluster = c.cluster;
+        TestApp::spawn_with_env(s, env())
+    };
+    let (a, b) = (node("a"), node("b"));
+    let holders = async |n: i64| {
+        poll_until(
+            &format!("{n} nodes holding news in Redis"),
+            async || {
+                let mut conn = redis.conn();
+                redis::cmd("ZCARD")
+                    .arg("wsplus:c:{/ws/channels:acme:news}:n")
+                    .query::<i64>(&mut conn)
+                    .unwrap()
+            },
+            |c| *c == n,
+        )
+        .await
+    };
+    let mut alice = Chan::connect_subject(&a, PATH, "acme", "alice").await;
+    alice.subscribe("news").await;
+    holders(1).await;
+    let mut bob = Chan::connect_subject(&b, PATH, "acme", "bob").await;
+    bob.subscribe("news").await;
+    holders(2).await;
+    // Node a's last subscriber leaves: b still holds the channel.
+    alice
+        .cmd(json!({"op": "unsubscribe", "channel": "news"}))
+        .await;
+    holders(1).await;
+    bob.ws.close().await;
+    holders(0).await;
+    alice.subscribe("later").await;
+
+    let mut got: Vec<Value> = poll_within(
+        WAIT,
+        "3 channel events",
+        async || {
+            backend
+                .requests_to("events")
+                .iter()
+                .flat_map(|r| r.json["events"].as_array().cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+        },
+        |e| e.len() >= 3,
+    )
+    .await;
+    got.sort_by_key(|e| e["time_ms"].as_u64());
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["channel"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("channel.occupied", "news"),
+            ("channel.vacated", "news"),
+            ("channel.occupied", "later")
+        ]
+    );
+}

@@ -12,16 +12,17 @@
 //! idle_memory (options in `scenarios.rs` and docs/performance.md), and the
 //! channels-mode history_fanout, history_recovery (`history.rs`) and
 //! channel_fanout, subscribe_ops, subscription_memory (`channels.rs`), and
-//! burst, global_flood (`bursts.rs`).
+//! burst, global_flood (`bursts.rs`), and publish_hook (`hooks.rs`).
 
 mod bursts;
 mod channels;
 mod history;
+mod hooks;
 mod load;
 mod scenarios;
 mod support;
 
-const ALL: [&str; 14] = [
+const ALL: [&str; 15] = [
     "fanout",
     "many_tenants",
     "global",
@@ -36,6 +37,7 @@ const ALL: [&str; 14] = [
     "subscription_memory",
     "burst",
     "global_flood",
+    "publish_hook",
 ];
 
 fn main() {
@@ -66,6 +68,7 @@ fn main() {
                 "subscription_memory" => channels::subscription_memory(&args).await,
                 "burst" => bursts::burst(&args).await,
                 "global_flood" => bursts::global_flood(&args).await,
+                "publish_hook" => hooks::publish_hook(&args).await,
                 _ => unreachable!("checked above"),
             }
         }

@@ -189,7 +189,7 @@ impl Cluster {
         let target = match redis {
             Some(t) => t.clone(),
             None => {
-                let backplane: Arc<dyn Backplane> = match channel_webhooks {
+                let backplane: Arc<dyn Backplane> = match channel_webhooks.clone() {
                     Some(w) => Arc::new(LocalOccupancy(w)),
                     None => Arc::new(LocalBackplane),
                 };
@@ -238,6 +238,9 @@ impl Cluster {
             let _ = tx.send(started.map_err(ClusterError::Url));
         });
         let rb = rx.await.map_err(|_| ClusterError::Stopped)??;
+        if let Some(w) = channel_webhooks {
+            rb.count_occupancy(w);
+        }
         if rb.connected().await {
             log::info!("cluster: node {node_id} joined through Redis");
         } else {

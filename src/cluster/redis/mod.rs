@@ -17,7 +17,9 @@
 //!   rewritten after any doubt;
 //! * [`scripts`] — the Lua scripts (slots, leases, channel history), timed by
 //!   Redis' clock;
-//! * [`history`] — channel streams: appends and reads, pipelined in order.
+//! * [`history`] — channel streams: appends and reads, pipelined in order;
+//! * [`occupancy`] — which nodes hold each channel, for the
+//!   `channel.occupied` / `channel.vacated` webhooks.
 //!
 //! This file is the Broker-facing handle: the [`Backplane`] implementation,
 //! which never blocks (it queues, bounded, and drops with a count when full).
@@ -27,6 +29,7 @@ mod error;
 mod history;
 mod link;
 mod mirror;
+mod occupancy;
 mod queue;
 mod scripts;
 mod subs;
@@ -35,7 +38,7 @@ mod tasks;
 mod test_redis;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix::{Addr, ArbiterHandle};
@@ -61,7 +64,7 @@ use self::queue::Op;
 use self::scripts::{AppendArgs, HistoryKeys, Scripts};
 use self::subs::Subscriptions;
 use self::tasks::MIN_BACKOFF;
-use super::{keys, wire, ClusterStats, NodeListener, RedisTarget};
+use super::{keys, wire, ClusterStats, NodeListener, Occupancy, RedisTarget};
 
 /// Admin requests from other nodes waiting for the Broker.
 const RPC_QUEUE: usize = 64;
@@ -109,6 +112,8 @@ pub struct RedisBackplane {
     rpc: Mutex<Option<mpsc::Receiver<Incoming>>>,
     /// To the channel history task.
     history: mpsc::Sender<HistoryOp>,
+    /// Channel occupancy, once [`RedisBackplane::count_occupancy`] started it.
+    occupancy: OnceLock<occupancy::Occupancies>,
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -187,6 +192,7 @@ impl RedisBackplane {
             arbiter,
             rpc: Mutex::new(Some(rpc_rx)),
             history: history_tx,
+            occupancy: OnceLock::new(),
         }))
     }
 
@@ -357,6 +363,26 @@ impl RedisBackplane {
         })
     }
 
+    /// Counts which nodes hold each channel and emits the channel events of
+    /// `webhooks` (call once, before sessions arrive).
+    pub(super) fn count_occupancy(&self, webhooks: Arc<crate::cluster::ChannelWebhooks>) {
+        let o = occupancy::Occupancies::start(&self.link, webhooks, &self.arbiter);
+        let _ = self.occupancy.set(o);
+    }
+
+    /// Counts this node in or out of `channel`'s holders (channel webhooks).
+    fn occupancy_changed(
+        &self,
+        what: Occupancy,
+        listener: ListenerId,
+        tenant: Option<&TenantId>,
+        channel: &ChannelName,
+    ) {
+        if let (Some(o), Some(l)) = (self.occupancy.get(), self.listener(listener)) {
+            o.change(what, &l.path, listener, tenant, channel);
+        }
+    }
+
     fn publish(&self, channel: String, delivery: &Delivery) {
         let payload = wire::delivery(&self.link.node, delivery);
         self.link.publish(channel, payload);
@@ -432,6 +458,7 @@ impl Backplane for RedisBackplane {
             // cross-node delivery is at most once.
             drop(self.want(name));
         }
+        self.occupancy_changed(Occupancy::Occupied, listener, tenant, channel);
     }
 
     fn channel_closed(
@@ -443,6 +470,7 @@ impl Backplane for RedisBackplane {
         if let Some(name) = self.topic_channel(listener, tenant, channel) {
             self.link.subs.unwant(&name);
         }
+        self.occupancy_changed(Occupancy::Vacated, listener, tenant, channel);
     }
 
     fn channel_ready(

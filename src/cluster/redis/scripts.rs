@@ -2,7 +2,7 @@
 //! clocks never matter; expiries are in milliseconds.
 
 /// `now` in milliseconds, from Redis' clock.
-const NOW: &str = r"
+pub(super) const NOW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ";
@@ -140,7 +140,7 @@ impl Default for Scripts {
     }
 }
 
-fn eval(src: &str, keys: &[&str]) -> redis::Cmd {
+pub(super) fn eval(src: &str, keys: &[&str]) -> redis::Cmd {
     let mut c = redis::cmd("EVAL");
     c.arg(src).arg(keys.len());
     for k in keys {

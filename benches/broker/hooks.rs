@@ -65,7 +65,9 @@ fn backend_cpu() -> Duration {
         .flatten()
         .filter(|t| {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            comm.starts_with(BACKEND_THREAD) || comm.starts_with("actix-server w")
+            comm.starts_with(BACKEND_THREAD)
+                || comm.starts_with("actix-server w")
+                || comm.starts_with("actix-rt|syste")
         })
         .map(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
@@ -92,7 +94,7 @@ pub async fn publish_hook(args: &Args) {
         "[[listeners]]\npath = \"{CH_HOOK}\"\nmode = \"channels\"\nscope = \"tenant\"\n\
          [listeners.auth]\nmode = \"hs256\"\nsecret_env = \"WSPLUS_BENCH_SECRET\"\n\
          [listeners.channels]\npublish = \"hook\"\n\
-         [listeners.hooks]\nurl = \"{url}\"\nhooks = [\"publish\"]\nmax_in_flight = 1024\n\
+         [listeners.hooks]\nurl = \"{url}\"\nhooks = [\"publish\"]\nmax_in_flight = 100000\n\
          secret_env = \"WSPLUS_BENCH_SECRET\"\n"
     );
     let broker = Broker::start_with(&extra, "-hooks");

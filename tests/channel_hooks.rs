@@ -404,3 +404,56 @@ async fn presence_asks_the_subscribe_hook() {
         [json!("open-room"), json!("open-room"), json!("secret")]
     );
 }
+
+#[tokio::test]
+async fn one_pipelining_session_cannot_take_the_listeners_whole_capacity() {
+    // Publications take 300 ms to allow and the listener may have 64 calls in
+    // flight. A client that pipelines 100 publishes holds itself back at its
+    // own share, so another session's publish is still asked and allowed,
+    // and none of the 100 is refused as unavailable.
+    let backend =
+        Backend::start(|_| Answer::json(json!({"allow": true})).after(Duration::from_millis(300)));
+    let mut s = settings(
+        &backend,
+        ChannelAccess::Any,
+        ChannelAccess::Hook,
+        &[HookName::Publish],
+    );
+    s.listeners[0].hooks.as_mut().unwrap().max_in_flight = 64;
+    s.listeners[0].hooks.as_mut().unwrap().timeout_ms = 5000;
+    let app = spawn(s);
+    let mut greedy = client(&app, "acme", "alice").await;
+    let mut other = client(&app, "acme", "bob").await;
+    for i in 1..=100 {
+        greedy
+            .send_raw(&json!({"id": i, "op": "publish", "channel": "c", "data": i}).to_string())
+            .await;
+    }
+    backend.wait_requests(16, WAIT).await;
+    let r = other
+        .cmd(json!({"op": "publish", "channel": "c", "data": "other"}))
+        .await;
+    let m = metrics::scrape(app.admin).await;
+    let fails: Vec<_> = ["overloaded", "timeout", "connect", "status", "malformed"]
+        .iter()
+        .map(|k| {
+            (
+                k,
+                m.value(
+                    "wsplus_hook_failures_total",
+                    &[("listener", PATH), ("hook", "publish"), ("kind", k)],
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        r["result"],
+        json!({}),
+        "{r} {fails:?} sent {}",
+        backend.requests_to("publish").len()
+    );
+    for i in 1..=100 {
+        let r = greedy.reply(json!(i)).await;
+        assert_eq!(r["result"], json!({}), "command {i}: {r}");
+    }
+}

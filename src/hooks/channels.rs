@@ -44,7 +44,7 @@ fn verdict<T>(answer: Result<Verdict<T>, HookError>) -> HookVerdict<T> {
 
 impl ChannelHooks for ChannelBackend {
     fn depth(&self) -> usize {
-        self.client.max_in_flight()
+        self.client.session_depth()
     }
 
     fn subscribe(

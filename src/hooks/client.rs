@@ -48,6 +48,17 @@ pub struct HookClient {
     warned_malformed: [AtomicBool; HookName::ALL.len()],
 }
 
+/// The most calls one session may have waiting for the backend.
+pub const SESSION_DEPTH: usize = 16;
+
+/// One channels session's share of a listener's `max_in_flight`: at most
+/// [`SESSION_DEPTH`] calls running, so that one client pipelining commands
+/// cannot take the whole listener's capacity (its socket stops being read
+/// instead, and other sessions' calls are still made).
+pub fn session_depth(max_in_flight: usize) -> usize {
+    max_in_flight.clamp(1, SESSION_DEPTH)
+}
+
 /// A slot among `max_in_flight`, held from the start of a call until its
 /// answer has been used; released on drop.
 #[derive(Debug)]
@@ -89,6 +100,12 @@ impl HookClient {
     /// The listener's `max_in_flight`.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// How many of one session's calls may wait at once before its socket
+    /// stops being read: [`session_depth`] of the listener's `max_in_flight`.
+    pub fn session_depth(&self) -> usize {
+        session_depth(self.max_in_flight)
     }
 
     /// The counters (metrics).

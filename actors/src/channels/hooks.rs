@@ -54,7 +54,8 @@ pub enum RpcOutcome {
 /// `max_in_flight` from the moment it is made.
 pub trait ChannelHooks: Debug + Send + Sync {
     /// How many of one session's hook calls may be pending at once before
-    /// its socket stops being read (the listener's `max_in_flight`).
+    /// its socket stops being read (its share of the listener's
+    /// `max_in_flight`, so one session cannot take all of it).
     fn depth(&self) -> usize;
 
     /// May the session subscribe to `channel` (or read its history or

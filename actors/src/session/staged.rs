@@ -14,10 +14,15 @@
 //! a `subscribe` waiting for its hook later).
 //!
 //! Bounds: the listener's `max_in_flight` counts every pending call of the
-//! listener (a call beyond it is `unavailable` without asking); once a session
-//! has [`ChannelHooks::depth`] places taken, its socket is not read until
-//! they drain, so the queue grows by at most one frame's commands beyond it.
+//! listener (a call beyond it is `unavailable` without asking); a session has
+//! at most [`ChannelHooks::depth`] calls running (its share of the listener's
+//! capacity). Once that many places are taken its socket is not read until
+//! they drain; commands already read meanwhile (the decoder's bounded
+//! read-ahead) wait, not yet asked, and their calls start as places free, so
+//! one client pipelining commands cannot take the listener's whole
+//! `max_in_flight` from the others.
 
+use std::collections::VecDeque;
 use std::future::ready;
 use std::sync::Arc;
 
@@ -43,14 +48,31 @@ pub(super) enum Staged {
 }
 
 /// The stage's state inside a channels session.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Stage {
     /// The listener's channel hooks, when it has any.
     pub(super) hooks: Option<Arc<dyn ChannelHooks>>,
     /// Outcomes in command order.
     queue: Ordered<Staged>,
+    /// Calls running now (at most [`ChannelHooks::depth`]).
+    running: usize,
+    /// Calls not started yet because `running` is at the depth, oldest first
+    /// (bounded by what the decoder read before the gate closed).
+    deferred: VecDeque<(Ticket, HookFuture<Staged>)>,
     /// Closed while [`ChannelHooks::depth`] places are taken.
     pub(super) gate: crate::gate::Gate,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage")
+            .field("hooks", &self.hooks)
+            .field("queue", &self.queue)
+            .field("running", &self.running)
+            .field("deferred", &self.deferred.len())
+            .field("gate", &self.gate)
+            .finish()
+    }
 }
 
 impl Stage {
@@ -169,14 +191,31 @@ impl Session {
         None
     }
 
-    /// Takes a place for `outcome` and runs it; the socket stops being read
-    /// while the stage is full.
+    /// Takes a place for `outcome` and runs it, or keeps it until a running
+    /// call ends when the session already has its depth running; the socket
+    /// stops being read while the stage is full.
     fn await_backend(&mut self, outcome: HookFuture<Staged>, ctx: &mut WebsocketContext<Self>) {
         let stage = self.stage();
         let ticket = stage.queue.reserve();
         if stage.queue.len() >= stage.depth() {
             stage.gate.close();
         }
+        if stage.running >= stage.depth() {
+            stage.deferred.push_back((ticket, outcome));
+            return;
+        }
+        self.run_call(ticket, outcome, ctx);
+    }
+
+    /// Starts one call (a hook future takes its `max_in_flight` slot when
+    /// first polled, i.e. here).
+    fn run_call(
+        &mut self,
+        ticket: Ticket,
+        outcome: HookFuture<Staged>,
+        ctx: &mut WebsocketContext<Self>,
+    ) {
+        self.stage().running += 1;
         ctx.spawn(
             outcome
                 .into_actor(self)
@@ -191,7 +230,12 @@ impl Session {
         staged: Staged,
         ctx: &mut WebsocketContext<Self>,
     ) {
-        self.stage().queue.fill(ticket, staged);
+        let stage = self.stage();
+        stage.running -= 1;
+        stage.queue.fill(ticket, staged);
+        if let Some((ticket, outcome)) = stage.deferred.pop_front() {
+            self.run_call(ticket, outcome, ctx);
+        }
         while let Some(next) = self.stage().queue.pop_ready() {
             if self.closing {
                 return;
@@ -202,7 +246,7 @@ impl Session {
             }
         }
         let stage = self.stage();
-        if stage.queue.len() < stage.depth() {
+        if stage.queue.len() < stage.depth() && stage.deferred.is_empty() {
             stage.gate.open();
         }
     }

@@ -33,12 +33,12 @@ impl Drop for Child {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
-    raise_fd_limit();
+/// Starts the real binary with one session-scope listener `/ws` (no auth,
+/// one worker) and waits until it listens; returns it and its client port.
+async fn serve(name: &str) -> (Child, u16) {
     let (port, admin) = (free_port(), free_port());
     let cfg = temp_config(
-        "memory-peak",
+        name,
         &format!(
             "[server]\nbind = \"127.0.0.1:{port}\"\nworkers = 1\n\
              [admin]\nbind = \"127.0.0.1:{admin}\"\n\
@@ -58,14 +58,21 @@ async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
             .spawn()
             .unwrap(),
     );
-    let pid = child.0.id();
-    let url = format!("ws://127.0.0.1:{port}/ws");
     eventually("the server listens", async || {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
     })
     .await;
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
+    raise_fd_limit();
+    let (child, port) = serve("memory-peak").await;
+    let pid = child.0.id();
+    let url = format!("ws://127.0.0.1:{port}/ws");
     // Warm up: one connection and message, so the baseline includes what
     // the first session allocates once.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -136,34 +143,9 @@ const PONG_FLOOD: usize = 32 << 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_writing_faster_than_the_session_handles_is_not_buffered() {
     use common::limits::{client_frame, try_open, write_raw};
-    let (port, admin) = (free_port(), free_port());
-    let cfg = temp_config(
-        "memory-read-ahead",
-        &format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nworkers = 1\n\
-             [admin]\nbind = \"127.0.0.1:{admin}\"\n\
-             [[listeners]]\npath = \"/ws\"\nscope = \"session\"\nmax_message_bytes = 65536\n\
-             [listeners.auth]\nmode = \"none\"\n\
-             [listeners.tenant]\nfrom = \"static\"\nstatic_id = \"t\"\n"
-        ),
-    );
-    let child = Child(
-        wsplus_bin()
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env("WSPLUS_ADMIN_TOKEN", "memory-admin-0123456789")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (child, port) = serve("memory-read-ahead").await;
     let pid = child.0.id();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("the server listens", async || {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
     let mut ws = try_open(addr, "/ws", &[]).await.expect("upgrade");
     // Warm up the session's buffers with one full-size message.
     ws.send(Message::binary(vec![1u8; 65_536])).await.unwrap();

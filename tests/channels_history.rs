@@ -12,7 +12,7 @@ use common::admin::*;
 use common::channels::*;
 use common::metrics::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use wsplus::settings::{ChannelAccess, ChannelsSettings, Scope, Settings};
 use wsplus_actors::broker::Snapshot;
 
@@ -47,33 +47,12 @@ async fn client(app: &TestApp, tenant: &str) -> Chan {
     Chan::connect(app, PATH, &channels_token(tenant, Some("u"), 3600, claims)).await
 }
 
-async fn subscribe(c: &mut Chan, channel: &str, since: Option<(&str, u64)>) -> Value {
-    let mut cmd = json!({"op": "subscribe", "channel": channel});
-    if let Some((epoch, offset)) = since {
-        cmd["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    let r = c.cmd(cmd).await;
-    r.get("result").cloned().unwrap_or_else(|| panic!("{r}"))
-}
-
-fn offsets(list: &Value) -> Vec<u64> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["offset"].as_u64().unwrap())
-        .collect()
-}
-
-fn epoch(result: &Value) -> String {
-    result["epoch"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn publications_carry_offsets_and_history_returns_them() {
     let app = app(10, 60);
     let mut a = client(&app, "acme").await;
     let mut b = client(&app, "acme").await;
-    let r = subscribe(&mut a, "x", None).await;
+    let r = a.subscribe_since("x", None).await;
     assert_eq!(r["offset"], 0);
     assert!(r.get("recovered").is_none(), "recovered only with since");
     assert_eq!(r["publications"], json!([]));
@@ -176,7 +155,7 @@ async fn recovery_needs_the_same_epoch_and_everything_kept() {
     let app = app(3, 60);
     let mut a = client(&app, "acme").await;
     let mut b = client(&app, "acme").await;
-    let e = epoch(&subscribe(&mut a, "x", None).await);
+    let e = epoch(&a.subscribe_since("x", None).await);
     let r = a.cmd(json!({"op": "unsubscribe", "channel": "x"})).await;
     assert_eq!(r["result"], json!({}));
     for n in 1..=5 {
@@ -184,19 +163,19 @@ async fn recovery_needs_the_same_epoch_and_everything_kept() {
     }
     a.no_push().await;
     // 3, 4, 5 are kept (size 3): from 2 recovers, from 1 does not.
-    let r = subscribe(&mut a, "x", Some((&e, 2))).await;
+    let r = a.subscribe_since("x", Some((&e, 2))).await;
     assert_eq!(r["recovered"], true);
     assert_eq!(offsets(&r["publications"]), [3, 4, 5]);
     assert_eq!((epoch(&r), r["offset"].as_u64()), (e.clone(), Some(5)));
     assert_eq!(r["publications"][0]["data"], 3);
     for (since_epoch, since) in [(e.as_str(), 1), (e.as_str(), 9), ("another", 5)] {
-        let r = subscribe(&mut a, "x", Some((since_epoch, since))).await;
+        let r = a.subscribe_since("x", Some((since_epoch, since))).await;
         assert_eq!(r["recovered"], false, "{since_epoch} {since}");
         assert_eq!(r["publications"], json!([]));
         assert_eq!((epoch(&r), r["offset"].as_u64()), (e.clone(), Some(5)));
     }
     // Up to date: recovered with nothing missed.
-    let r = subscribe(&mut a, "x", Some((&e, 5))).await;
+    let r = a.subscribe_since("x", Some((&e, 5))).await;
     assert_eq!(
         (r["recovered"].as_bool(), offsets(&r["publications"])),
         (Some(true), vec![])
@@ -229,7 +208,7 @@ async fn recovery_needs_the_same_epoch_and_everything_kept() {
 async fn publications_expire_after_the_ttl() {
     let app = app(10, 1);
     let mut a = client(&app, "acme").await;
-    let e = epoch(&subscribe(&mut a, "x", None).await);
+    let e = epoch(&a.subscribe_since("x", None).await);
     publish_numbered(&mut a, "x", json!(1)).await;
     publish_numbered(&mut a, "x", json!(2)).await;
     assert_eq!(a.push().await["offset"], 1);
@@ -243,9 +222,9 @@ async fn publications_expire_after_the_ttl() {
         h["result"],
         json!({"epoch": e, "offset": 2, "publications": []})
     );
-    let r = subscribe(&mut a, "x", Some((&e, 1))).await;
+    let r = a.subscribe_since("x", Some((&e, 1))).await;
     assert_eq!(r["recovered"], false, "2 expired");
-    let r = subscribe(&mut a, "x", Some((&e, 2))).await;
+    let r = a.subscribe_since("x", Some((&e, 2))).await;
     assert_eq!(r["recovered"], true, "nothing missed");
     // Offsets go on in the same epoch.
     assert_eq!(publish_numbered(&mut a, "x", json!(3)).await, 3);
@@ -255,7 +234,7 @@ async fn publications_expire_after_the_ttl() {
 async fn history_outlives_the_tenants_sessions_and_a_restart_changes_the_epoch() {
     let app = app(10, 60);
     let mut a = client(&app, "acme").await;
-    let e = epoch(&subscribe(&mut a, "x", None).await);
+    let e = epoch(&a.subscribe_since("x", None).await);
     assert_eq!(publish_numbered(&mut a, "x", json!(1)).await, 1);
     assert_eq!(a.push().await["offset"], 1);
     drop(a);
@@ -270,7 +249,7 @@ async fn history_outlives_the_tenants_sessions_and_a_restart_changes_the_epoch()
         assert_eq!(r, json!({"delivered": 0, "offset": n}));
     }
     let mut a = client(&app, "acme").await;
-    let r = subscribe(&mut a, "x", Some((&e, 1))).await;
+    let r = a.subscribe_since("x", Some((&e, 1))).await;
     assert_eq!(r["recovered"], true, "{r}");
     assert_eq!(offsets(&r["publications"]), [2, 3]);
     assert_eq!(r["publications"][0]["_session"]["type"], "admin");
@@ -279,7 +258,7 @@ async fn history_outlives_the_tenants_sessions_and_a_restart_changes_the_epoch()
 
     let app = self::app(10, 60);
     let mut a = client(&app, "acme").await;
-    let r = subscribe(&mut a, "x", Some((&e, 3))).await;
+    let r = a.subscribe_since("x", Some((&e, 3))).await;
     assert_eq!(r["recovered"], false, "in memory: a restart is a new epoch");
     assert_ne!(epoch(&r), e);
     assert_eq!(r["offset"], 0);
@@ -289,7 +268,7 @@ async fn history_outlives_the_tenants_sessions_and_a_restart_changes_the_epoch()
 async fn admin_history_route_and_channel_detail() {
     let app = app(10, 60);
     let mut a = client(&app, "acme").await;
-    let e = epoch(&subscribe(&mut a, "x", None).await);
+    let e = epoch(&a.subscribe_since("x", None).await);
     for n in 1..=3 {
         publish_numbered(&mut a, "x", json!(n)).await;
     }

@@ -10,7 +10,7 @@ use common::admin::*;
 use common::channels::*;
 use common::cluster::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use wsplus::settings::{ChannelsSettings, Scope};
 
 fn settings(redis: &RedisServer, node: &str) -> wsplus::settings::Settings {
@@ -31,27 +31,6 @@ async fn client(app: &TestApp) -> Chan {
     Chan::connect_as(app, CHANNELS, "acme").await
 }
 
-async fn subscribe(c: &mut Chan, since: Option<(&str, u64)>) -> Value {
-    let mut cmd = json!({"op": "subscribe", "channel": "x"});
-    if let Some((epoch, offset)) = since {
-        cmd["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    let r = c.cmd(cmd).await;
-    r.get("result").cloned().unwrap_or_else(|| panic!("{r}"))
-}
-
-fn offsets(list: &Value) -> Vec<u64> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["offset"].as_u64().unwrap())
-        .collect()
-}
-
-fn epoch(v: &Value) -> String {
-    v["epoch"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_client_recovers_on_b_what_was_published_on_a() {
     let redis = RedisServer::start();
@@ -59,7 +38,7 @@ async fn a_client_recovers_on_b_what_was_published_on_a() {
     let b = TestApp::spawn(settings(&redis, "b"));
     let mut publisher = client(&a).await;
     let mut s = client(&a).await;
-    let e = epoch(&subscribe(&mut s, None).await);
+    let e = epoch(&s.subscribe_since("x", None).await);
     for n in 1..=3 {
         assert_eq!(publish_numbered(&mut publisher, "x", json!(n)).await, n);
         let p = s.push().await;
@@ -71,7 +50,7 @@ async fn a_client_recovers_on_b_what_was_published_on_a() {
     }
     // The client comes back on the other node.
     let mut s = client(&b).await;
-    let r = subscribe(&mut s, Some((&e, 3))).await;
+    let r = s.subscribe_since("x", Some((&e, 3))).await;
     assert_eq!(r["recovered"], true, "{r}");
     assert_eq!((epoch(&r), r["offset"].as_u64()), (e.clone(), Some(6)));
     assert_eq!(offsets(&r["publications"]), [4, 5, 6]);
@@ -123,7 +102,7 @@ async fn a_client_recovers_on_b_what_was_published_on_a() {
         json!({"push": "subscribe", "channel": "x", "epoch": e, "offset": 8})
     );
     // Another epoch.
-    let r = subscribe(&mut s, Some(("another", 8))).await;
+    let r = s.subscribe_since("x", Some(("another", 8))).await;
     assert_eq!(
         (r["recovered"].as_bool(), epoch(&r)),
         (Some(false), e.clone())
@@ -152,7 +131,7 @@ async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     let b = TestApp::spawn(settings(&redis, "b"));
     let mut publisher = client(&a).await;
     let mut s = client(&b).await;
-    let e = epoch(&subscribe(&mut s, None).await);
+    let e = epoch(&s.subscribe_since("x", None).await);
     for n in 1..=2 {
         publish_numbered(&mut publisher, "x", json!(n)).await;
         assert_eq!(s.push().await["offset"], n);
@@ -175,7 +154,7 @@ async fn a_redis_restart_without_persistence_is_a_new_epoch() {
     wait_cluster_state(&[a.admin, b.admin], "connected").await;
 
     let mut late = client(&b).await;
-    let r = subscribe(&mut late, Some((&e, 2))).await;
+    let r = late.subscribe_since("x", Some((&e, 2))).await;
     assert_eq!(r["recovered"], false, "the stream was lost with Redis: {r}");
     assert_ne!(epoch(&r), e);
     assert_eq!(r["offset"], 0);

@@ -209,6 +209,17 @@ impl Chan {
         assert_eq!(r["result"]["channel"], channel, "{r}");
     }
 
+    /// `subscribe` with `since` (`{epoch, offset}`) when given, which must
+    /// succeed; returns its result.
+    pub async fn subscribe_since(&mut self, channel: &str, since: Option<(&str, u64)>) -> Value {
+        let mut cmd = json!({"op": "subscribe", "channel": channel});
+        if let Some((epoch, offset)) = since {
+            cmd["since"] = json!({"epoch": epoch, "offset": offset});
+        }
+        let r = self.cmd(cmd).await;
+        r.get("result").cloned().unwrap_or_else(|| panic!("{r}"))
+    }
+
     /// `publish` that must succeed.
     pub async fn publish(&mut self, channel: &str, data: Value) {
         let r = self
@@ -223,6 +234,20 @@ impl Chan {
             .as_str()
             .unwrap_or_else(|| panic!("not an error: {reply}"))
     }
+}
+
+/// The `offset` of each entry of a `publications` list.
+pub fn offsets(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect()
+}
+
+/// The `epoch` of a result.
+pub fn epoch(result: &Value) -> String {
+    result["epoch"].as_str().unwrap().to_owned()
 }
 
 /// Publishes on `channel` and returns the offset of the result.

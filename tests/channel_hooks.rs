@@ -87,6 +87,15 @@ fn gatekeeper(r: &Recorded) -> Answer {
     }
 }
 
+/// The channels the `subscribe` hook was asked about, in order.
+fn channels_asked(backend: &Backend) -> Vec<Value> {
+    backend
+        .requests_to("subscribe")
+        .iter()
+        .map(|r| r.json["channel"].clone())
+        .collect()
+}
+
 fn hooked_app(backend: &Backend) -> TestApp {
     spawn(settings(
         backend,
@@ -360,13 +369,8 @@ async fn history_asks_the_subscribe_hook() {
     assert_eq!(r["result"]["publications"][0]["data"], "kept", "{r}");
     let r = c.cmd(json!({"op": "history", "channel": "secret"})).await;
     assert_eq!(Chan::code(&r), "forbidden", "{r}");
-    let asked: Vec<Value> = backend
-        .requests_to("subscribe")
-        .iter()
-        .map(|r| r.json["channel"].clone())
-        .collect();
     assert_eq!(
-        asked,
+        channels_asked(&backend),
         [json!("open-log"), json!("open-log"), json!("secret")]
     );
 }
@@ -394,13 +398,8 @@ async fn presence_asks_the_subscribe_hook() {
     );
     let r = c.cmd(json!({"op": "presence", "channel": "secret"})).await;
     assert_eq!(Chan::code(&r), "forbidden", "{r}");
-    let asked: Vec<Value> = backend
-        .requests_to("subscribe")
-        .iter()
-        .map(|r| r.json["channel"].clone())
-        .collect();
     assert_eq!(
-        asked,
+        channels_asked(&backend),
         [json!("open-room"), json!("open-room"), json!("secret")]
     );
 }

@@ -241,6 +241,17 @@ impl Session {
         let not_available =
             || codec::reply_err(Some(id), &ChannelError::new(ErrorCode::NotAvailable));
         let ch = self.ch();
+        // `history` and `presence`: served only when on, and need subscribe
+        // permission on the channel (not a subscription).
+        let refuse_read = |on: bool, channel: &ChannelName| {
+            if !on {
+                Some(not_available())
+            } else if !ch.policy.access.may_subscribe(&ch.grants, channel) {
+                Some(forbidden())
+            } else {
+                None
+            }
+        };
         match req.command {
             Command::Ping => Some(codec::reply_empty(id)),
             Command::Subscribe { channel, since } => {
@@ -303,11 +314,8 @@ impl Session {
                 limit,
                 since,
             } => {
-                if !ch.policy.history() {
-                    return Some(not_available());
-                }
-                if !ch.policy.access.may_subscribe(&ch.grants, &channel) {
-                    return Some(forbidden());
+                if let Some(refusal) = refuse_read(ch.policy.history(), &channel) {
+                    return Some(refusal);
                 }
                 let op = ChannelOp::History {
                     session,
@@ -321,11 +329,8 @@ impl Session {
                 None
             }
             Command::Presence { channel } => {
-                if !ch.policy.presence {
-                    return Some(not_available());
-                }
-                if !ch.policy.access.may_subscribe(&ch.grants, &channel) {
-                    return Some(forbidden());
+                if let Some(refusal) = refuse_read(ch.policy.presence, &channel) {
+                    return Some(refusal);
                 }
                 let op = ChannelOp::Presence {
                     session,

@@ -382,6 +382,20 @@ mod tests {
         CommandId::new(n).unwrap()
     }
 
+    /// Publishes `d` to `channel` here only; how many queues took it.
+    async fn publish_here(h: &Addr<ChannelHub>, channel: &str, d: Delivery) -> usize {
+        h.send(PublishLocal {
+            channel: ch(channel),
+            delivery: d,
+            forward: false,
+            position: None,
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .delivered
+    }
+
     #[actix::test]
     async fn a_burst_waits_for_the_subscriber_and_loses_nothing() {
         let counters = Arc::new(Counters::new(1));
@@ -468,32 +482,8 @@ mod tests {
         assert_eq!(counters.listener(ListenerId(0)).channels.channels(), 1);
         let d = push_pub(&ch("a"), &json!(1), None, &Value::Null);
         // Subscribed twice, delivered once.
-        assert_eq!(
-            h.send(PublishLocal {
-                channel: ch("a"),
-                delivery: d.clone(),
-                forward: false,
-                position: None,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .delivered,
-            1
-        );
-        assert_eq!(
-            h.send(PublishLocal {
-                channel: ch("b"),
-                delivery: d,
-                forward: false,
-                position: None,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .delivered,
-            0
-        );
+        assert_eq!(publish_here(&h, "a", d.clone()).await, 1);
+        assert_eq!(publish_here(&h, "b", d).await, 0);
         assert_eq!(next(&mut rx).unwrap()["push"], "pub");
         assert_eq!(next(&mut rx), None);
         h.send(ChannelOp::Unsubscribe {
@@ -604,17 +594,7 @@ mod tests {
         // The slow one's queue is full with its subscribe push: the hub waits
         // for it (100 ms here), then closes it 4009.
         let d = push_pub(&ch("a"), &json!(1), None, &Value::Null);
-        let n = h
-            .send(PublishLocal {
-                channel: ch("a"),
-                delivery: d.clone(),
-                forward: false,
-                position: None,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .delivered;
+        let n = publish_here(&h, "a", d.clone()).await;
         assert_eq!(n, 2);
         let n = h.send(CountSubscribers { channel: ch("a") }).await.unwrap();
         assert_eq!(n, 1);

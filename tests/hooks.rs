@@ -279,6 +279,49 @@ async fn message_hook_keeps_each_sessions_order_whatever_the_backend_latency() {
 }
 
 #[tokio::test]
+async fn one_pipelining_session_loses_nothing_and_cannot_take_the_listeners_whole_capacity() {
+    // Every message takes 100 ms to answer and the listener may have 64
+    // calls in flight. A client that pipelines 500 messages runs at most its
+    // own share at once and is simply read more slowly: all 500 are answered,
+    // in order, and another session's message is still answered meanwhile.
+    let backend = Backend::start(|r| {
+        Answer::json(json!({"reply": r.json["payload"]})).after(Duration::from_millis(100))
+    });
+    let mut s = with_hooks(&backend, &[HookName::Message], Mode::Payload);
+    let hooks = s.listeners[0].hooks.as_mut().unwrap();
+    hooks.max_in_flight = 64;
+    hooks.timeout_ms = 5000;
+    let app = spawn(s);
+    let mut greedy = app.connect("/ws/events", "acme").await;
+    let mut other = app.connect("/ws/events", "acme").await;
+    for n in 0..500 {
+        greedy.send_text(&format!("g{n}")).await;
+    }
+    backend.wait_requests(16, WAIT).await;
+    other.send_text("other").await;
+    assert_eq!(other.recv_text().await, "other");
+    for n in 0..500 {
+        assert_eq!(greedy.recv_text().await, format!("g{n}"));
+    }
+    assert_eq!(backend.requests_to("message").len(), 501);
+    let m = metrics::scrape(app.admin).await;
+    for kind in ["overloaded", "timeout", "connect", "status", "malformed"] {
+        assert_eq!(
+            m.value(
+                "wsplus_hook_failures_total",
+                &[
+                    ("listener", "/ws/events"),
+                    ("hook", "message"),
+                    ("kind", kind)
+                ],
+            ),
+            Some(0.0),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_message_hook_sends_nothing_keeps_the_connection_and_counts() {
     let backend = Backend::start(|_| Answer::raw(503, "{}"));
     let app = spawn(with_hooks(&backend, &[HookName::Message], Mode::Payload));

@@ -186,9 +186,9 @@ impl HookClient {
         self.call(HookName::Rpc, &permit, info, body).await
     }
 
-    /// `message`, with a slot already taken by [`HookClient::begin`] (the
-    /// session takes it when the message arrives, so messages waiting in its
-    /// pipeline count against `max_in_flight`).
+    /// `message`, with a slot already taken by [`HookClient::begin`] (when
+    /// the session starts the call; messages waiting in its stage do not
+    /// count).
     pub async fn message(
         &self,
         permit: &Permit,

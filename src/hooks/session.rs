@@ -11,7 +11,7 @@ use wsplus_actors::session::{HookAnswer, HookCall, SessionHooks};
 use wsplus_actors::{Delivery, Mode, SessionInfo};
 
 use super::wire::{MessageAnswer, MessageBody};
-use super::{HookClient, HookError, Webhooks};
+use super::{HookClient, Webhooks};
 use crate::settings::HookName;
 
 /// One listener's backend side of its sessions.
@@ -20,9 +20,6 @@ pub struct ListenerHooks {
     mode: Mode,
     /// Present when the listener has the `message` hook on.
     message: Option<Arc<HookClient>>,
-    /// Depth of each session's pipeline: the listener's `max_in_flight`
-    /// (a session never has more calls than the whole listener may).
-    depth: usize,
     webhooks: Arc<Webhooks>,
 }
 
@@ -33,14 +30,12 @@ impl ListenerHooks {
     pub fn new(
         mode: Mode,
         client: Option<&Arc<HookClient>>,
-        max_in_flight: usize,
         webhooks: &Arc<Webhooks>,
     ) -> Option<Self> {
         let message = client.filter(|c| c.has(HookName::Message)).cloned();
         (message.is_some() || !webhooks.is_empty()).then(|| Self {
             mode,
             message,
-            depth: max_in_flight,
             webhooks: webhooks.clone(),
         })
     }
@@ -48,36 +43,27 @@ impl ListenerHooks {
 
 impl SessionHooks for ListenerHooks {
     fn message_depth(&self) -> Option<usize> {
-        self.message.as_ref().map(|_| self.depth)
+        self.message.as_ref().map(|c| c.session_depth())
     }
 
     fn message(&self, info: &Arc<SessionInfo>, frame: Frame) -> HookCall {
         let Some(client) = self.message.clone() else {
             return Box::pin(ready(HookAnswer::default()));
         };
-        // Taken now, not when the call is first polled: messages waiting in
-        // the session's pipeline count against max_in_flight.
-        let Ok(permit) = client.begin(HookName::Message) else {
-            return Box::pin(ready(HookAnswer::default()));
-        };
         let body = MessageBody::new(self.mode, &frame);
         let mode = self.mode;
         let info = info.clone();
         Box::pin(async move {
+            // Taken when the session starts the call, not while the message
+            // waits in its stage (the session's share is bounded there).
+            let Ok(permit) = client.begin(HookName::Message) else {
+                return HookAnswer::default();
+            };
             match client.message(&permit, &info, body).await {
                 Ok(answer) => answer_deliveries(mode, answer, &info),
                 Err(_) => HookAnswer::default(),
             }
         })
-    }
-
-    fn message_overflow(&self, _info: &Arc<SessionInfo>) {
-        if let Some(client) = &self.message {
-            client
-                .stats()
-                .of(HookName::Message)
-                .fail(HookError::Overloaded);
-        }
     }
 
     fn opened(&self, info: &Arc<SessionInfo>) {

@@ -220,13 +220,8 @@ impl Plan {
             let policy = Arc::new(state::policy(i, l, &settings));
             by_path.insert(l.path.clone(), policy.id);
             let hooks = hook_client(i, l, &env)?;
-            let session_hooks = hooks::ListenerHooks::new(
-                l.mode,
-                hooks.as_ref(),
-                l.hooks.as_ref().map_or(0, |h| h.max_in_flight),
-                &webhooks,
-            )
-            .map(|h| Arc::new(h) as Arc<dyn wsplus_actors::session::SessionHooks>);
+            let session_hooks = hooks::ListenerHooks::new(l.mode, hooks.as_ref(), &webhooks)
+                .map(|h| Arc::new(h) as Arc<dyn wsplus_actors::session::SessionHooks>);
             let channels = crate::channels::ChannelsListener::new(l, &auth, hooks.as_ref());
             listeners.push(Listener {
                 policy,

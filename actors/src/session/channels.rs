@@ -49,7 +49,8 @@ use crate::outbox::{Outbox, PushError};
 use crate::policy::OnRateLimit;
 use crate::protocol::Frame;
 
-use super::staged::Stage;
+use super::stage::Stage;
+use super::staged::{self, Staged};
 use super::Session;
 
 /// What a channels-mode session needs beyond an ordinary one; built by the
@@ -90,8 +91,10 @@ pub(super) struct ChannelsSession {
     expiring: Option<SpawnHandle>,
     /// Operations the hub could not take yet, oldest first.
     waiting: VecDeque<ChannelOp>,
+    /// The listener's channel hooks (subscribe, publish, rpc), if any.
+    pub(super) hooks: Option<Arc<dyn ChannelHooks>>,
     /// Commands waiting for the backend (`staged.rs`).
-    pub(super) stage: Stage,
+    pub(super) stage: Stage<Staged>,
     /// Subscribed server-side once the session runs.
     server_channels: Vec<ChannelName>,
     /// The session (its subscriptions are dropped when this state is).
@@ -114,7 +117,8 @@ impl ChannelsSession {
             verifier: parts.verifier,
             expiring: None,
             waiting: VecDeque::new(),
-            stage: Stage::new(parts.hooks),
+            stage: staged::stage(parts.hooks.as_ref()),
+            hooks: parts.hooks,
             server_channels: parts.server_channels,
         }
     }

@@ -7,10 +7,12 @@
 //! * [`SessionHooks::opened`] / [`SessionHooks::closed`] — the session's start
 //!   and end, with its close code (webhooks).
 //!
-//! Order per session is kept by pipelining: each message's call starts at once
-//! (so a slow backend does not serialise a busy session to one round trip per
-//! message), and the answers are applied in arrival order of the messages
-//! ([`Pipeline`]: a bounded channel of calls, polled `buffered`).
+//! Order per session is kept by pipelining: up to
+//! [`SessionHooks::message_depth`] of a session's calls run at once (so a slow
+//! backend does not serialise a busy session to one round trip per message),
+//! and the answers are applied in arrival order of the messages. Beyond that
+//! depth a message waits in the session, not yet asked, and the socket is not
+//! read until places free (`stage.rs`): nothing is dropped.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -38,16 +40,15 @@ pub struct HookAnswer {
 /// shared by its sessions across workers.
 pub trait SessionHooks: Debug + Send + Sync {
     /// How many of one session's messages may be with the backend at once
-    /// (`None`: the listener has no `message` hook and routes by scope).
+    /// (its share of the listener's `max_in_flight`); `None`: the listener
+    /// has no `message` hook and routes by scope.
     fn message_depth(&self) -> Option<usize>;
 
-    /// Starts handing `frame` to the backend. Called only when
-    /// [`SessionHooks::message_depth`] is `Some`.
+    /// The call handing `frame` to the backend. Called only when
+    /// [`SessionHooks::message_depth`] is `Some`; the call takes its place
+    /// among the listener's `max_in_flight` when first polled (a message
+    /// waiting in its session does not count).
     fn message(&self, info: &Arc<SessionInfo>, frame: Frame) -> HookCall;
-
-    /// A message was refused because `message_depth` of the session's messages
-    /// were already with the backend (counted as a failure; nothing is sent).
-    fn message_overflow(&self, info: &Arc<SessionInfo>);
 
     /// The session's socket is open.
     fn opened(&self, info: &Arc<SessionInfo>);

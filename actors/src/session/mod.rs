@@ -12,6 +12,7 @@ mod hooks;
 mod ordered;
 mod publish;
 mod size_guard;
+mod stage;
 mod staged;
 
 use std::collections::VecDeque;
@@ -35,8 +36,7 @@ use crate::outbox::{Control, OutboxReceiver};
 use crate::policy::{ListenerPolicy, OnRateLimit};
 use crate::protocol::{self, Frame};
 use crate::rate::TokenBucket;
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use stage::{Stage, Staging};
 
 /// The close code of a connection that ended without a close frame (RFC 6455).
 const CLOSE_ABNORMAL: u16 = 1006;
@@ -128,9 +128,9 @@ pub struct Session {
     closing: bool,
     guard: LeaveGuard,
     hooks: Option<Arc<dyn SessionHooks>>,
-    /// Messages with the `message` hook, answers applied in order (present
-    /// once started, when the listener has that hook).
-    pipeline: Option<mpsc::Sender<HookCall>>,
+    /// Messages with the `message` hook, answers applied in the order the
+    /// messages came (present when the listener has that hook; `stage.rs`).
+    messages: Option<Stage<HookAnswer>>,
     /// The close code the session ends with, for [`SessionHooks::closed`].
     close_code: u16,
     /// Closed while messages wait for the room or router (`publish.rs`).
@@ -164,8 +164,12 @@ impl Session {
             fragments: Reassembler::default(),
             closing: false,
             guard: parts.guard,
+            messages: parts
+                .hooks
+                .as_ref()
+                .and_then(|h| h.message_depth())
+                .map(Stage::new),
             hooks: parts.hooks,
-            pipeline: None,
             close_code: CLOSE_ABNORMAL,
             held: Gate::new(),
             waiting: VecDeque::new(),
@@ -190,9 +194,12 @@ impl Session {
         if let Route::Room { gate, .. } = &self.route {
             gates.push(gate);
         }
+        if let Some(m) = &self.messages {
+            gates.push(m.gate());
+        }
         if let Some(c) = &self.channels {
             gates.push(&c.hub_gate);
-            gates.push(&c.stage.gate);
+            gates.push(c.stage.gate());
         }
         let payload = GatedStream::new(payload, &gates);
         let channels = self.channels.is_some();
@@ -255,12 +262,9 @@ impl Session {
         }
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.counters.listener(self.policy.id).messages_in.add(1);
-        if let (Some(pipeline), Some(hooks)) = (&self.pipeline, &self.hooks) {
+        if let (Some(_), Some(hooks)) = (&self.messages, &self.hooks) {
             let call = hooks.message(&self.guard.info, frame);
-            if pipeline.try_send(call).is_err() {
-                hooks.message_overflow(&self.guard.info);
-            }
-            return;
+            return self.stage_call(call, ctx);
         }
         let delivery = protocol::encode(self.policy.mode, frame, &self.stamp);
         self.route(delivery, ctx);
@@ -315,12 +319,6 @@ impl Actor for Session {
             });
         }
         if let Some(hooks) = &self.hooks {
-            if let Some(depth) = hooks.message_depth() {
-                let (tx, mut rx) = mpsc::channel::<HookCall>(depth);
-                let answers = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-                ctx.add_stream(answers.buffered(depth));
-                self.pipeline = Some(tx);
-            }
             hooks.opened(&self.guard.info);
         }
         log::debug!(
@@ -336,11 +334,16 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<HookAnswer> for Session {
-    fn handle(&mut self, answer: HookAnswer, ctx: &mut Self::Context) {
-        if self.closing {
-            return;
-        }
+/// The `message` hook's answers: the reply to the sender, then the
+/// publication to the scope.
+impl Staging<HookAnswer> for Session {
+    fn stage_of(&mut self) -> &mut Stage<HookAnswer> {
+        self.messages
+            .as_mut()
+            .expect("the message stage exists when the message hook is on")
+    }
+
+    fn apply(&mut self, answer: HookAnswer, ctx: &mut WebsocketContext<Session>) {
         if let Some(reply) = answer.reply {
             self.write(reply, ctx);
         }
@@ -348,9 +351,6 @@ impl StreamHandler<HookAnswer> for Session {
             self.route(publish, ctx);
         }
     }
-
-    /// Never happens while the session holds the pipeline's sender.
-    fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
 impl StreamHandler<Delivery> for Session {

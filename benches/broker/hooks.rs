@@ -2,13 +2,23 @@
 //! a loopback backend that allows at once — against the same channel fan-out
 //! with the hook off, alternating `--rounds` times on one broker.
 //!
-//! The backend is an actix-web server in this process (its own thread and
-//! one worker), answering `{"allow": true}` without reading the signature; its
-//! CPU time is read from its threads' `/proc/self/task/*/stat`, so the report
-//! says how much of the machine the backend took and whether the broker was
-//! the bottleneck.
+//! `--publishers P` sessions publish at once (each in a tenant of its own, to
+//! its tenant's channel with `--subs` subscribers), so that one session's
+//! depth of calls in flight does not cap the rate and the run shows which of
+//! the broker and the backend saturates first.
+//!
+//! The backend is an actix-web server in this process on threads of its own
+//! (its own actix system and one worker, not the load generator's tokio
+//! runtime), reading the body and answering `{"allow": true}` without
+//! checking the signature; its
+//! CPU time is read from those threads' `/proc/self/task/*/stat`, so the
+//! report says how much of the machine the backend took. It also counts the
+//! TCP connections the broker opened to it: with keep-alive working that is
+//! at most a few per broker worker, not one per call.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -21,22 +31,53 @@ const CH_HOOK: &str = "/ws/ch-hook";
 /// The name of the backend's threads (their CPU time is the backend's).
 const BACKEND_THREAD: &str = "hook-backend";
 
-/// Starts the backend on a loopback port; returns its base URL.
-fn backend() -> String {
+/// What the backend counts.
+#[derive(Debug, Default)]
+struct Counts {
+    /// TCP connections accepted.
+    connections: AtomicU64,
+    /// Requests answered.
+    requests: AtomicU64,
+}
+
+impl Counts {
+    fn now(&self) -> (u64, u64) {
+        (
+            self.connections.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Starts the backend on a loopback port; returns its base URL and counts.
+fn backend() -> (String, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("{e}")));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| fail(&format!("{e}")));
+    let counts = Arc::new(Counts::default());
+    let shared = counts.clone();
     std::thread::Builder::new()
         .name(BACKEND_THREAD.into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(|| {
-                    App::new().default_service(web::to(|| async {
-                        HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(r#"{"allow":true}"#)
+                let (on_connect, on_request) = (shared.clone(), shared);
+                let server = HttpServer::new(move || {
+                    let counts = on_request.clone();
+                    // The body is read (as a backend verifying the
+                    // signature must): actix-web closes a connection whose
+                    // request body was left unread, so keep-alive needs it.
+                    App::new().default_service(web::to(move |_body: web::Bytes| {
+                        counts.requests.fetch_add(1, Ordering::Relaxed);
+                        async {
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .body(r#"{"allow":true}"#)
+                        }
                     }))
+                })
+                .on_connect(move |_, _| {
+                    on_connect.connections.fetch_add(1, Ordering::Relaxed);
                 })
                 .workers(1)
                 .disable_signals()
@@ -47,7 +88,7 @@ fn backend() -> String {
             });
         })
         .unwrap_or_else(|e| fail(&format!("{e}")));
-    format!("http://{addr}/hooks")
+    (format!("http://{addr}/hooks"), counts)
 }
 
 /// CPU time of this process's threads named like the backend's (its system
@@ -65,8 +106,10 @@ fn backend_cpu() -> Duration {
         .flatten()
         .filter(|t| {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            // The backend's system thread, its acceptor and its worker (an
+            // arbiter); this process runs no other actix system.
             comm.starts_with(BACKEND_THREAD)
-                || comm.starts_with("actix-server w")
+                || comm.starts_with("actix-server")
                 || comm.starts_with("actix-rt|syste")
         })
         .map(|t| {
@@ -82,14 +125,29 @@ fn backend_cpu() -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// The broker's `publish` hook calls so far: total seconds from sending a
+/// request to its answer, and how many.
+async fn call_time(broker: &Broker) -> (f64, f64) {
+    let labels = "hook=\"publish\"";
+    (
+        broker
+            .metric("wsplus_hook_duration_seconds_sum", labels)
+            .await,
+        broker
+            .metric("wsplus_hook_duration_seconds_count", labels)
+            .await,
+    )
+}
+
 /// Publications per second and latency with the `publish` hook on and off.
 pub async fn publish_hook(args: &Args) {
     support::print_conditions("publish hook on vs off");
+    let publishers: u32 = args.get("publishers", 16);
     let subs: usize = args.get("subs", 10);
-    let msgs: u64 = args.get("msgs", 5_000);
+    let msgs: u64 = args.get("msgs", 2_000);
     let size: usize = args.get("size", 128);
     let rounds: usize = args.get("rounds", 3);
-    let url = backend();
+    let (url, counts) = backend();
     let extra = format!(
         "[[listeners]]\npath = \"{CH_HOOK}\"\nmode = \"channels\"\nscope = \"tenant\"\n\
          [listeners.auth]\nmode = \"hs256\"\nsecret_env = \"WSPLUS_BENCH_SECRET\"\n\
@@ -102,20 +160,34 @@ pub async fn publish_hook(args: &Args) {
     for round in 1..=rounds {
         let mut figures = Vec::new();
         for (name, path) in [("hook off", support::CH_PLAIN), ("hook on ", CH_HOOK)] {
-            let spec = Spec::one_to_many(path, Wire::Channel("hot"), subs, msgs, size);
-            let (cpu, backend) = (broker.cpu(), backend_cpu());
+            let spec = Spec {
+                tenants: publishers,
+                publishers,
+                ..Spec::one_to_many(path, Wire::Channel("hot"), subs, msgs, size)
+            };
+            let (cpu, backend, before) = (broker.cpu(), backend_cpu(), counts.now());
+            let calls_before = call_time(&broker).await;
             let out = load::run(&broker, &spec).await;
+            let calls = call_time(&broker).await;
             let broker_cpu = broker.cpu().saturating_sub(cpu).as_secs_f64();
             let backend_cpu = backend_cpu().saturating_sub(backend).as_secs_f64();
+            let after = counts.now();
             let secs = out.elapsed.as_secs_f64().max(1e-9);
+            let publications = u64::from(publishers) * (msgs + spec.warmup);
             println!(
-                "round {round} {name}: 1 publisher -> {subs} subscribers x {msgs} msgs x {size} B: \
-                 {} publications/s, lost {}, latency {}, broker CPU {:.0}%, backend CPU {:.0}%",
+                "round {round} {name}: {publishers} publishers -> {subs} subscribers each x {msgs} \
+                 msgs x {size} B: {} publications/s, lost {}, latency {}, broker CPU {:.0}% \
+                 ({:.1} us/publication), backend CPU {:.0}%, backend connections opened {}, \
+                 calls {} (mean round trip {:.2} ms)",
                 thousands(out.rate() / subs as f64),
                 out.lost(),
                 out.latency.summary(),
                 100.0 * broker_cpu / secs,
+                1e6 * broker_cpu / publications as f64,
                 100.0 * backend_cpu / secs,
+                after.0 - before.0,
+                after.1 - before.1,
+                1e3 * (calls.0 - calls_before.0) / (calls.1 - calls_before.1).max(1.0),
             );
             if out.lost() > 0 {
                 fail("publications were lost");

@@ -188,3 +188,83 @@ async fn a_client_writing_faster_than_the_session_handles_is_not_buffered() {
         PONG_FLOOD >> 20
     );
 }
+
+/// Sessions in the large-message test.
+const LARGE_SESSIONS: usize = 200;
+
+/// Most a session that carried one large message may hold, once idle, beyond
+/// what an idle session that only carried a small one holds.
+const RETAINED_KIB: u64 = 150;
+
+/// A large message leaves nothing behind: sessions that each carried one
+/// 60 KB message and went idle hold about what sessions that carried a small
+/// one hold (the decoder's and the HTTP layer's buffers used to keep the
+/// capacity the message made them take, about 185 KiB per session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_keeps_no_buffer_a_large_message_grew() {
+    raise_fd_limit();
+    let (child, port) = serve("memory-large-then-idle").await;
+    let pid = child.0.id();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let opened =
+        join_all((0..LARGE_SESSIONS).map(|_| tokio_tungstenite::connect_async(&url))).await;
+    let mut socks: Vec<_> = opened.into_iter().map(|r| r.unwrap().0).collect();
+    exchange(&mut socks, Message::text("small")).await;
+    let base = settled_rss_kib(pid).await;
+    exchange(&mut socks, Message::binary(vec![7u8; 60_000])).await;
+    let peak = rss_kib(pid);
+    // What the messages took is freed at once and purged by jemalloc within
+    // its decay time (10 s); what is still held after that is live.
+    let bound = base + LARGE_SESSIONS as u64 * RETAINED_KIB;
+    let t0 = Instant::now();
+    let mut now = peak;
+    while t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        now = rss_kib(pid);
+        if now <= bound {
+            break;
+        }
+    }
+    println!(
+        "{LARGE_SESSIONS} sessions: RSS {base} KiB after a small message each, {peak} KiB \
+         after a 60 KB one, {now} KiB {:.1} s later: {:.1} KiB retained per session",
+        t0.elapsed().as_secs_f64(),
+        now.saturating_sub(base) as f64 / LARGE_SESSIONS as f64
+    );
+    assert!(
+        now <= bound,
+        "{} KiB per idle session retained after a 60 KB message (bound {RETAINED_KIB})",
+        now.saturating_sub(base) / LARGE_SESSIONS as u64
+    );
+    // The sessions still work.
+    exchange(&mut socks, Message::text("still here")).await;
+}
+
+/// Each of `socks` sends `msg` and reads its echo.
+async fn exchange(socks: &mut [WsClient], msg: Message) {
+    for ws in socks.iter_mut() {
+        ws.send(msg.clone()).await.unwrap();
+    }
+    for ws in socks.iter_mut() {
+        let echoed = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        assert!(matches!(echoed, Some(Ok(m)) if m.len() == msg.len()));
+    }
+}
+
+/// A client connection.
+type WsClient =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// RSS once it has stopped moving (two readings 500 ms apart within 64 KiB).
+async fn settled_rss_kib(pid: u32) -> u64 {
+    let mut last = rss_kib(pid);
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = rss_kib(pid);
+        if now.abs_diff(last) <= 64 {
+            return now;
+        }
+        last = now;
+    }
+    last
+}

@@ -9,6 +9,7 @@
 mod channels;
 mod frames;
 mod hooks;
+mod inbound;
 mod ordered;
 mod publish;
 mod size_guard;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use actix_http::error::PayloadError;
 use actix_http::ws::{CloseReason, Codec, Message, ProtocolError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, WebsocketContext};
@@ -36,6 +38,7 @@ use crate::outbox::{Control, OutboxReceiver};
 use crate::policy::{ListenerPolicy, OnRateLimit};
 use crate::protocol::{self, Frame};
 use crate::rate::TokenBucket;
+use bytes::Bytes;
 use stage::{Stage, Staging};
 
 /// The close code of a connection that ended without a close frame (RFC 6455).
@@ -46,7 +49,8 @@ const CLOSE_NO_STATUS: u16 = 1005;
 pub use channels::ChannelsParts;
 pub use frames::{close_code_for, Reassembler};
 pub use hooks::{HookAnswer, HookCall, SessionHooks};
-pub use size_guard::{FrameSizeGuard, GuardedPayload};
+pub use inbound::Inbound;
+pub use size_guard::FrameSizeGuard;
 
 /// Tells the Broker a session is gone when dropped. Created by the upgrade
 /// handler *before* it sends `Join`, then owned by the Session: whichever way the
@@ -139,6 +143,8 @@ pub struct Session {
     waiting: VecDeque<Delivery>,
     /// Channels mode only (`channels.rs`).
     channels: Option<channels::ChannelsSession>,
+    /// The socket's messages, from [`Session::start`] until the actor starts.
+    inbound: Option<Inbound<GatedStream<web::Payload>>>,
 }
 
 impl Session {
@@ -174,15 +180,19 @@ impl Session {
             held: Gate::new(),
             waiting: VecDeque::new(),
             channels,
+            inbound: None,
         }
     }
 
     /// Completes the WebSocket handshake (101) and starts the actor on the
-    /// current worker. A frame declaring more than `max_message_bytes` is
-    /// refused (1009) at its header, before its payload is buffered (see
-    /// [`FrameSizeGuard`]).
+    /// current worker. Its messages come from an [`Inbound`] decoder rather
+    /// than actix-web-actors' own (which is given a stream that never yields):
+    /// it reads no further than the frame in progress, refuses a frame
+    /// declaring more than `max_message_bytes` (1009) at its header, before
+    /// its payload is buffered (see [`FrameSizeGuard`]), and lets go of its
+    /// buffer once a large message has been decoded.
     pub fn start(
-        self,
+        mut self,
         req: &HttpRequest,
         payload: web::Payload,
     ) -> Result<HttpResponse, actix_web::Error> {
@@ -202,9 +212,10 @@ impl Session {
             gates.push(c.stage.gate());
         }
         let payload = GatedStream::new(payload, &gates);
+        self.inbound = Some(Inbound::new(payload, codec.clone(), max));
         let channels = self.channels.is_some();
-        let builder =
-            ws::WsResponseBuilder::new(self, req, GuardedPayload::new(payload, max)).codec(codec);
+        let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
+        let builder = ws::WsResponseBuilder::new(self, req, unused).codec(codec);
         // Selected when the client offers it; a client that offers nothing
         // gets no Sec-WebSocket-Protocol.
         let builder = if channels {
@@ -298,6 +309,9 @@ impl Actor for Session {
         if self.channels.is_some() {
             // Before anything queued: `connected` is always the first message.
             self.channels_started(ctx);
+        }
+        if let Some(inbound) = self.inbound.take() {
+            ctx.add_stream(inbound);
         }
         if let Some(outbox) = self.outbox.take() {
             ctx.add_stream(outbox.data);

@@ -1,5 +1,4 @@
-//! Refuses an oversized frame at its header, before its payload is buffered,
-//! and keeps the session from reading ahead of what it has decoded.
+//! Refuses an oversized frame at its header, before its payload is buffered.
 //!
 //! actix-http's frame parser compares a frame's declared length with
 //! `max_size` only once the whole frame has arrived; until then it keeps every
@@ -13,22 +12,11 @@
 //! - a control frame (ping, pong, close) declaring more than 125 bytes
 //!   (RFC 6455 §5.5) gets its reserved bits set (a protocol error, close 1002).
 //!
-//! Frames before it reach the parser unchanged and in order.
-//!
-//! actix-web-actors' decoder drains its byte stream completely each time it is
-//! polled and decodes one frame per poll: a client sending faster than the
-//! session handles messages would be buffered without bound. [`GuardedPayload`]
-//! therefore hands over at most one message of `max_message_bytes` plus a
-//! frame header (and a few small frames) beyond what the decoder has taken;
-//! the rest stays in the kernel, so TCP slows the client down.
+//! Frames before it reach the parser unchanged and in order. [`FrameSizeGuard::step`]
+//! stops at the end of the frame in progress, so a decoder fed by it holds at
+//! most one frame (see `inbound.rs`).
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use actix_http::error::PayloadError;
 use bytes::{Buf, Bytes, BytesMut};
-use futures_core::Stream;
 
 /// Longest frame header: 2 bytes, a 64-bit length, a 4-byte mask.
 pub const MAX_HEADER: usize = 14;
@@ -39,10 +27,6 @@ const OPCODE_CLOSE: u8 = 0x8;
 /// Longest control-frame payload (RFC 6455 §5.5).
 const MAX_CONTROL: u64 = 125;
 
-/// Most complete frames handed to the decoder and not yet decoded: bounds the
-/// bookkeeping for floods of tiny frames.
-const MAX_FRAMES_AHEAD: usize = 32;
-
 /// What [`FrameSizeGuard::step`] did with its input.
 #[derive(Debug)]
 pub struct Step {
@@ -50,8 +34,6 @@ pub struct Step {
     pub used: usize,
     /// Bytes to hand to the frame parser.
     pub out: Bytes,
-    /// True when `out` ends a frame.
-    pub frame_done: bool,
 }
 
 /// Frame-boundary tracker of one connection's inbound bytes.
@@ -84,11 +66,6 @@ impl FrameSizeGuard {
         self.tripped
     }
 
-    /// True between frames or inside a header (what comes next is header bytes).
-    pub fn at_header(&self) -> bool {
-        self.skip == 0
-    }
-
     /// The bytes of `chunk` to hand to the frame parser. A header split over
     /// chunks is held back until it is complete.
     pub fn filter(&mut self, chunk: &[u8]) -> Bytes {
@@ -110,7 +87,6 @@ impl FrameSizeGuard {
             return Step {
                 used: input.len(),
                 out: Bytes::new(),
-                frame_done: false,
             };
         }
         let mut pos = 0;
@@ -129,7 +105,6 @@ impl FrameSizeGuard {
                     return Step {
                         used: pos,
                         out: Bytes::new(),
-                        frame_done: false,
                     };
                 };
                 self.header[self.have] = b;
@@ -144,7 +119,6 @@ impl FrameSizeGuard {
                 return Step {
                     used: input.len(),
                     out: refusal,
-                    frame_done: false,
                 };
             }
             if held > 0 {
@@ -159,11 +133,7 @@ impl FrameSizeGuard {
             }
             if len == 0 {
                 let out = carried.unwrap_or_else(|| input.slice(start..pos));
-                return Step {
-                    used: pos,
-                    out,
-                    frame_done: true,
-                };
+                return Step { used: pos, out };
             }
         }
         let take = self.skip.min((input.len() - pos) as u64) as usize;
@@ -175,7 +145,6 @@ impl FrameSizeGuard {
                 return Step {
                     used: end,
                     out: Bytes::new(),
-                    frame_done: false,
                 };
             }
             let frame = self.close.take().unwrap_or_default();
@@ -186,11 +155,7 @@ impl FrameSizeGuard {
                 }
                 None => Bytes::from(frame),
             };
-            return Step {
-                used: end,
-                out,
-                frame_done: true,
-            };
+            return Step { used: end, out };
         }
         let out = match carried {
             None => input.slice(start..end),
@@ -201,11 +166,7 @@ impl FrameSizeGuard {
                 joined.freeze()
             }
         };
-        Step {
-            used: end,
-            out,
-            frame_done: self.skip == 0,
-        }
+        Step { used: end, out }
     }
 }
 
@@ -283,174 +244,14 @@ fn payload_len(head: &[u8]) -> u64 {
     }
 }
 
-/// What the decoder holds, as far as the bytes handed to it tell.
-///
-/// The decoder (actix-web-actors' `WsStream`) polls this stream until it is
-/// `Pending`, then decodes at most one frame. So each poll that follows a
-/// `Pending` means one complete frame, if there was one, has left its buffer.
-#[derive(Debug, Default)]
-struct DecoderModel {
-    /// Sizes of the complete frames handed over and not yet decoded.
-    complete: VecDeque<usize>,
-    /// Bytes handed over of the frame not yet complete.
-    partial: usize,
-    /// Sum of `complete`.
-    complete_bytes: usize,
-}
-
-impl DecoderModel {
-    fn handed(&mut self, bytes: usize, frame_done: bool) {
-        self.partial += bytes;
-        if frame_done {
-            self.complete.push_back(self.partial);
-            self.complete_bytes += self.partial;
-            self.partial = 0;
-        }
-    }
-
-    fn decoded_one(&mut self) {
-        if let Some(n) = self.complete.pop_front() {
-            self.complete_bytes -= n;
-        }
-    }
-
-    /// How many more bytes may be handed over with `limit` in the decoder:
-    /// any amount while no complete frame waits (the guard ends a piece at its
-    /// frame's end, and a frame is at most `limit`), else what fits.
-    fn room(&self, limit: usize) -> usize {
-        if self.complete.is_empty() {
-            usize::MAX
-        } else if self.complete.len() >= MAX_FRAMES_AHEAD {
-            0
-        } else {
-            limit.saturating_sub(self.complete_bytes + self.partial)
-        }
-    }
-}
-
-/// The request payload seen through a [`FrameSizeGuard`], handed to the
-/// decoder no further ahead than one message plus a frame header.
-pub struct GuardedPayload<S> {
-    inner: S,
-    guard: FrameSizeGuard,
-    /// The rest of the last chunk read from `inner`.
-    held: Bytes,
-    decoder: DecoderModel,
-    /// The most the decoder may hold: `max_message_bytes` + [`MAX_HEADER`].
-    limit: usize,
-    /// The last poll returned `Pending`: the decoder has decoded since.
-    parked: bool,
-    /// An error of the inner stream, held until the decoder has taken the
-    /// complete frames before it: a client that sends its close frame and
-    /// resets the connection at once closed normally, not with 1002.
-    failed: Option<PayloadError>,
-}
-
-impl<S> GuardedPayload<S> {
-    /// Wraps `inner` with a guard for `max_bytes`.
-    pub fn new(inner: S, max_bytes: usize) -> Self {
-        Self {
-            inner,
-            guard: FrameSizeGuard::new(max_bytes),
-            held: Bytes::new(),
-            decoder: DecoderModel::default(),
-            limit: max_bytes.saturating_add(MAX_HEADER),
-            parked: false,
-            failed: None,
-        }
-    }
-}
-
-impl<S> Stream for GuardedPayload<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if std::mem::take(&mut this.parked) {
-            this.decoder.decoded_one();
-        }
-        if let Some(err) = this.failed.take() {
-            if this.decoder.complete.is_empty() {
-                return Poll::Ready(Some(Err(err)));
-            }
-            // Let the decoder take the frames before the error first.
-            this.failed = Some(err);
-            this.parked = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        loop {
-            if this.guard.tripped() {
-                // The refusing header is out; the session closes.
-                return Poll::Ready(None);
-            }
-            if this.held.is_empty() {
-                match Pin::new(&mut this.inner).poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        this.held = chunk;
-                        continue;
-                    }
-                    Poll::Pending => {
-                        this.parked = true;
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Some(Err(err))) if !this.decoder.complete.is_empty() => {
-                        this.failed = Some(err);
-                        this.parked = true;
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    other => return other,
-                }
-            }
-            let room = this.decoder.room(this.limit);
-            // A header is handed whole, so it needs room for the longest one.
-            let need = if this.guard.at_header() {
-                MAX_HEADER
-            } else {
-                1
-            };
-            if room < need {
-                // The decoder has a complete frame to decode: it will, and
-                // poll again. The bytes wait here and in the kernel. The
-                // wake-up costs one poll and keeps a stream between this
-                // one and the decoder (which may answer `Pending` without
-                // polling this one, so a decode goes unseen) from stalling:
-                // every poll after a `Pending` counts one frame decoded.
-                this.parked = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let step = if room < this.held.len() {
-                this.guard.step(&this.held.slice(..room))
-            } else {
-                this.guard.step(&this.held)
-            };
-            this.held.advance(step.used);
-            if this.held.is_empty() {
-                // Let go of the chunk's allocation as soon as it is drained.
-                this.held = Bytes::new();
-            }
-            this.decoder.handed(step.out.len(), step.frame_done);
-            if !step.out.is_empty() {
-                return Poll::Ready(Some(Ok(step.out)));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use actix_codec::Decoder;
     use actix_http::ws::{Codec, Frame, ProtocolError};
-    use std::task::Waker;
 
     /// A masked client frame.
-    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    pub(in crate::session) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = header(first, payload.len() as u64);
         let mask = [1, 2, 3, 4];
         out.extend_from_slice(&mask);
@@ -475,116 +276,24 @@ mod tests {
         out
     }
 
-    /// The inbound byte stream in fixed-size chunks, counting what was taken.
-    struct Chunks {
-        data: Bytes,
-        step: usize,
-        taken: usize,
-    }
-
-    impl Stream for Chunks {
-        type Item = Result<Bytes, PayloadError>;
-        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let n = self.step.min(self.data.len());
-            if n == 0 {
-                return Poll::Ready(None);
-            }
-            self.taken += n;
-            Poll::Ready(Some(Ok(self.data.split_to(n))))
-        }
-    }
-
-    /// Drives `payload` the way actix-web-actors' `WsStream` does: drain the
-    /// stream until `Pending` or its end, then decode one frame. Returns the
-    /// frames, the error if any, and the most bytes the decoder ever held.
-    fn run_decoder(
-        payload: &mut GuardedPayload<Chunks>,
-        max: usize,
-    ) -> (Vec<Frame>, Option<ProtocolError>, usize) {
+    /// Decodes what the guard lets through when `input` arrives in
+    /// `step`-byte chunks, the way [`super::super::inbound::Inbound`] does.
+    fn decode_all(input: &[u8], step: usize, max: usize) -> (Vec<Frame>, Option<ProtocolError>) {
+        let mut guard = FrameSizeGuard::new(max);
         let mut codec = Codec::new().max_size(max);
         let mut buf = BytesMut::new();
         let mut frames = Vec::new();
-        let mut high = 0;
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut closed = false;
-        loop {
-            while !closed {
-                match Pin::new(&mut *payload).poll_next(&mut cx) {
-                    Poll::Ready(Some(Ok(b))) => buf.extend_from_slice(&b),
-                    Poll::Ready(Some(Err(e))) => panic!("{e}"),
-                    Poll::Ready(None) => closed = true,
-                    Poll::Pending => break,
-                }
-            }
-            high = high.max(buf.len());
-            match codec.decode(&mut buf) {
-                Ok(Some(f)) => frames.push(f),
-                Ok(None) if closed => return (frames, None, high),
-                Ok(None) => panic!("stalled: nothing to decode and the stream is pending"),
-                Err(e) => return (frames, Some(e), high),
-            }
-        }
-    }
-
-    /// Decodes what the guard lets through when `input` arrives in `step`-byte chunks.
-    fn decode_all(input: &[u8], step: usize, max: usize) -> (Vec<Frame>, Option<ProtocolError>) {
-        let chunks = Chunks {
-            data: Bytes::copy_from_slice(input),
-            step: step.max(1),
-            taken: 0,
-        };
-        let mut payload = GuardedPayload::new(chunks, max);
-        let (frames, err, _) = run_decoder(&mut payload, max);
-        (frames, err)
-    }
-
-    #[test]
-    fn a_close_frame_followed_by_a_reset_is_decoded_before_the_error() {
-        // The client sends its close and resets the connection at once: the
-        // decoder must see the close (normal closure), not only the error.
-        let close = frame(0x88, &1000u16.to_be_bytes());
-        let items = vec![Ok(Bytes::from(close)), Err(PayloadError::Incomplete(None))];
-        let mut payload = GuardedPayload::new(items_stream(items), 1024);
-        let mut codec = Codec::new().max_size(1024);
-        let mut buf = BytesMut::new();
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut seen = Vec::new();
-        for _ in 0..8 {
+        for chunk in input.chunks(step.max(1)) {
+            buf.extend_from_slice(&guard.filter(chunk));
             loop {
-                match Pin::new(&mut payload).poll_next(&mut cx) {
-                    Poll::Ready(Some(Ok(b))) => buf.extend_from_slice(&b),
-                    Poll::Ready(Some(Err(_))) => {
-                        seen.push("error");
-                        break;
-                    }
-                    Poll::Ready(None) | Poll::Pending => break,
+                match codec.decode(&mut buf) {
+                    Ok(Some(f)) => frames.push(f),
+                    Ok(None) => break,
+                    Err(e) => return (frames, Some(e)),
                 }
             }
-            if let Ok(Some(Frame::Close(_))) = codec.decode(&mut buf) {
-                seen.push("close");
-            }
-            if seen.contains(&"error") {
-                break;
-            }
         }
-        assert_eq!(seen, ["close", "error"]);
-    }
-
-    /// A stream of the given items, then its end.
-    fn items_stream(
-        items: Vec<Result<Bytes, PayloadError>>,
-    ) -> impl Stream<Item = Result<Bytes, PayloadError>> + Unpin {
-        struct Items(std::vec::IntoIter<Result<Bytes, PayloadError>>);
-        impl Stream for Items {
-            type Item = Result<Bytes, PayloadError>;
-            fn poll_next(
-                mut self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-            ) -> Poll<Option<Self::Item>> {
-                Poll::Ready(self.0.next())
-            }
-        }
-        Items(items.into_iter())
+        (frames, None)
     }
 
     fn texts(frames: &[Frame]) -> Vec<String> {
@@ -672,7 +381,7 @@ mod tests {
         let mut input = frame(0x81, b"before");
         input.extend(frame(0x88, &close));
         for step in [1, 3, 4096] {
-            // actix-web-actors' WsStream turns a text frame that is not
+            // The session's decoder (`inbound.rs`) turns a text frame that is not
             // UTF-8 into the error the session closes with 1007.
             let (frames, err) = decode_all(&input, step, 1000);
             assert!(err.is_none(), "{err:?}");
@@ -718,59 +427,5 @@ mod tests {
         let mut g = FrameSizeGuard::new(10);
         let out = g.filter(&[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]);
         assert_eq!(out[1] & 0x80, 0);
-    }
-
-    #[test]
-    fn the_decoder_is_never_handed_more_than_one_message_plus_a_header_ahead() {
-        const MAX: usize = 1000;
-        // 8 MiB of empty pongs, then large messages, all available at once.
-        let mut input = Vec::new();
-        while input.len() < 8 << 20 {
-            input.extend(frame(0x8a, b""));
-        }
-        for _ in 0..50 {
-            input.extend(frame(0x82, &[1; MAX]));
-        }
-        let total = input.len();
-        let frames_sent = (8 << 20) / 6 + 50;
-        let mut payload = GuardedPayload::new(
-            Chunks {
-                data: Bytes::from(input),
-                step: 64 << 10,
-                taken: 0,
-            },
-            MAX,
-        );
-        let (frames, err, high) = run_decoder(&mut payload, MAX);
-        assert!(err.is_none(), "{err:?}");
-        assert!(frames.len() >= frames_sent, "{}", frames.len());
-        assert_eq!(payload.inner.taken, total);
-        assert!(high <= MAX + MAX_HEADER, "decoder held {high} bytes");
-        assert!(payload.held.is_empty());
-    }
-
-    #[test]
-    fn reading_waits_for_the_decoder() {
-        let mut input = Vec::new();
-        for _ in 0..100 {
-            input.extend(frame(0x82, &[1; 100]));
-        }
-        let mut payload = GuardedPayload::new(
-            Chunks {
-                data: Bytes::from(input),
-                step: 1 << 20,
-                taken: 0,
-            },
-            1000,
-        );
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut handed = 0;
-        while let Poll::Ready(Some(Ok(b))) = Pin::new(&mut payload).poll_next(&mut cx) {
-            handed += b.len();
-        }
-        // A decoder that never decodes gets no more than the limit plus the
-        // frame in progress.
-        assert!(handed <= 1000 + MAX_HEADER, "{handed}");
-        assert!(handed > 0);
     }
 }

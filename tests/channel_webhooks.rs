@@ -4,6 +4,7 @@
 //! Redis.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use common::channels::*;
 use common::hooks::*;
@@ -128,33 +129,27 @@ async fn occupancy_is_cluster_wide_with_redis() {
         TestApp::spawn_with_env(s, env())
     };
     let (a, b) = (node("a"), node("b"));
-    let holders = async |n: i64| {
+    let held_by = async |n: i64| {
         poll_until(
             &format!("{n} nodes holding news in Redis"),
-            async || {
-                let mut conn = redis.conn();
-                redis::cmd("ZCARD")
-                    .arg("wsplus:c:{/ws/channels:acme:news}:n")
-                    .query::<i64>(&mut conn)
-                    .unwrap()
-            },
+            async || holders(&redis, "news"),
             |c| *c == n,
         )
         .await
     };
     let mut alice = Chan::connect_subject(&a, PATH, "acme", "alice").await;
     alice.subscribe("news").await;
-    holders(1).await;
+    held_by(1).await;
     let mut bob = Chan::connect_subject(&b, PATH, "acme", "bob").await;
     bob.subscribe("news").await;
-    holders(2).await;
+    held_by(2).await;
     // Node a's last subscriber leaves: b still holds the channel.
     alice
         .cmd(json!({"op": "unsubscribe", "channel": "news"}))
         .await;
-    holders(1).await;
+    held_by(1).await;
     bob.ws.close().await;
-    holders(0).await;
+    held_by(0).await;
     alice.subscribe("later").await;
 
     let mut got: Vec<Value> = poll_within(
@@ -183,4 +178,132 @@ async fn occupancy_is_cluster_wide_with_redis() {
             ("channel.occupied", "later")
         ]
     );
+}
+
+/// How many nodes Redis counts as holding `channel` of tenant `acme`.
+fn holders(redis: &common::cluster::RedisServer, channel: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("wsplus:c:{{/ws/channels:acme:{channel}}}:n"))
+        .query(&mut redis.conn())
+        .unwrap()
+}
+
+/// Settings of node `id` of a cluster on `redis`, with the channel webhook.
+fn cluster_node(backend: &Backend, redis: &common::cluster::RedisServer, id: &str) -> Settings {
+    let mut s = with_channel_webhook(backend, Scope::Tenant);
+    s.cluster = common::cluster::node_settings(redis, id).cluster;
+    s
+}
+
+/// How often `event` of `channel` (tenant `acme`) was received.
+fn count(backend: &Backend, event: &str, channel: &str) -> usize {
+    let want = ev(event, json!("acme"), channel);
+    events(backend).iter().filter(|e| **e == want).count()
+}
+
+/// Waits until `event` of `channel` (tenant `acme`) was received.
+async fn wait_event(backend: &Backend, event: &str, channel: &str, limit: Duration) {
+    poll_within(
+        limit,
+        &format!("{event} {channel}"),
+        async || count(backend, event, channel),
+        |n| *n > 0,
+    )
+    .await;
+}
+
+/// Node b holds the only subscriber of `news` and is killed: a live node
+/// notices its lease ran out, sweeps it out of the channel and emits
+/// `channel.vacated` — once, though two nodes are left to notice.
+#[tokio::test]
+async fn a_killed_nodes_last_subscriber_is_vacated_once_by_a_live_node() {
+    use common::cluster::{ChildNode, RedisServer, LEASE_S};
+    let backend = Backend::start(|_| Answer::json(json!({})));
+    let redis = RedisServer::start();
+    let a = TestApp::spawn_with_env(cluster_node(&backend, &redis, "a"), env());
+    let c = TestApp::spawn_with_env(cluster_node(&backend, &redis, "c"), env());
+    // b is a process of its own (SIGKILL): its secret comes from a file.
+    let secret = std::env::temp_dir().join(format!("wsplus-webhook-secret-{}", std::process::id()));
+    std::fs::write(&secret, HOOK_SECRET).unwrap();
+    let mut on_b = cluster_node(&backend, &redis, "b");
+    on_b.webhooks[0].secret_env = None;
+    on_b.webhooks[0].secret_file = Some(secret.display().to_string());
+    let mut b = ChildNode::spawn(on_b).await;
+    let token = channels_token("acme", Some("bob"), 3600, json!({}));
+    let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
+    bob.subscribe("news").await;
+    wait_event(&backend, "channel.occupied", "news", WAIT).await;
+
+    b.kill();
+    let killed = Instant::now();
+    let lease = Duration::from_secs(LEASE_S);
+    // Lease, one renewal tick (lease / 3), the webhook batch (1 s), slack.
+    wait_event(
+        &backend,
+        "channel.vacated",
+        "news",
+        lease + Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        killed.elapsed() <= lease + Duration::from_secs(4),
+        "{:?}",
+        killed.elapsed()
+    );
+
+    // Once b is claimed and swept nobody sweeps it again; then an event from
+    // each live node flushes whatever each queued before it.
+    let mut conn = redis.conn();
+    poll_until(
+        "b swept",
+        async || {
+            redis::cmd("EXISTS")
+                .arg("wsplus:occ:{b}")
+                .query::<i64>(&mut conn)
+                .unwrap()
+        },
+        |n| *n == 0,
+    )
+    .await;
+    let mut on_a = Chan::connect_subject(&a, PATH, "acme", "alice").await;
+    on_a.subscribe("after-a").await;
+    let mut on_c = Chan::connect_subject(&c, PATH, "acme", "carol").await;
+    on_c.subscribe("after-c").await;
+    wait_event(&backend, "channel.occupied", "after-a", WAIT).await;
+    wait_event(&backend, "channel.occupied", "after-c", WAIT).await;
+    assert_eq!(
+        count(&backend, "channel.vacated", "news"),
+        1,
+        "{:?}",
+        events(&backend)
+    );
+    assert_eq!(count(&backend, "channel.occupied", "news"), 1);
+    let _ = std::fs::remove_file(secret);
+}
+
+/// A change Redis could not take is not lost: the node keeps the channels
+/// it holds and applies them when Redis is back, so the channel first
+/// subscribed during the outage is occupied then (and counted meanwhile).
+#[tokio::test]
+async fn occupancy_changes_during_a_redis_outage_are_applied_when_it_returns() {
+    use common::cluster::RedisServer;
+    let backend = Backend::start(|_| Answer::json(json!({})));
+    let mut redis = RedisServer::start();
+    let a = TestApp::spawn_with_env(cluster_node(&backend, &redis, "a"), env());
+    let mut alice = Chan::connect_subject(&a, PATH, "acme", "alice").await;
+    alice.subscribe("before").await;
+    wait_event(&backend, "channel.occupied", "before", WAIT).await;
+
+    redis.kill();
+    alice.subscribe("during").await;
+    let deferred = [("reason", "redis")];
+    common::metrics::wait_until(a.admin, "a deferred occupancy change", |m| {
+        m.value("wsplus_cluster_occupancy_deferred_total", &deferred) >= Some(1.0)
+    })
+    .await;
+    assert_eq!(count(&backend, "channel.occupied", "during"), 0);
+
+    redis.restart();
+    wait_event(&backend, "channel.occupied", "during", WAIT).await;
+    assert_eq!(holders(&redis, "during"), 1);
 }

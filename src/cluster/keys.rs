@@ -12,6 +12,17 @@ const PREFIX: &str = "wsplus";
 /// The sorted set of live nodes (member = node id, score = lease expiry in ms).
 pub const NODES: &str = "wsplus:nodes";
 
+/// The sorted set of nodes counting channel occupancy (member = node id,
+/// score = lease expiry in ms); a member whose lease ran out is claimed by
+/// one live node, which sweeps the dead node out of its channels.
+pub const OCCUPANCY_NODES: &str = "wsplus:occ:nodes";
+
+/// The set of the channel occupancy keys a node is counted in (what a live
+/// node sweeps once that node is dead).
+pub fn occupancy_index(node: &str) -> String {
+    format!("{PREFIX}:occ:{{{}}}", escape(node))
+}
+
 /// Escapes `s` for use inside a name.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -70,6 +70,38 @@ impl LostReason {
     }
 }
 
+/// Why a change of this node's channel occupancy was not applied at once
+/// and waits for the next renewal
+/// (`wsplus_cluster_occupancy_deferred_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OccupancyDeferred {
+    /// `cluster.queue` changes were already waiting.
+    QueueFull,
+    /// Redis did not take it (unreachable, timeout, error).
+    Redis,
+}
+
+impl OccupancyDeferred {
+    /// Every reason, in metric order.
+    pub const ALL: [OccupancyDeferred; 2] =
+        [OccupancyDeferred::QueueFull, OccupancyDeferred::Redis];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OccupancyDeferred::QueueFull => "queue_full",
+            OccupancyDeferred::Redis => "redis",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            OccupancyDeferred::QueueFull => 0,
+            OccupancyDeferred::Redis => 1,
+        }
+    }
+}
+
 /// Cross-node traffic counters (also in `/readyz` and metrics).
 #[derive(Debug, Default)]
 pub struct ClusterStats {
@@ -81,6 +113,8 @@ pub struct ClusterStats {
     lost: [AtomicU64; 4],
     /// Times the node (re)connected to Redis.
     pub connects: AtomicU64,
+    /// Channel occupancy changes left to the renewal, by [`OccupancyDeferred`].
+    occupancy_deferred: [AtomicU64; 2],
 }
 
 impl ClusterStats {
@@ -92,6 +126,16 @@ impl ClusterStats {
     /// Messages lost for `reason`.
     pub fn lost(&self, reason: LostReason) -> u64 {
         self.lost[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Counts a channel occupancy change left to the renewal.
+    pub fn defer_occupancy(&self, reason: OccupancyDeferred) {
+        self.occupancy_deferred[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Channel occupancy changes left to the renewal for `reason`.
+    pub fn occupancy_deferred(&self, reason: OccupancyDeferred) -> u64 {
+        self.occupancy_deferred[reason.index()].load(Ordering::Relaxed)
     }
 
     /// Messages lost for any reason.

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{label, Family};
-use crate::cluster::{Cluster, LostReason, Readiness};
+use crate::cluster::{Cluster, LostReason, OccupancyDeferred, Readiness};
 
 /// The cluster backend's counters and connection state.
 #[derive(Debug)]
@@ -54,6 +54,14 @@ impl Collector for ClusterMetrics {
         .labelled(
             &mut out,
             LostReason::ALL.map(|r| (label("reason", r.as_str()), s.lost(r))),
+        )?;
+        Family::counter(
+            "cluster_occupancy_deferred",
+            "Channel occupancy changes not applied at once, left to the next renewal, by reason (queue_full, redis).",
+        )
+        .labelled(
+            &mut out,
+            OccupancyDeferred::ALL.map(|r| (label("reason", r.as_str()), s.occupancy_deferred(r))),
         )
     }
 }

@@ -176,6 +176,15 @@ impl Link {
         bounded(self.timing.timeout, p.exec_async(&mut conn)).await
     }
 
+    /// A pipeline's answers (its commands not marked `ignore`).
+    pub async fn pipe_query<T: redis::FromRedisValue>(
+        &self,
+        p: &redis::Pipeline,
+    ) -> Result<T, LinkError> {
+        let mut conn = self.conn.clone();
+        bounded(self.timing.timeout, p.query_async::<T>(&mut conn)).await
+    }
+
     /// One SUBSCRIBE or UNSUBSCRIBE of `channels`.
     pub async fn subscription(
         &self,

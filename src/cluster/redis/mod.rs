@@ -379,7 +379,7 @@ impl RedisBackplane {
         channel: &ChannelName,
     ) {
         if let (Some(o), Some(l)) = (self.occupancy.get(), self.listener(listener)) {
-            o.change(what, &l.path, listener, tenant, channel);
+            o.change(what, &l.path, tenant, channel);
         }
     }
 

@@ -1,32 +1,43 @@
 //! Cluster-wide channel occupancy for the `channel.occupied` /
 //! `channel.vacated` webhooks: which nodes have a local subscriber of each
-//! channel, counted in Redis so that only the first node in and the last node
-//! out emit the event.
+//! channel, counted in Redis so that exactly one node emits each event.
 //!
 //! One sorted set per (listener, tenant, channel) — member: node id, score:
 //! the node's lease expiry in Redis' clock — changed by one Lua script, so a
-//! change and its verdict are atomic: `add` drops expired members, adds this
-//! node and answers 1 when the set went from empty to this node (occupied);
-//! `rem` removes this node and answers 1 when the set became empty
-//! (vacated). Every `lease_s / 3` the node renews its members (and the keys'
-//! TTL), like its lease.
+//! change and its verdict are atomic. The script first drops expired members,
+//! then adds or removes the node, and answers what happened to the set: it
+//! became empty (vacated — by this removal, or because the members it found
+//! had all expired) and/or it went from empty to this node (occupied). The
+//! events mirror the set's transitions between empty and not, so every
+//! transition is emitted once, by the node whose script made it.
 //!
-//! The changes of one node go through one task, in the order the channel
-//! spaces made them (a quick subscribe and unsubscribe cannot be reordered).
-//! The task's queue is bounded (`cluster.queue`); a change that does not fit,
-//! or that Redis does not take (unreachable, timeout), is logged and its event
-//! is not emitted: like cross-node delivery, these events are at most once
-//! while Redis is in trouble, and the renewal puts this node's membership
-//! right within a tick.
+//! **The node's truth is kept as state.** The channel spaces' changes update
+//! `desired` (the keys this node should be counted in) at once, and are
+//! queued, in order, for one task that applies them (a quick subscribe and
+//! unsubscribe are not reordered). A change that does not fit the bounded
+//! queue (`cluster.queue`), or that Redis does not take (down, timeout), is
+//! counted (`wsplus_cluster_occupancy_deferred_total`) and left to the
+//! renewal: every `lease_s / 3` the task adds the node to every set of
+//! `desired` (renewing its lease there) and removes it from every set it may
+//! still be in but should not, with the same script — so once Redis answers
+//! again the verdicts a lost change would have given are given then (late,
+//! but not lost). What stays lost: a verdict Redis decided but whose answer
+//! never came back (a timeout after the script ran), and everything Redis
+//! forgot if it lost its data.
 //!
-//! A node that dies stops renewing: its members expire with its lease
-//! (`cluster.lease_s`) and are dropped by the next change of the channel.
-//! No `channel.vacated` is emitted for a channel whose last subscriber was
-//! on the dead node; the next first subscriber anywhere emits
-//! `channel.occupied` again.
+//! **Dead nodes are swept.** Each node also keeps an index of its sets
+//! (`wsplus:occ:{node}`) and a lease in `wsplus:occ:nodes`. On each renewal a
+//! node renews its own lease and, in the same script, claims the nodes whose
+//! lease ran out (removing them, so exactly one live node claims each). The
+//! claimant removes the dead node from every set of its index with the same
+//! script, so the removal that empties a set emits `channel.vacated` — once,
+//! whichever node did it. Sets and indexes live three leases after their last
+//! write, long enough to be swept. A node that could not reach Redis for a
+//! whole lease counts as dead: its channels may be vacated, and are occupied
+//! again when it comes back. If every node dies, nobody is left to emit.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use actix::ArbiterHandle;
 use tokio::sync::mpsc;
@@ -35,24 +46,49 @@ use wsplus_actors::{ListenerId, TenantId};
 
 use super::link::Link;
 use super::scripts::{eval, NOW};
-use crate::cluster::{keys, ChannelWebhooks, Occupancy};
+use crate::cluster::keys::{self, Channel};
+use crate::cluster::{ChannelWebhooks, Occupancy, OccupancyDeferred};
 
-/// The script (with the clock prelude). KEYS[1] = the channel's set; ARGV =
-/// mode (`add`, `rem`, `renew`), node, lease_ms.
+/// The occupancy script (with the clock prelude). KEYS[1] = the channel's
+/// set; ARGV = mode (`add`, `rem`), node, lease_ms. Answers the sum of
+/// [`VACATED`] (the set became empty) and [`OCCUPIED`] (it went from empty
+/// to this node).
 const OCCUPANCY_BODY: &str = r"
 local mode, node, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1)
 if mode == 'rem' then
-  local removed = redis.call('ZREM', KEYS[1], node)
-  if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
+  redis.call('ZREM', KEYS[1], node)
+  if before > 0 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
   return 0
 end
-local before = redis.call('ZCARD', KEYS[1])
-local added = redis.call('ZADD', KEYS[1], now + lease, node)
-redis.call('PEXPIRE', KEYS[1], lease)
-if mode == 'add' and before == 0 and added == 1 then return 1 end
-return 0
+local live = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], now + lease, node)
+redis.call('PEXPIRE', KEYS[1], 3 * lease)
+local verdict = 0
+if before > 0 and live == 0 then verdict = 1 end
+if live == 0 then verdict = verdict + 2 end
+return verdict
 ";
+
+/// The script's bit for "the set became empty".
+const VACATED: i64 = 1;
+/// The script's bit for "the set went from empty to this node".
+const OCCUPIED: i64 = 2;
+
+/// Renews this node's lease among the nodes counting occupancy and claims
+/// the dead ones. KEYS[1] = [`keys::OCCUPANCY_NODES`]; ARGV = node,
+/// lease_ms. Answers the ids of the nodes whose lease ran out (removed: no
+/// other node claims them).
+const CLAIM_BODY: &str = r"
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 1)
+for _, n in ipairs(dead) do redis.call('ZREM', KEYS[1], n) end
+return dead
+";
+
+/// Sets of a dead node removed per pipeline.
+const SWEEP_BATCH: usize = 500;
 
 /// The occupancy set of a channel (the hash tag of its pub/sub name).
 fn key(listener: &str, tenant: Option<&str>, channel: &str) -> String {
@@ -64,15 +100,25 @@ fn key(listener: &str, tenant: Option<&str>, channel: &str) -> String {
 struct Change {
     what: Occupancy,
     key: String,
-    listener: ListenerId,
-    tenant: Option<TenantId>,
-    channel: ChannelName,
 }
 
-/// The node's side: queues changes for the task.
+/// The occupancy keys this node should be counted in: its channels with a
+/// local subscriber (bounded by them).
+#[derive(Debug, Default)]
+struct Desired(Mutex<HashSet<String>>);
+
+impl Desired {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The node's side: records its truth and queues changes for the task.
 #[derive(Debug)]
 pub(super) struct Occupancies {
     tx: mpsc::Sender<Change>,
+    desired: Arc<Desired>,
+    link: Weak<Link>,
 }
 
 impl Occupancies {
@@ -84,8 +130,22 @@ impl Occupancies {
         arbiter: &ArbiterHandle,
     ) -> Self {
         let (tx, rx) = mpsc::channel(link.timing.queue);
-        arbiter.spawn(task(Arc::downgrade(link), webhooks, rx));
-        Self { tx }
+        let desired = Arc::new(Desired::default());
+        let task = Task {
+            link: Arc::downgrade(link),
+            webhooks,
+            desired: desired.clone(),
+            held: HashSet::new(),
+            sweeps: Vec::new(),
+            script: format!("{NOW}{OCCUPANCY_BODY}"),
+            claim: format!("{NOW}{CLAIM_BODY}"),
+        };
+        arbiter.spawn(task.run(rx));
+        Self {
+            tx,
+            desired,
+            link: Arc::downgrade(link),
+        }
     }
 
     /// This node's first subscriber (`Occupied`) or last one gone
@@ -94,71 +154,303 @@ impl Occupancies {
         &self,
         what: Occupancy,
         path: &str,
-        listener: ListenerId,
         tenant: Option<&TenantId>,
         channel: &ChannelName,
     ) {
-        let change = Change {
-            what,
-            key: key(path, tenant.map(TenantId::as_str), channel.as_str()),
-            listener,
-            tenant: tenant.cloned(),
-            channel: channel.clone(),
+        let key = key(path, tenant.map(TenantId::as_str), channel.as_str());
+        {
+            let mut desired = self.desired.lock();
+            match what {
+                Occupancy::Occupied => desired.insert(key.clone()),
+                Occupancy::Vacated => desired.remove(&key),
+            };
+        }
+        if self.tx.try_send(Change { what, key }).is_err() {
+            log::debug!("cluster: channel occupancy queue full, the renewal applies the change");
+            if let Some(link) = self.link.upgrade() {
+                link.stats().defer_occupancy(OccupancyDeferred::QueueFull);
+            }
+        }
+    }
+}
+
+/// The task's state.
+struct Task {
+    link: Weak<Link>,
+    webhooks: Arc<ChannelWebhooks>,
+    desired: Arc<Desired>,
+    /// The keys this node may be counted in, in Redis (added, or removed
+    /// without Redis confirming): `desired` plus what is still to remove.
+    held: HashSet<String>,
+    /// Dead nodes claimed and not swept yet (retried every tick).
+    sweeps: Vec<String>,
+    script: String,
+    claim: String,
+}
+
+impl Task {
+    /// Applies the changes in order and renews, reconciles and sweeps every
+    /// tick.
+    async fn run(mut self, mut rx: mpsc::Receiver<Change>) {
+        let Some(tick) = self.link.upgrade().map(|l| l.timing.lease / 3) else {
+            return;
         };
-        if self.tx.try_send(change).is_err() {
-            log::warn!("cluster: channel occupancy queue full, a channel event is not emitted");
-        }
-    }
-}
-
-/// Applies the changes in order and renews this node's members every tick.
-async fn task(link: Weak<Link>, webhooks: Arc<ChannelWebhooks>, mut rx: mpsc::Receiver<Change>) {
-    let script = format!("{NOW}{OCCUPANCY_BODY}");
-    // The channels this node holds, by key (what the renewal rewrites).
-    let mut held: HashSet<String> = HashSet::new();
-    let Some(tick) = link.upgrade().map(|l| l.timing.lease / 3) else {
-        return;
-    };
-    let mut renew = actix_rt::time::interval(tick);
-    loop {
-        tokio::select! {
-            change = rx.recv() => {
-                let Some(c) = change else { return };
-                let Some(link) = link.upgrade() else { return };
-                let mode = match c.what {
-                    Occupancy::Occupied => { held.insert(c.key.clone()); "add" }
-                    Occupancy::Vacated => { held.remove(&c.key); "rem" }
-                };
-                let cmd = command(&script, &c.key, mode, &link);
-                match link.query::<i64>(&cmd).await {
-                    Ok(1) => webhooks.emit(c.what, c.listener, c.tenant.as_ref(), &c.channel),
-                    Ok(_) => {}
-                    Err(e) => log::warn!(
-                        "cluster: channel occupancy not counted ({e}); its event is not emitted"
-                    ),
+        let mut renew = actix_rt::time::interval(tick);
+        loop {
+            tokio::select! {
+                change = rx.recv() => {
+                    let Some(c) = change else { return };
+                    let Some(link) = self.link.upgrade() else { return };
+                    self.apply(&link, c).await;
+                }
+                _ = renew.tick() => {
+                    let Some(link) = self.link.upgrade() else { return };
+                    if !link.up() {
+                        continue;
+                    }
+                    if let Err(e) = self.reconcile(&link).await {
+                        log::debug!("cluster: channel occupancy renewal failed ({e})");
+                    }
+                    if let Err(e) = self.sweep(&link).await {
+                        log::debug!("cluster: channel occupancy sweep failed ({e})");
+                    }
                 }
             }
-            _ = renew.tick() => {
-                let Some(link) = link.upgrade() else { return };
-                if held.is_empty() || !link.up() {
-                    continue;
+        }
+    }
+
+    /// One change from the channel spaces, with its index entry.
+    async fn apply(&mut self, link: &Link, c: Change) {
+        let index = keys::occupancy_index(&link.node);
+        let mut p = redis::pipe();
+        match c.what {
+            Occupancy::Occupied => {
+                self.held.insert(c.key.clone());
+                p.add_command(self.command(&c.key, "add", &link.node, link));
+                p.cmd("SADD").arg(&index).arg(&c.key).ignore();
+                p.cmd("PEXPIRE")
+                    .arg(&index)
+                    .arg(3 * lease_ms(link))
+                    .ignore();
+            }
+            Occupancy::Vacated => {
+                p.add_command(self.command(&c.key, "rem", &link.node, link));
+                p.cmd("SREM").arg(&index).arg(&c.key).ignore();
+            }
+        }
+        let answer = match link.up() {
+            true => link
+                .pipe_query::<(i64,)>(&p)
+                .await
+                .map_err(|e| e.to_string()),
+            false => Err("Redis is down".to_owned()),
+        };
+        match answer {
+            Ok((verdict,)) => {
+                if c.what == Occupancy::Vacated && !self.desired.lock().contains(&c.key) {
+                    self.held.remove(&c.key);
                 }
+                self.emit(link, &c.key, verdict);
+            }
+            Err(e) => {
+                link.stats().defer_occupancy(OccupancyDeferred::Redis);
+                log::debug!("cluster: channel occupancy change deferred to the renewal ({e})");
+            }
+        }
+    }
+
+    /// Makes Redis match `desired`: counted in (lease renewed) wherever this
+    /// node holds the channel, out wherever it may still be counted but no
+    /// longer holds it; the verdicts are emitted as for a change.
+    async fn reconcile(&mut self, link: &Link) -> Result<(), super::error::LinkError> {
+        let want: HashSet<String> = self.desired.lock().clone();
+        let gone: Vec<String> = self.held.difference(&want).cloned().collect();
+        if want.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        let index = keys::occupancy_index(&link.node);
+        let mut p = redis::pipe();
+        let order: Vec<&String> = want.iter().chain(&gone).collect();
+        for k in &want {
+            p.add_command(self.command(k, "add", &link.node, link));
+        }
+        for k in &gone {
+            p.add_command(self.command(k, "rem", &link.node, link));
+        }
+        if !want.is_empty() {
+            p.cmd("SADD")
+                .arg(&index)
+                .arg(want.iter().collect::<Vec<_>>())
+                .ignore();
+        }
+        if !gone.is_empty() {
+            p.cmd("SREM").arg(&index).arg(&gone).ignore();
+        }
+        p.cmd("PEXPIRE")
+            .arg(&index)
+            .arg(3 * lease_ms(link))
+            .ignore();
+        let verdicts: Vec<i64> = link.pipe_query(&p).await?;
+        for (k, v) in order.into_iter().zip(verdicts) {
+            self.emit(link, k, v);
+        }
+        self.held = want;
+        Ok(())
+    }
+
+    /// Renews this node's lease among the counting nodes, claims the dead
+    /// ones and removes them from every set they were counted in.
+    async fn sweep(&mut self, link: &Link) -> Result<(), super::error::LinkError> {
+        let mut claim = eval(&self.claim, &[keys::OCCUPANCY_NODES]);
+        claim.arg(&link.node).arg(lease_ms(link));
+        let dead: Vec<String> = link.query(&claim).await?;
+        self.sweeps
+            .extend(dead.into_iter().filter(|n| *n != link.node));
+        while let Some(node) = self.sweeps.last().cloned() {
+            let index = keys::occupancy_index(&node);
+            let members: Vec<String> = link.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+            for batch in members.chunks(SWEEP_BATCH) {
                 let mut p = redis::pipe();
-                for k in &held {
-                    p.add_command(command(&script, k, "renew", &link)).ignore();
+                for k in batch {
+                    p.add_command(self.command(k, "rem", &node, link));
                 }
-                if let Err(e) = link.pipe(&p).await {
-                    log::debug!("cluster: channel occupancy renewal failed ({e})");
+                let verdicts: Vec<i64> = link.pipe_query(&p).await?;
+                for (k, v) in batch.iter().zip(verdicts) {
+                    self.emit(link, k, v);
                 }
+            }
+            link.query::<()>(redis::cmd("DEL").arg(&index)).await?;
+            log::info!(
+                "cluster: node {node} stopped renewing its lease; swept it out of {} channels",
+                members.len()
+            );
+            self.sweeps.pop();
+        }
+        Ok(())
+    }
+
+    /// Emits what a script's verdict on `key` says (vacated first).
+    fn emit(&self, link: &Link, key: &str, verdict: i64) {
+        if verdict == 0 {
+            return;
+        }
+        let Some((listener, tenant, channel)) = target(link, key) else {
+            log::warn!("cluster: channel occupancy key {key} names no channel of this node");
+            return;
+        };
+        for (bit, what) in [
+            (VACATED, Occupancy::Vacated),
+            (OCCUPIED, Occupancy::Occupied),
+        ] {
+            if verdict & bit != 0 {
+                self.webhooks
+                    .emit(what, listener, tenant.as_ref(), &channel);
             }
         }
     }
+
+    fn command(&self, key: &str, mode: &str, node: &str, link: &Link) -> redis::Cmd {
+        let mut c = eval(&self.script, &[key]);
+        c.arg(mode).arg(node).arg(lease_ms(link));
+        c
+    }
 }
 
-fn command(script: &str, key: &str, mode: &str, link: &Link) -> redis::Cmd {
-    let mut c = eval(script, &[key]);
-    c.arg(mode)
-        .arg(&link.node)
-        .arg(link.timing.lease.as_millis() as u64);
-    c
+fn lease_ms(link: &Link) -> u64 {
+    link.timing.lease.as_millis() as u64
+}
+
+/// The listener, tenant and channel of an occupancy key (of one of this
+/// node's listeners).
+fn target(link: &Link, key: &str) -> Option<(ListenerId, Option<TenantId>, ChannelName)> {
+    let Channel::Topic(path, tenant, channel) = keys::parse_channel(key.strip_suffix(":n")?)?
+    else {
+        return None;
+    };
+    let listener = link.listeners.iter().find(|l| l.path == path)?.id;
+    let channel = ChannelName::parse(&channel).ok()?;
+    Some((listener, tenant.map(TenantId::new), channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::redis::test_redis::TestRedis;
+
+    struct Scripts {
+        occupancy: String,
+        claim: String,
+    }
+
+    fn scripts() -> Scripts {
+        Scripts {
+            occupancy: format!("{NOW}{OCCUPANCY_BODY}"),
+            claim: format!("{NOW}{CLAIM_BODY}"),
+        }
+    }
+
+    fn run(r: &mut redis::Connection, s: &Scripts, mode: &str, node: &str, lease: u64) -> i64 {
+        let mut c = eval(&s.occupancy, &["k"]);
+        c.arg(mode).arg(node).arg(lease);
+        c.query(r).unwrap()
+    }
+
+    fn claim(r: &mut redis::Connection, s: &Scripts, node: &str, lease: u64) -> Vec<String> {
+        let mut c = eval(&s.claim, &[keys::OCCUPANCY_NODES]);
+        c.arg(node).arg(lease);
+        c.query(r).unwrap()
+    }
+
+    #[test]
+    fn the_first_node_in_occupies_and_the_last_out_vacates() {
+        let redis = TestRedis::start();
+        let mut c = redis.conn();
+        let s = scripts();
+        assert_eq!(run(&mut c, &s, "add", "a", 60_000), OCCUPIED);
+        assert_eq!(run(&mut c, &s, "add", "b", 60_000), 0);
+        assert_eq!(run(&mut c, &s, "add", "a", 60_000), 0, "a renewal");
+        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), 0);
+        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), 0, "not a member");
+        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), VACATED);
+        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), 0, "vacated once");
+        let ttl: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+        assert_eq!(ttl, -2, "an empty set is gone");
+        run(&mut c, &s, "add", "a", 60_000);
+        let ttl: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+        assert!(ttl > 120_000, "the set outlives its members' lease: {ttl}");
+    }
+
+    #[test]
+    fn expired_members_vacate_once_whoever_finds_them() {
+        let redis = TestRedis::start();
+        let mut c = redis.conn();
+        let s = scripts();
+        // b's member expires at once (lease 1 ms; the set is kept as if
+        // written by a live node): a later add finds only an expired member.
+        let expire_b = |c: &mut redis::Connection| {
+            assert_eq!(run(c, &s, "add", "b", 1), OCCUPIED);
+            let _: () = redis::cmd("PEXPIRE").arg("k").arg(60_000).query(c).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        expire_b(&mut c);
+        assert_eq!(run(&mut c, &s, "add", "a", 60_000), VACATED | OCCUPIED);
+        // A sweep removing b now changes nothing.
+        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), 0);
+        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), VACATED);
+        // A dead node's expired member, the last one: its sweep vacates.
+        expire_b(&mut c);
+        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), VACATED);
+    }
+
+    #[test]
+    fn each_dead_node_is_claimed_by_one_live_node() {
+        let redis = TestRedis::start();
+        let mut c = redis.conn();
+        let s = scripts();
+        assert!(claim(&mut c, &s, "dead", 1).is_empty());
+        assert!(claim(&mut c, &s, "a", 60_000).is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(claim(&mut c, &s, "b", 60_000), ["dead"]);
+        assert!(claim(&mut c, &s, "a", 60_000).is_empty(), "claimed once");
+    }
 }

@@ -307,3 +307,46 @@ async fn occupancy_changes_during_a_redis_outage_are_applied_when_it_returns() {
     wait_event(&backend, "channel.occupied", "during", WAIT).await;
     assert_eq!(holders(&redis, "during"), 1);
 }
+
+/// Changes beyond the occupancy queue (`cluster.queue`, here its least, 16)
+/// are not lost: the node's renewal applies them, and every channel of a
+/// burst of subscriptions is announced.
+#[tokio::test]
+async fn occupancy_changes_beyond_the_queue_are_applied_by_the_renewal() {
+    use common::cluster::RedisServer;
+    let backend = Backend::start(|_| Answer::json(json!({})));
+    let redis = RedisServer::start();
+    let mut s = cluster_node(&backend, &redis, "a");
+    s.cluster.queue = 16;
+    let a = TestApp::spawn_with_env(s, env());
+    let mut alice = Chan::connect_subject(&a, PATH, "acme", "alice").await;
+    // One frame of 100 subscriptions: the channel space reports 100 first
+    // subscribers at once, faster than one Redis round trip each.
+    let lines: Vec<String> = (0..100)
+        .map(|i| json!({"id": i + 1, "op": "subscribe", "channel": format!("c{i}")}).to_string())
+        .collect();
+    alice.send_raw(&lines.join("\n")).await;
+    for i in 0..100 {
+        let r = alice.reply(json!(i + 1)).await;
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    let got = poll_until(
+        "100 channels occupied",
+        async || {
+            (0..100)
+                .filter(|i| count(&backend, "channel.occupied", &format!("c{i}")) == 1)
+                .count()
+        },
+        |n| *n == 100,
+    )
+    .await;
+    assert_eq!(got, 100);
+    let m = common::metrics::scrape(a.admin).await;
+    assert!(
+        m.value(
+            "wsplus_cluster_occupancy_deferred_total",
+            &[("reason", "queue_full")]
+        ) > Some(0.0),
+        "the burst overflowed the queue"
+    );
+}

@@ -79,7 +79,7 @@ impl<T> Stage<T> {
         &self.gate
     }
 
-    /// Nothing is waiting: a value needs not queue behind anything.
+    /// Nothing is waiting: a value need not queue behind anything.
     pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -63,6 +63,11 @@ impl Gate {
         wakers.into_iter().for_each(Waker::wake);
     }
 
+    /// Resolves once the gate is open (at once if it is).
+    pub fn opened(&self) -> Opened {
+        Opened(self.waiter())
+    }
+
     /// A place in the queue of waiters, for one stream.
     pub fn waiter(&self) -> GateWaiter {
         let key = {
@@ -74,6 +79,18 @@ impl Gate {
             gate: self.clone(),
             key,
         }
+    }
+}
+
+/// The future of [`Gate::opened`].
+#[derive(Debug)]
+pub struct Opened(GateWaiter);
+
+impl std::future::Future for Opened {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll_open(cx)
     }
 }
 
@@ -140,6 +157,7 @@ impl<S: Stream + Unpin> Stream for GatedStream<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
@@ -157,6 +175,21 @@ mod tests {
             self.0 += 1;
             Poll::Ready(Some(self.0))
         }
+    }
+
+    #[test]
+    fn opened_waits_for_the_gate_to_open() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let gate = Gate::new();
+        assert_eq!(Pin::new(&mut gate.opened()).poll(&mut cx), Poll::Ready(()));
+        gate.close();
+        let mut opened = gate.opened();
+        assert_eq!(Pin::new(&mut opened).poll(&mut cx), Poll::Pending);
+        gate.open();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(Pin::new(&mut opened).poll(&mut cx), Poll::Ready(()));
     }
 
     #[test]

@@ -86,7 +86,7 @@ async fn global_messages_are_published_once_and_remote_ones_reach_every_room() {
     let b = broker(Scope::Global, 0, probe.clone());
     let (r, mut rx_a) = join(&b, info("a")).await;
     let (_, mut rx_b) = join(&b, info("b")).await;
-    let Route::Global { router } = r.unwrap().route else {
+    let Route::Global { router, .. } = r.unwrap().route else {
         panic!("global scope routes via the listener's router")
     };
     router

@@ -56,6 +56,8 @@ pub enum Route {
     Global {
         /// The router.
         router: Addr<GlobalRouter>,
+        /// Closed while the router waits for a busy room.
+        gate: Gate,
     },
 }
 

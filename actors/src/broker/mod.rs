@@ -121,7 +121,7 @@ pub struct Broker {
     config: BrokerConfig,
     rooms: HashMap<(ListenerId, TenantId), RoomEntry>,
     /// The router of each global-scope listener, by listener id.
-    routers: Vec<Option<Addr<GlobalRouter>>>,
+    routers: Vec<Option<(Addr<GlobalRouter>, Gate)>>,
     /// The channel hub of each global-scope channels listener, by listener id.
     global_hubs: Vec<Option<crate::channels::hub::HubRoute>>,
     /// Hubs with history of tenants that have no room on this node: they
@@ -201,7 +201,7 @@ impl Broker {
             Some(arbiter) => TenantRoom::start_in_arbiter(arbiter, |_| room),
         };
         let hub = self.tenant_hub(listener, &tenant, arbiter.as_ref());
-        self.tell_router(listener, tenant, Some(addr.clone()));
+        self.tell_router(listener, tenant, Some((addr.clone(), gate.clone())));
         RoomEntry {
             addr,
             gate,
@@ -211,8 +211,13 @@ impl Broker {
     }
 
     /// Keeps a global listener's router told of its rooms.
-    fn tell_router(&self, listener: ListenerId, tenant: TenantId, room: Option<Addr<TenantRoom>>) {
-        if let Some(Some(router)) = self.routers.get(usize::from(listener.0)) {
+    fn tell_router(
+        &self,
+        listener: ListenerId,
+        tenant: TenantId,
+        room: Option<(Addr<TenantRoom>, Gate)>,
+    ) {
+        if let Some(Some((router, _))) = self.routers.get(usize::from(listener.0)) {
             router.do_send(RouterRoom { tenant, room });
         }
     }
@@ -231,10 +236,12 @@ impl Broker {
                         self.config.backplane.clone(),
                         self.config.room_queue,
                     );
-                    match own.next().or_else(|| self.next_arbiter()) {
+                    let gate = router.gate();
+                    let addr = match own.next().or_else(|| self.next_arbiter()) {
                         None => router.start(),
                         Some(arbiter) => GlobalRouter::start_in_arbiter(&arbiter, |_| router),
-                    }
+                    };
+                    (addr, gate)
                 })
             })
             .collect();
@@ -428,8 +435,9 @@ impl Broker {
             Scope::Session => Route::Own,
             Scope::Tenant => Route::Room { room, gate },
             Scope::Global => match self.routers.get(usize::from(info.listener.0)) {
-                Some(Some(router)) => Route::Global {
+                Some(Some((router, gate))) => Route::Global {
                     router: router.clone(),
+                    gate: gate.clone(),
                 },
                 // Routers are started with the Broker for every global listener.
                 _ => unreachable!("no router for global listener {:?}", info.listener),

@@ -265,7 +265,7 @@ async fn global_publish_from_a_session_reaches_every_room_of_its_listener() {
         ListenerPolicy::for_tests(1, "/t", Mode::Payload, Scope::Tenant),
     ]);
     let (r, mut k1) = join(&b, info(0, "a", Scope::Global)).await;
-    let Route::Global { router: g } = r.unwrap().route else {
+    let Route::Global { router: g, .. } = r.unwrap().route else {
         panic!("global scope routes via the listener's router")
     };
     let (_, mut k2) = join(&b, info(0, "b", Scope::Global)).await;

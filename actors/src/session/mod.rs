@@ -198,10 +198,11 @@ impl Session {
     ) -> Result<HttpResponse, actix_web::Error> {
         let max = self.policy.max_message_bytes;
         let codec = Codec::new().max_size(max);
-        // Not read while this session's messages wait, or its room holds
-        // publishers back (a member's queue is full).
+        // Not read while this session's messages wait, or its room (its
+        // router: global scope) holds publishers back (a member's queue is
+        // full).
         let mut gates = vec![&self.held];
-        if let Route::Room { gate, .. } = &self.route {
+        if let Route::Room { gate, .. } | Route::Global { gate, .. } = &self.route {
             gates.push(gate);
         }
         if let Some(m) = &self.messages {

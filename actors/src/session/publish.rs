@@ -35,7 +35,7 @@ fn offer(route: &Route, delivery: Delivery) -> Offer {
             Err(SendError::Full(m)) => Offer::Busy(m.delivery),
             Ok(()) | Err(SendError::Closed(_)) => Offer::Done,
         },
-        Route::Global { router } => match router.try_send(PublishGlobal { delivery }) {
+        Route::Global { router, .. } => match router.try_send(PublishGlobal { delivery }) {
             Err(SendError::Full(m)) => Offer::Busy(m.delivery),
             Ok(()) | Err(SendError::Closed(_)) => Offer::Done,
         },
@@ -49,7 +49,7 @@ async fn hand_over(route: Route, delivery: Delivery) {
         Route::Room { room, .. } => {
             let _ = room.send(Fanout { delivery }).await;
         }
-        Route::Global { router } => {
+        Route::Global { router, .. } => {
             let _ = router.send(PublishGlobal { delivery }).await;
         }
     }

@@ -179,6 +179,48 @@ async fn publish_hook_allows_denies_and_replaces_the_data() {
 }
 
 #[tokio::test]
+async fn publish_hook_calls_reuse_a_kept_alive_connection() {
+    // One session's calls one after another go over one connection to the
+    // backend: a TCP connection per call would cost a handshake and a close
+    // per publication.
+    let backend = Backend::start(gatekeeper);
+    let app = hooked_app(&backend);
+    let mut publisher = client(&app, "acme", "bob").await;
+    for i in 0..20 {
+        publisher.publish("open-plain", json!(i)).await;
+    }
+    assert_eq!(backend.requests_to("publish").len(), 20);
+    assert_eq!(backend.connections(), 1);
+}
+
+#[tokio::test]
+async fn pipelined_publications_are_delivered_in_order_over_reused_connections() {
+    // 100 publications sent at once run up to the session's depth of calls
+    // concurrently, answered in any order, yet reach the subscriber in the
+    // order sent, over no more connections than calls at once.
+    let backend = Backend::start(gatekeeper);
+    let app = hooked_app(&backend);
+    let mut sub = client(&app, "acme", "alice").await;
+    sub.subscribe("open-seq").await;
+    let mut publisher = client(&app, "acme", "bob").await;
+    let commands: Vec<String> = (0..100)
+        .map(|i| {
+            json!({"id": i + 1, "op": "publish", "channel": "open-seq", "data": i}).to_string()
+        })
+        .collect();
+    publisher.send_raw(&commands.join("\n")).await;
+    for i in 0..100 {
+        assert_eq!(sub.push().await["data"], json!(i));
+    }
+    assert_eq!(backend.requests_to("publish").len(), 100);
+    let opened = backend.connections();
+    assert!(
+        (1..=wsplus::hooks::SESSION_DEPTH).contains(&opened),
+        "{opened} connections"
+    );
+}
+
+#[tokio::test]
 async fn rpc_passes_results_and_errors_through() {
     let backend = Backend::start(gatekeeper);
     let app = hooked_app(&backend);

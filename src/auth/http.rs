@@ -44,12 +44,28 @@ pub fn tls_config() -> Arc<ClientConfig> {
 /// no redirects (an https URL must not be bounced to another origin or to
 /// plain http), rustls for https. Call from inside an actix system.
 pub fn client(timeout: Duration) -> awc::Client {
-    let connector = awc::Connector::new()
-        .timeout(timeout)
-        .rustls_0_23(tls_config());
-    awc::Client::builder()
-        .connector(connector)
-        .timeout(timeout)
-        .disable_redirects()
-        .finish()
+    build(timeout, Some(timeout), None)
+}
+
+/// An awc client for callers that bound each whole call themselves (hooks,
+/// with their `timeout_ms` over request, answer head and body): `connect` for
+/// connecting, no response timeout of its own (one timer per call, not two),
+/// idle connections kept at most `idle` for reuse; otherwise as [`client`].
+pub fn pooled_client(connect: Duration, idle: Duration) -> awc::Client {
+    build(connect, None, Some(idle))
+}
+
+fn build(connect: Duration, response: Option<Duration>, idle: Option<Duration>) -> awc::Client {
+    let mut connector = awc::Connector::new().timeout(connect);
+    if let Some(idle) = idle {
+        connector = connector.conn_keep_alive(idle);
+    }
+    let builder = awc::Client::builder()
+        .connector(connector.rustls_0_23(tls_config()))
+        .disable_redirects();
+    match response {
+        Some(timeout) => builder.timeout(timeout),
+        None => builder.disable_timeout(),
+    }
+    .finish()
 }

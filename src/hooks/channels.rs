@@ -3,7 +3,14 @@
 //! `rpc` over the listener's [`HookClient`]. Every failure the client reports
 //! (overloaded, timeout, refused connection, non-2xx, malformed answer) comes
 //! out as `Unavailable`: fail closed.
+//!
+//! Each call runs as a task of its own on the session's thread ([`detached`]),
+//! and the session's future only waits for its outcome: a session polls every
+//! future it holds each time it wakes (each answer, each frame), and with up
+//! to its depth of calls pending, polling each HTTP call down through awc on
+//! every wake-up cost more than the calls themselves.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -34,6 +41,19 @@ impl ChannelBackend {
     }
 }
 
+/// Runs `call` as a task on the current thread (no thread hop), started when
+/// the returned future is first polled (so a call a session holds back takes
+/// no `max_in_flight` slot until then), and waits for its outcome; `lost` if
+/// the task ended without one. A call whose session is gone still runs to its
+/// answer or timeout (holding its slot), so its connection is kept.
+async fn detached<T: 'static>(call: impl Future<Output = T> + 'static, lost: T) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix_rt::spawn(async move {
+        let _ = tx.send(call.await);
+    });
+    rx.await.unwrap_or(lost)
+}
+
 fn verdict<T>(answer: Result<Verdict<T>, HookError>) -> HookVerdict<T> {
     match answer {
         Ok(Verdict::Allow(v)) => HookVerdict::Allow(v),
@@ -53,7 +73,8 @@ impl ChannelHooks for ChannelBackend {
         channel: &ChannelName,
     ) -> HookFuture<HookVerdict<()>> {
         let (client, info, channel) = (self.client.clone(), info.clone(), channel.clone());
-        Box::pin(async move { verdict(client.subscribe(&info, channel.as_str()).await) })
+        let call = async move { verdict(client.subscribe(&info, channel.as_str()).await) };
+        Box::pin(detached(call, HookVerdict::Unavailable))
     }
 
     fn publish(
@@ -62,9 +83,11 @@ impl ChannelHooks for ChannelBackend {
         channel: &ChannelName,
         data: &Value,
     ) -> HookFuture<HookVerdict<Option<Value>>> {
-        let (client, info, channel) = (self.client.clone(), info.clone(), channel.clone());
-        let data = data.clone();
-        Box::pin(async move { verdict(client.publish(&info, channel.as_str(), &data).await) })
+        // Serialized here: the call owns its bytes, not a copy of `data`.
+        let request = HookClient::publish_request(info, channel.as_str(), data);
+        let (client, info) = (self.client.clone(), info.clone());
+        let call = async move { verdict(client.publish(&info, request).await) };
+        Box::pin(detached(call, HookVerdict::Unavailable))
     }
 
     fn rpc(
@@ -78,7 +101,7 @@ impl ChannelHooks for ChannelBackend {
         }
         let (client, info) = (self.client.clone(), info.clone());
         let (method, data) = (method.to_owned(), data.clone());
-        Some(Box::pin(async move {
+        let call = async move {
             match client.rpc(&info, &method, &data).await {
                 Ok(RpcAnswer::Result(v)) => RpcOutcome::Result(v),
                 Ok(RpcAnswer::Error(e)) => RpcOutcome::Error {
@@ -87,6 +110,7 @@ impl ChannelHooks for ChannelBackend {
                 },
                 Err(_) => RpcOutcome::Unavailable,
             }
-        }))
+        };
+        Some(Box::pin(detached(call, RpcOutcome::Unavailable)))
     }
 }

@@ -5,16 +5,23 @@
 //! An awc `Client` belongs to the thread that built it (its connection pool
 //! is thread-local), while a `HookClient` is shared by every worker: each
 //! worker thread lazily builds its own awc client on first use and keeps it,
-//! so connections to the backend are reused across calls.
+//! so connections to the backend are reused across calls (kept idle at most
+//! [`IDLE_CONNECTION`]). A call runs on the thread of the session that makes
+//! it, so it never hops threads.
+//!
+//! The per-call work is kept small, as every hooked publication pays it: the
+//! URL of each hook is parsed once, the body is serialized (and signed) once
+//! into the bytes sent, one timer bounds the whole call (awc's own response
+//! timeout is off), and the answer is parsed straight into its type.
 
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use awc::http::header::CONTENT_TYPE;
+use awc::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use awc::http::Uri;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use wsplus_actors::SessionInfo;
 
@@ -32,10 +39,18 @@ thread_local! {
 /// (`timeout_ms`) is shorter and wins.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an idle connection to the backend is kept for the next call:
+/// under the 5 s keep-alive of common servers (actix-web, Node, uvicorn), so
+/// that wsplus drops an idle connection before the backend closes it and a
+/// call is not sent on a connection the backend is closing.
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
+
 /// The hooks of one listener.
 #[derive(Debug)]
 pub struct HookClient {
-    base: String,
+    /// Each hook's URL (`url` + `/` + the hook's name), parsed once; `None`
+    /// when it does not parse (every call then fails as `connect`).
+    urls: [Option<Uri>; HookName::ALL.len()],
     on: [bool; HookName::ALL.len()],
     timeout: Duration,
     max_in_flight: usize,
@@ -79,8 +94,9 @@ impl HookClient {
         for h in &settings.hooks {
             on[h.index()] = true;
         }
+        let base = settings.url.trim_end_matches('/');
         Self {
-            base: settings.url.trim_end_matches('/').to_owned(),
+            urls: HookName::ALL.map(|h| format!("{base}/{}", h.as_str()).parse().ok()),
             on,
             timeout: Duration::from_millis(settings.timeout_ms),
             max_in_flight: settings.max_in_flight,
@@ -144,7 +160,8 @@ impl HookClient {
             remote: info.remote.map(|a| a.to_string()),
         };
         let permit = self.begin(HookName::Connect)?;
-        self.gate::<_, wire::ConnectAnswer, _>(HookName::Connect, permit, info, body)
+        let request = Request::new(info, body).to_bytes();
+        self.gate::<wire::ConnectAnswer, _>(HookName::Connect, permit, info, request)
             .await
     }
 
@@ -155,22 +172,26 @@ impl HookClient {
         channel: &str,
     ) -> Result<Verdict<()>, HookError> {
         let permit = self.begin(HookName::Subscribe)?;
-        let body = wire::SubscribeBody { channel };
-        self.gate::<_, wire::SubscribeAnswer, _>(HookName::Subscribe, permit, info, body)
+        let request = Request::new(info, wire::SubscribeBody { channel }).to_bytes();
+        self.gate::<wire::SubscribeAnswer, _>(HookName::Subscribe, permit, info, request)
             .await
     }
 
-    /// `publish`: may this session publish `data` to `channel`, and with
-    /// which data (`Some` = the backend's replacement)?
+    /// The request of a `publish` of `data` to `channel`, serialized now so
+    /// that the caller need not keep (or copy) `data` until the call starts.
+    pub fn publish_request(info: &SessionInfo, channel: &str, data: &Value) -> Vec<u8> {
+        Request::new(info, wire::PublishBody { channel, data }).to_bytes()
+    }
+
+    /// `publish` with its [`HookClient::publish_request`]: may this session
+    /// publish, and with which data (`Some` = the backend's replacement)?
     pub async fn publish(
         &self,
         info: &SessionInfo,
-        channel: &str,
-        data: &Value,
+        request: Vec<u8>,
     ) -> Result<Verdict<Option<Value>>, HookError> {
         let permit = self.begin(HookName::Publish)?;
-        let body = wire::PublishBody { channel, data };
-        self.gate::<_, wire::PublishAnswer, _>(HookName::Publish, permit, info, body)
+        self.gate::<wire::PublishAnswer, _>(HookName::Publish, permit, info, request)
             .await
     }
 
@@ -182,8 +203,8 @@ impl HookClient {
         data: &Value,
     ) -> Result<wire::RpcAnswer, HookError> {
         let permit = self.begin(HookName::Rpc)?;
-        let body = wire::RpcBody { method, data };
-        self.call(HookName::Rpc, &permit, info, body).await
+        let request = Request::new(info, wire::RpcBody { method, data }).to_bytes();
+        self.call(HookName::Rpc, &permit, info, request).await
     }
 
     /// `message`, with a slot already taken by [`HookClient::begin`] (when
@@ -195,40 +216,40 @@ impl HookClient {
         info: &SessionInfo,
         body: wire::MessageBody,
     ) -> Result<wire::MessageAnswer, HookError> {
-        self.call(HookName::Message, permit, info, body).await
+        let request = Request::new(info, body).to_bytes();
+        self.call(HookName::Message, permit, info, request).await
     }
 
     /// A call whose answer carries `allow`; denials are counted.
-    async fn gate<B, A, T>(
+    async fn gate<A, T>(
         &self,
         hook: HookName,
         permit: Permit,
         info: &SessionInfo,
-        body: B,
+        request: Vec<u8>,
     ) -> Result<Verdict<T>, HookError>
     where
-        B: Serialize,
         A: DeserializeOwned + Into<Verdict<T>>,
     {
-        let verdict: Verdict<T> = self.call::<B, A>(hook, &permit, info, body).await?.into();
+        let verdict: Verdict<T> = self.call::<A>(hook, &permit, info, request).await?.into();
         if matches!(verdict, Verdict::Deny) {
             self.stats.of(hook).deny();
         }
         Ok(verdict)
     }
 
-    /// POSTs `body` to the hook's URL, signed, within the timeout; the answer
-    /// parsed as `A`. Every failure is counted with its kind.
-    async fn call<B: Serialize, A: DeserializeOwned>(
+    /// POSTs `request` (a serialized [`Request`]) to the hook's URL, signed,
+    /// within the timeout; the answer parsed as `A`. Every failure is counted
+    /// with its kind.
+    async fn call<A: DeserializeOwned>(
         &self,
         hook: HookName,
         _permit: &Permit,
         info: &SessionInfo,
-        body: B,
+        request: Vec<u8>,
     ) -> Result<A, HookError> {
-        let bytes = Request::new(info, body).to_bytes();
         let started = Instant::now();
-        let answer = match tokio::time::timeout(self.timeout, self.post(hook, bytes)).await {
+        let answer = match tokio::time::timeout(self.timeout, self.post(hook, request)).await {
             Ok(r) => r,
             Err(_) => Err(HookError::Timeout),
         };
@@ -260,18 +281,20 @@ impl HookClient {
         result
     }
 
+    /// The request and its answer's body; the caller bounds the time (awc's
+    /// clients here have no response timeout of their own).
     async fn post(&self, hook: HookName, body: Vec<u8>) -> Result<bytes::Bytes, HookError> {
+        let url = self.urls[hook.index()].clone().ok_or(HookError::Connect)?;
         let client = CLIENT.with(|c| {
-            c.get_or_init(|| crate::auth::http::client(CLIENT_TIMEOUT))
+            c.get_or_init(|| crate::auth::http::pooled_client(CLIENT_TIMEOUT, IDLE_CONNECTION))
                 .clone()
         });
-        let url = format!("{}/{}", self.base, hook.as_str());
-        let signature = self.signer.sign(&body);
+        let signature = HeaderValue::try_from(self.signer.sign(&body))
+            .expect("sha256= and hex digits are a valid header value");
         let mut resp = client
             .post(url)
-            .timeout(self.timeout)
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .insert_header((SIGNATURE_HEADER, signature))
+            .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+            .insert_header((HeaderName::from_static(SIGNATURE_HEADER), signature))
             .send_body(body)
             .await
             .map_err(|e| match e {

@@ -61,10 +61,19 @@ impl<'a, B: Serialize> Request<'a, B> {
 
     /// The bytes sent (and signed).
     pub fn to_bytes(&self) -> Vec<u8> {
+        // Room for the identity and the listener without growing; the body
+        // grows it when large.
+        let mut out = Vec::with_capacity(REQUEST_CAPACITY);
         // Serializing these types cannot fail: string keys, finite numbers.
-        serde_json::to_vec(self).unwrap_or_default()
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 }
+
+/// Initial capacity of a serialized request.
+const REQUEST_CAPACITY: usize = 512;
 
 /// `connect`: the verified claims and the peer address.
 #[derive(Debug, Serialize)]
@@ -259,12 +268,16 @@ pub struct MessageAnswer {
 
 /// Parses an answer body; anything but a JSON object of shape `A` is `None`
 /// (malformed). Objects only: serde would otherwise accept `[true]` as
-/// `{"allow": true}`.
+/// `{"allow": true}`. Parsed straight into `A` (no `Value` in between), so a
+/// key given twice is malformed too.
 pub fn parse<A: DeserializeOwned>(body: &[u8]) -> Option<A> {
-    match serde_json::from_slice(body).ok()? {
-        object @ Value::Object(_) => serde_json::from_value(object).ok(),
-        _ => None,
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return None;
     }
+    serde_json::from_slice(body).ok()
 }
 
 #[cfg(test)]
@@ -342,8 +355,15 @@ mod tests {
             Some(Verdict::Allow(vec!["a".into(), "b".into()]))
         );
         assert_eq!(ok(r#"{"allow":false}"#), Some(Verdict::Deny));
+        assert_eq!(
+            ok(" \r\n\t{\"allow\":true} \n"),
+            Some(Verdict::Allow(vec![]))
+        );
         for bad in [
             r#"{}"#,
+            r#"{"allow":true,"allow":false}"#,
+            r#" [{"allow":true}]"#,
+            r#"{"allow":true} x"#,
             r#"{"allow":"true"}"#,
             r#"{"allow":1}"#,
             r#"{"allow":null}"#,

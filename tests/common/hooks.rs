@@ -5,6 +5,7 @@
 //! same port to play an outage.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,8 @@ impl Answer {
 type Responder = Box<dyn Fn(&Recorded) -> Answer + Send + Sync>;
 
 struct Shared {
+    /// TCP connections accepted.
+    connections: AtomicUsize,
     requests: Mutex<Vec<Recorded>>,
     count: tokio::sync::watch::Sender<usize>,
     respond: Mutex<Arc<Responder>>,
@@ -104,6 +107,7 @@ impl Backend {
     pub fn start(respond: impl Fn(&Recorded) -> Answer + Send + Sync + 'static) -> Self {
         let port = crate::free_port();
         let shared = Arc::new(Shared {
+            connections: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
             count: tokio::sync::watch::channel(0).0,
             respond: Mutex::new(Arc::new(Box::new(respond))),
@@ -140,6 +144,11 @@ impl Backend {
             .collect()
     }
 
+    /// TCP connections accepted so far (kept-alive ones are counted once).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` requests arrived in all, failing after `limit`.
     pub async fn wait_requests(&self, n: usize, limit: Duration) -> Vec<Recorded> {
         let mut rx = self.shared.count.subscribe();
@@ -170,6 +179,7 @@ impl Backend {
     pub fn up(&mut self) {
         let listener = TcpListener::bind(self.addr).expect("backend port is free");
         let shared = self.shared.clone();
+        let counted = self.shared.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
@@ -179,6 +189,9 @@ impl Backend {
                         .app_data(data.clone())
                         .app_data(web::PayloadConfig::new(64 << 20))
                         .default_service(web::to(handle))
+                })
+                .on_connect(move |_, _| {
+                    counted.connections.fetch_add(1, Ordering::SeqCst);
                 })
                 .workers(2)
                 .disable_signals()

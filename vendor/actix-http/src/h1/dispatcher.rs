@@ -41,7 +41,9 @@ const HW_BUFFER_SIZE: usize = 1024 * 8;
 const MAX_PIPELINED_MESSAGES: usize = 16;
 
 /// Write buffer capacity at which we reallocate it after flushing.
-const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 128;
+// wsplus patch (vendor/README.md): 16 KiB instead of 128 KiB, so a connection
+// that once wrote a large message does not keep a buffer for it while idle.
+const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 16;
 
 bitflags! {
     #[derive(Debug, Clone, Copy)]
@@ -192,6 +194,10 @@ pin_project! {
         // True if backing allocation of `write_buf` needs to be released.
         write_buf_needs_reset: bool,
 
+        // wsplus patch (vendor/README.md): true if `read_buf` grew past
+        // `HW_BUFFER_SIZE`, so its allocation is released once it drains.
+        read_buf_needs_reset: bool,
+
         codec: Codec,
     }
 }
@@ -308,6 +314,7 @@ where
                     write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
+                    read_buf_needs_reset: false,
                     codec: Codec::new(config),
                 },
             },
@@ -1058,6 +1065,15 @@ where
             }
         }
 
+        // wsplus patch (vendor/README.md): everything read has been handed on,
+        // so a buffer a burst grew need not be kept for the next read (which
+        // allocates `HW_BUFFER_SIZE` again). Payload chunks split from it keep
+        // their bytes until they are consumed.
+        if *this.read_buf_needs_reset && this.read_buf.is_empty() {
+            *this.read_buf = BytesMut::new();
+            *this.read_buf_needs_reset = false;
+        }
+
         Ok(updated)
     }
 
@@ -1238,6 +1254,11 @@ where
             let remaining = this.read_buf.capacity() - this.read_buf.len();
             if remaining < LW_BUFFER_SIZE {
                 this.read_buf.reserve(HW_BUFFER_SIZE - remaining);
+            }
+
+            // wsplus patch (vendor/README.md)
+            if this.read_buf.capacity() > HW_BUFFER_SIZE {
+                *this.read_buf_needs_reset = true;
             }
 
             match tokio_util::io::poll_read_buf(io.as_mut(), cx, this.read_buf) {

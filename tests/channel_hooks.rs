@@ -194,6 +194,21 @@ async fn publish_hook_calls_reuse_a_kept_alive_connection() {
 }
 
 #[tokio::test]
+async fn a_connection_idle_for_4_s_is_not_reused() {
+    // Idle connections are dropped after 4 s, before the 5 s keep-alive of
+    // the backend (actix-web's default here) closes them under a call. The
+    // wait is the behaviour under test, not a synchronisation.
+    let backend = Backend::start(gatekeeper);
+    let app = hooked_app(&backend);
+    let mut publisher = client(&app, "acme", "bob").await;
+    publisher.publish("open-plain", json!(1)).await;
+    tokio::time::sleep(wsplus::hooks::IDLE_CONNECTION + Duration::from_millis(400)).await;
+    publisher.publish("open-plain", json!(2)).await;
+    assert_eq!(backend.requests_to("publish").len(), 2);
+    assert_eq!(backend.connections(), 2);
+}
+
+#[tokio::test]
 async fn pipelined_publications_are_delivered_in_order_over_reused_connections() {
     // 100 publications sent at once run up to the session's depth of calls
     // concurrently, answered in any order, yet reach the subscriber in the

@@ -22,7 +22,7 @@ pub mod webhooks;
 pub mod wire;
 
 pub use channels::ChannelBackend;
-pub use client::{session_depth, HookClient, Permit, SESSION_DEPTH};
+pub use client::{session_depth, HookClient, Permit, IDLE_CONNECTION, SESSION_DEPTH};
 pub use session::ListenerHooks;
 pub use sign::{Signer, SIGNATURE_HEADER};
 pub use webhooks::Webhooks;

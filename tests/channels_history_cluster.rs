@@ -4,7 +4,8 @@
 //! another node publishes continuously, the admin API reads the same stream
 //! from either node, and a Redis restart without persistence changes the
 //! epoch (recovered: false, never a silent gap) while publishing during the
-//! outage answers `unavailable`.
+//! outage answers `unavailable`, while Redis forgetting its scripts
+//! (`SCRIPT FLUSH`; the scripts are sent by SHA1) changes nothing.
 
 use common::admin::*;
 use common::channels::*;
@@ -166,4 +167,30 @@ async fn a_redis_restart_without_persistence_is_a_new_epoch() {
         (epoch(&h["result"]), offsets(&h["result"]["publications"])),
         (e2, vec![1])
     );
+}
+
+/// The scripts are sent by their SHA1: when Redis forgets them (`SCRIPT
+/// FLUSH`, as after a restart) they are loaded again and the same stream goes
+/// on, without an error, a gap or a new epoch.
+#[tokio::test]
+async fn a_script_flush_is_invisible_to_clients() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn(settings(&redis, "a"));
+    let b = TestApp::spawn(settings(&redis, "b"));
+    let mut publisher = client(&a).await;
+    let mut s = client(&b).await;
+    let e = epoch(&s.subscribe_since("x", None).await);
+    for n in 1..=4 {
+        if n % 2 == 1 {
+            redis.command(&["SCRIPT", "FLUSH"]);
+        }
+        assert_eq!(publish_numbered(&mut publisher, "x", json!(n)).await, n);
+        assert_eq!(s.push().await["offset"], n);
+    }
+    redis.command(&["SCRIPT", "FLUSH"]);
+    let mut late = client(&b).await;
+    let r = late.subscribe_since("x", Some((&e, 1))).await;
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(offsets(&r["publications"]), [2, 3, 4]);
+    assert_eq!(cluster_state(a.admin).await, "connected");
 }

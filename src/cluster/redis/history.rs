@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use wsplus_actors::backplane::{ClusterStream, HistoryError};
 use wsplus_actors::channels::codec::StreamPosition;
 
-use super::error::bounded;
 use super::link::Link;
+use super::scripts::{Batch, Call};
 
 /// Operations per pipeline.
 const BATCH: usize = 256;
@@ -49,8 +49,8 @@ impl Reply {
 /// One script call and where its answer goes.
 #[derive(Debug)]
 pub(super) struct HistoryOp {
-    /// The `EVAL`.
-    pub cmd: redis::Cmd,
+    /// The append or read.
+    pub call: Call,
     /// Its answer's recipient.
     pub reply: Reply,
 }
@@ -63,14 +63,13 @@ pub(super) async fn task(link: Arc<Link>, mut rx: mpsc::Receiver<HistoryOp>) {
             batch.drain(..).for_each(|op| op.reply.fail());
             continue;
         }
-        let mut p = redis::pipe();
+        let mut b = Batch::new();
         let mut replies = Vec::with_capacity(batch.len());
         for op in batch.drain(..) {
-            p.add_command(op.cmd);
+            b.call(op.call);
             replies.push(op.reply);
         }
-        let mut conn = link.conn.clone();
-        match bounded(link.timing.timeout, p.query_async::<Vec<Value>>(&mut conn)).await {
+        match link.run_each(&b).await {
             Ok(values) if values.len() == replies.len() => {
                 for (reply, v) in replies.into_iter().zip(values) {
                     reply.answer(v);
@@ -133,7 +132,8 @@ fn stream(v: Value) -> Option<ClusterStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::redis::scripts::{AppendArgs, HistoryKeys, Scripts};
+    use crate::cluster::redis::scripts::tests::run;
+    use crate::cluster::redis::scripts::{self, AppendArgs, HistoryKeys};
     use crate::cluster::redis::test_redis::TestRedis;
     use crate::cluster::wire;
 
@@ -146,9 +146,8 @@ mod tests {
         }
     }
 
-    fn append(
-        c: &mut redis::Connection,
-        s: &Scripts,
+    async fn append(
+        c: &mut redis::aio::MultiplexedConnection,
         epoch: &str,
         size: usize,
         n: u64,
@@ -163,36 +162,30 @@ mod tests {
             head: r#"{"push":"pub","channel":"x","#,
             tail: &format!(r#""data":{n}}}"#),
         };
-        position(s.history_append(&keys(), &args).query(c).unwrap()).unwrap()
+        position(run(c, scripts::history_append(&keys(), &args)).await).unwrap()
     }
 
-    fn read(
-        c: &mut redis::Connection,
-        s: &Scripts,
+    async fn read(
+        c: &mut redis::aio::MultiplexedConnection,
         epoch: &str,
         after: Option<u64>,
     ) -> ClusterStream {
-        stream(
-            s.history_read(&keys(), epoch, 60_000, 120_000, after)
-                .query(c)
-                .unwrap(),
-        )
-        .unwrap()
+        let call = scripts::history_read(&keys(), epoch, 60_000, 120_000, after);
+        stream(run(c, call).await).unwrap()
     }
 
-    #[test]
-    fn appends_number_keep_and_publish_in_one_step() {
+    #[tokio::test]
+    async fn appends_number_keep_and_publish_in_one_step() {
         let redis = TestRedis::start();
-        let mut c = redis.conn();
+        let mut c = redis.aconn().await;
         let mut sub = redis.conn();
         let mut pubsub = sub.as_pubsub();
         pubsub.subscribe(&keys().channel).unwrap();
-        let s = Scripts::default();
         // A read before anything starts the epoch.
-        let empty = read(&mut c, &s, "e1", Some(0));
+        let empty = read(&mut c, "e1", Some(0)).await;
         assert_eq!((empty.epoch.as_str(), empty.offset), ("e1", 0));
         for n in 1..=4 {
-            let p = append(&mut c, &s, "ignored", 3, n);
+            let p = append(&mut c, "ignored", 3, n).await;
             assert_eq!((p.epoch.as_str(), p.offset), ("e1", n));
         }
         let msg = pubsub.get_message().unwrap();
@@ -210,7 +203,7 @@ mod tests {
             )
         );
         // history_size 3: 2, 3, 4 are kept.
-        let all = read(&mut c, &s, "x", Some(0));
+        let all = read(&mut c, "x", Some(0)).await;
         assert_eq!(all.offset, 4);
         let offsets: Vec<u64> = all.publications.iter().map(|p| p.0).collect();
         assert_eq!(offsets, [2, 3, 4]);
@@ -218,15 +211,19 @@ mod tests {
             &*all.publications[2].1,
             r#"{"push":"pub","channel":"x","offset":4,"data":4}"#
         );
-        let after = read(&mut c, &s, "x", Some(3));
+        let after = read(&mut c, "x", Some(3)).await;
         assert_eq!(after.publications.len(), 1);
-        assert!(read(&mut c, &s, "x", None).publications.is_empty());
+        assert!(read(&mut c, "x", None).await.publications.is_empty());
         // The meta is lost (a Redis restart without persistence): a new epoch
         // and offsets from 1, nothing of the old stream.
-        let _: () = redis::cmd("DEL").arg(&keys().meta).query(&mut c).unwrap();
-        let p = append(&mut c, &s, "e2", 3, 9);
+        let _: () = redis::cmd("DEL")
+            .arg(&keys().meta)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let p = append(&mut c, "e2", 3, 9).await;
         assert_eq!((p.epoch.as_str(), p.offset), ("e2", 1));
-        let all = read(&mut c, &s, "x", Some(0));
+        let all = read(&mut c, "x", Some(0)).await;
         assert_eq!(all.publications.len(), 1);
     }
 }

@@ -18,7 +18,7 @@ use super::dispatch::Dispatch;
 use super::error::{bounded, LinkError};
 use super::mirror::{Mirror, Snapshot};
 use super::queue::{Full, Op, OpQueue};
-use super::scripts::{Scripts, SlotOp};
+use super::scripts::{self, Batch, Call, SlotOp};
 use super::subs::{Subscriptions, CHUNK};
 use super::Timing;
 use crate::cluster::keys;
@@ -99,7 +99,6 @@ pub(super) struct Link {
     pub registry: String,
     pub listeners: Vec<NodeListener>,
     pub timing: Timing,
-    pub scripts: Scripts,
     pub conn: ConnectionManager,
     pub pubsub: ConnectionManager,
     pub mirror: Mutex<Mirror>,
@@ -176,13 +175,23 @@ impl Link {
         bounded(self.timing.timeout, p.exec_async(&mut conn)).await
     }
 
-    /// A pipeline's answers (its commands not marked `ignore`).
-    pub async fn pipe_query<T: redis::FromRedisValue>(
-        &self,
-        p: &redis::Pipeline,
-    ) -> Result<T, LinkError> {
+    /// Runs `batch` (see [`Batch`]): its answers not ignored, as `T`.
+    pub async fn run<T: redis::FromRedisValue>(&self, batch: &Batch) -> Result<T, LinkError> {
         let mut conn = self.conn.clone();
-        bounded(self.timing.timeout, p.query_async::<T>(&mut conn)).await
+        bounded(self.timing.timeout, batch.query(&mut conn)).await
+    }
+
+    /// Runs `batch`: every command's answer, an error answer as a value.
+    pub async fn run_each(&self, batch: &Batch) -> Result<Vec<redis::Value>, LinkError> {
+        let mut conn = self.conn.clone();
+        bounded(self.timing.timeout, batch.answers(&mut conn)).await
+    }
+
+    /// One script call's answer.
+    pub async fn script<T: redis::FromRedisValue>(&self, call: Call) -> Result<T, LinkError> {
+        let mut b = Batch::new();
+        b.call(call);
+        self.run::<(T,)>(&b).await.map(|(t,)| t)
     }
 
     /// One SUBSCRIBE or UNSUBSCRIBE of `channels`.
@@ -219,14 +228,12 @@ impl Link {
     /// from the mirror (so a lost release is corrected here).
     pub async fn heartbeat(&self) -> Result<(), LinkError> {
         let lease = self.timing.lease_ms();
-        let mut p = redis::pipe();
-        p.add_command(self.scripts.heartbeat(&self.registry, &self.node, lease))
-            .ignore();
+        let mut b = Batch::new();
+        b.call(scripts::heartbeat(&self.registry, &self.node, lease));
         for (key, n) in self.mirror().held() {
-            p.add_command(self.scripts.slots(&key, SlotOp::Set(n), &self.node, lease))
-                .ignore();
+            b.call(scripts::slots(&key, SlotOp::Set(n), &self.node, lease));
         }
-        self.pipe(&p).await?;
+        self.run::<()>(&b).await?;
         let mut ps = self.pubsub.clone();
         bounded(self.timing.timeout, redis::cmd("PING").exec_async(&mut ps)).await
     }
@@ -250,24 +257,21 @@ impl Link {
     /// The writer's part of a resync: registry, lease and slots from `snap`.
     pub async fn rewrite(&self, snap: &Snapshot) -> Result<(), LinkError> {
         let lease = self.timing.lease_ms();
-        let mut p = redis::pipe();
-        p.atomic();
-        p.del(&self.registry).ignore();
+        let mut b = Batch::atomic();
+        b.cmd(redis::Cmd::del(&self.registry));
         for chunk in snap.sessions.chunks(CHUNK) {
-            p.hset_multiple(&self.registry, chunk).ignore();
+            b.cmd(redis::Cmd::hset_multiple(&self.registry, chunk));
         }
-        p.add_command(self.scripts.heartbeat(&self.registry, &self.node, lease))
-            .ignore();
+        b.call(scripts::heartbeat(&self.registry, &self.node, lease));
         for (key, n) in &snap.held {
-            p.add_command(self.scripts.slots(key, SlotOp::Set(*n), &self.node, lease))
-                .ignore();
+            b.call(scripts::slots(key, SlotOp::Set(*n), &self.node, lease));
         }
-        self.pipe(&p).await
+        self.run(&b).await
     }
 
     /// Live nodes other than this one.
     async fn peers(&self) -> Result<Vec<String>, LinkError> {
-        let nodes: Vec<String> = self.query(&self.scripts.live()).await?;
+        let nodes: Vec<String> = self.script(scripts::live()).await?;
         Ok(nodes.into_iter().filter(|n| n != &self.node).collect())
     }
 
@@ -337,13 +341,13 @@ impl Link {
 
     /// Takes one of the `cap` slots of `key` cluster-wide.
     pub async fn acquire(&self, key: &str, cap: usize) -> SlotDecision {
-        let cmd = self.scripts.slots(
+        let call = scripts::slots(
             key,
             SlotOp::Acquire(cap),
             &self.node,
             self.timing.lease_ms(),
         );
-        match self.query::<i64>(&cmd).await {
+        match self.script::<i64>(call).await {
             Ok(n) if n < 0 => SlotDecision::Full,
             Ok(_) => SlotDecision::Granted,
             Err(e) => {

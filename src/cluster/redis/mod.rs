@@ -61,7 +61,7 @@ use self::history::HistoryOp;
 use self::link::{Health, Link};
 use self::mirror::Mirror;
 use self::queue::Op;
-use self::scripts::{AppendArgs, HistoryKeys, Scripts};
+use self::scripts::{AppendArgs, Call, HistoryKeys};
 use self::subs::Subscriptions;
 use self::tasks::MIN_BACKOFF;
 use super::{keys, wire, ClusterStats, NodeListener, Occupancy, RedisTarget};
@@ -172,7 +172,6 @@ impl RedisBackplane {
             node,
             listeners,
             timing,
-            scripts: Scripts::default(),
             conn,
             pubsub,
             mirror: Mutex::new(Mirror::default()),
@@ -344,13 +343,13 @@ impl RedisBackplane {
     /// the queue is full or Redis is down.
     fn history_call<T: Send + 'static>(
         &self,
-        cmd: Option<redis::Cmd>,
+        call: Option<Call>,
         reply: impl FnOnce(oneshot::Sender<Result<T, HistoryError>>) -> history::Reply,
     ) -> BoxFuture<'static, Result<T, HistoryError>> {
         let (tx, rx) = oneshot::channel();
-        let queued = cmd.filter(|_| self.link.up()).is_some_and(|cmd| {
+        let queued = call.filter(|_| self.link.up()).is_some_and(|call| {
             let op = HistoryOp {
-                cmd,
+                call,
                 reply: reply(tx),
             };
             self.history.try_send(op).is_ok()
@@ -500,7 +499,7 @@ impl Backplane for RedisBackplane {
         let keys = self.history_keys(listener, tenant, channel);
         let envelope = wire::publication_header();
         let epoch = new_epoch();
-        let cmd = match (keys, push) {
+        let call = match (keys, push) {
             (Some(keys), Delivery::Text(text)) => split_pub(text, channel).map(|(head, tail)| {
                 let args = AppendArgs {
                     epoch: &epoch,
@@ -511,11 +510,11 @@ impl Backplane for RedisBackplane {
                     head,
                     tail,
                 };
-                self.link.scripts.history_append(&keys, &args)
+                scripts::history_append(&keys, &args)
             }),
             _ => None,
         };
-        self.history_call(cmd, history::Reply::Append)
+        self.history_call(call, history::Reply::Append)
     }
 
     fn read_history(
@@ -526,8 +525,8 @@ impl Backplane for RedisBackplane {
         limits: HistoryLimits,
         after: Option<u64>,
     ) -> BoxFuture<'static, Result<ClusterStream, HistoryError>> {
-        let cmd = self.history_keys(listener, tenant, channel).map(|keys| {
-            self.link.scripts.history_read(
+        let call = self.history_keys(listener, tenant, channel).map(|keys| {
+            scripts::history_read(
                 &keys,
                 &new_epoch(),
                 limits.ttl.as_millis() as u64,
@@ -535,7 +534,7 @@ impl Backplane for RedisBackplane {
                 after,
             )
         });
-        self.history_call(cmd, history::Reply::Read)
+        self.history_call(call, history::Reply::Read)
     }
 
     fn session_joined(&self, info: &SessionInfo) {

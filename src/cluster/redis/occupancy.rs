@@ -37,7 +37,7 @@
 //! again when it comes back. If every node dies, nobody is left to emit.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use actix::ArbiterHandle;
 use tokio::sync::mpsc;
@@ -45,7 +45,7 @@ use wsplus_actors::channels::ChannelName;
 use wsplus_actors::{ListenerId, TenantId};
 
 use super::link::Link;
-use super::scripts::{eval, NOW};
+use super::scripts::{Batch, Call, Script};
 use crate::cluster::keys::{self, Channel};
 use crate::cluster::{ChannelWebhooks, Occupancy, OccupancyDeferred};
 
@@ -71,6 +71,8 @@ if live == 0 then verdict = verdict + 2 end
 return verdict
 ";
 
+static OCCUPANCY: LazyLock<Script> = LazyLock::new(|| Script::new(OCCUPANCY_BODY));
+
 /// The script's bit for "the set became empty".
 const VACATED: i64 = 1;
 /// The script's bit for "the set went from empty to this node".
@@ -86,6 +88,8 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 1)
 for _, n in ipairs(dead) do redis.call('ZREM', KEYS[1], n) end
 return dead
 ";
+
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_BODY));
 
 /// Sets of a dead node removed per pipeline.
 const SWEEP_BATCH: usize = 500;
@@ -137,8 +141,6 @@ impl Occupancies {
             desired: desired.clone(),
             held: HashSet::new(),
             sweeps: Vec::new(),
-            script: format!("{NOW}{OCCUPANCY_BODY}"),
-            claim: format!("{NOW}{CLAIM_BODY}"),
         };
         arbiter.spawn(task.run(rx));
         Self {
@@ -184,8 +186,6 @@ struct Task {
     held: HashSet<String>,
     /// Dead nodes claimed and not swept yet (retried every tick).
     sweeps: Vec<String>,
-    script: String,
-    claim: String,
 }
 
 impl Task {
@@ -222,27 +222,22 @@ impl Task {
     /// One change from the channel spaces, with its index entry.
     async fn apply(&mut self, link: &Link, c: Change) {
         let index = keys::occupancy_index(&link.node);
-        let mut p = redis::pipe();
+        let mut b = Batch::new();
         match c.what {
             Occupancy::Occupied => {
                 self.held.insert(c.key.clone());
-                p.add_command(self.command(&c.key, "add", &link.node, link));
-                p.cmd("SADD").arg(&index).arg(&c.key).ignore();
-                p.cmd("PEXPIRE")
-                    .arg(&index)
-                    .arg(3 * lease_ms(link))
+                b.call(occupancy(&c.key, "add", &link.node, lease_ms(link)));
+                b.cmd(redis::Cmd::sadd(&index, &c.key)).ignore();
+                b.cmd(redis::Cmd::pexpire(&index, 3 * lease_ms(link) as i64))
                     .ignore();
             }
             Occupancy::Vacated => {
-                p.add_command(self.command(&c.key, "rem", &link.node, link));
-                p.cmd("SREM").arg(&index).arg(&c.key).ignore();
+                b.call(occupancy(&c.key, "rem", &link.node, lease_ms(link)));
+                b.cmd(redis::Cmd::srem(&index, &c.key)).ignore();
             }
         }
         let answer = match link.up() {
-            true => link
-                .pipe_query::<(i64,)>(&p)
-                .await
-                .map_err(|e| e.to_string()),
+            true => link.run::<(i64,)>(&b).await.map_err(|e| e.to_string()),
             false => Err("Redis is down".to_owned()),
         };
         match answer {
@@ -269,28 +264,24 @@ impl Task {
             return Ok(());
         }
         let index = keys::occupancy_index(&link.node);
-        let mut p = redis::pipe();
+        let mut b = Batch::new();
         let order: Vec<&String> = want.iter().chain(&gone).collect();
         for k in &want {
-            p.add_command(self.command(k, "add", &link.node, link));
+            b.call(occupancy(k, "add", &link.node, lease_ms(link)));
         }
         for k in &gone {
-            p.add_command(self.command(k, "rem", &link.node, link));
+            b.call(occupancy(k, "rem", &link.node, lease_ms(link)));
         }
         if !want.is_empty() {
-            p.cmd("SADD")
-                .arg(&index)
-                .arg(want.iter().collect::<Vec<_>>())
+            b.cmd(redis::Cmd::sadd(&index, want.iter().collect::<Vec<_>>()))
                 .ignore();
         }
         if !gone.is_empty() {
-            p.cmd("SREM").arg(&index).arg(&gone).ignore();
+            b.cmd(redis::Cmd::srem(&index, &gone)).ignore();
         }
-        p.cmd("PEXPIRE")
-            .arg(&index)
-            .arg(3 * lease_ms(link))
+        b.cmd(redis::Cmd::pexpire(&index, 3 * lease_ms(link) as i64))
             .ignore();
-        let verdicts: Vec<i64> = link.pipe_query(&p).await?;
+        let verdicts: Vec<i64> = link.run(&b).await?;
         for (k, v) in order.into_iter().zip(verdicts) {
             self.emit(link, k, v);
         }
@@ -301,20 +292,18 @@ impl Task {
     /// Renews this node's lease among the counting nodes, claims the dead
     /// ones and removes them from every set they were counted in.
     async fn sweep(&mut self, link: &Link) -> Result<(), super::error::LinkError> {
-        let mut claim = eval(&self.claim, &[keys::OCCUPANCY_NODES]);
-        claim.arg(&link.node).arg(lease_ms(link));
-        let dead: Vec<String> = link.query(&claim).await?;
+        let dead: Vec<String> = link.script(claim(&link.node, lease_ms(link))).await?;
         self.sweeps
             .extend(dead.into_iter().filter(|n| *n != link.node));
         while let Some(node) = self.sweeps.last().cloned() {
             let index = keys::occupancy_index(&node);
             let members: Vec<String> = link.query(redis::cmd("SMEMBERS").arg(&index)).await?;
             for batch in members.chunks(SWEEP_BATCH) {
-                let mut p = redis::pipe();
+                let mut b = Batch::new();
                 for k in batch {
-                    p.add_command(self.command(k, "rem", &node, link));
+                    b.call(occupancy(k, "rem", &node, lease_ms(link)));
                 }
-                let verdicts: Vec<i64> = link.pipe_query(&p).await?;
+                let verdicts: Vec<i64> = link.run(&b).await?;
                 for (k, v) in batch.iter().zip(verdicts) {
                     self.emit(link, k, v);
                 }
@@ -348,12 +337,20 @@ impl Task {
             }
         }
     }
+}
 
-    fn command(&self, key: &str, mode: &str, node: &str, link: &Link) -> redis::Cmd {
-        let mut c = eval(&self.script, &[key]);
-        c.arg(mode).arg(node).arg(lease_ms(link));
-        c
-    }
+/// The occupancy script on `key` for `node` (mode `add` or `rem`).
+fn occupancy(key: &str, mode: &str, node: &str, lease_ms: u64) -> Call {
+    let mut c = OCCUPANCY.call(&[key]);
+    c.arg(mode).arg(node).arg(lease_ms);
+    c
+}
+
+/// The claim script: renews `node`'s lease, answers the dead nodes.
+fn claim(node: &str, lease_ms: u64) -> Call {
+    let mut c = CLAIM.call(&[keys::OCCUPANCY_NODES]);
+    c.arg(node).arg(lease_ms);
+    c
 }
 
 fn lease_ms(link: &Link) -> u64 {
@@ -375,82 +372,79 @@ fn target(link: &Link, key: &str) -> Option<(ListenerId, Option<TenantId>, Chann
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::redis::scripts::tests::run as call;
     use crate::cluster::redis::test_redis::TestRedis;
+    use redis::aio::MultiplexedConnection as Conn;
 
-    struct Scripts {
-        occupancy: String,
-        claim: String,
+    async fn run(c: &mut Conn, mode: &str, node: &str, lease: u64) -> i64 {
+        call(c, occupancy("k", mode, node, lease)).await
     }
 
-    fn scripts() -> Scripts {
-        Scripts {
-            occupancy: format!("{NOW}{OCCUPANCY_BODY}"),
-            claim: format!("{NOW}{CLAIM_BODY}"),
-        }
+    async fn claim_(c: &mut Conn, node: &str, lease: u64) -> Vec<String> {
+        call(c, claim(node, lease)).await
     }
 
-    fn run(r: &mut redis::Connection, s: &Scripts, mode: &str, node: &str, lease: u64) -> i64 {
-        let mut c = eval(&s.occupancy, &["k"]);
-        c.arg(mode).arg(node).arg(lease);
-        c.query(r).unwrap()
-    }
-
-    fn claim(r: &mut redis::Connection, s: &Scripts, node: &str, lease: u64) -> Vec<String> {
-        let mut c = eval(&s.claim, &[keys::OCCUPANCY_NODES]);
-        c.arg(node).arg(lease);
-        c.query(r).unwrap()
-    }
-
-    #[test]
-    fn the_first_node_in_occupies_and_the_last_out_vacates() {
+    #[tokio::test]
+    async fn the_first_node_in_occupies_and_the_last_out_vacates() {
         let redis = TestRedis::start();
-        let mut c = redis.conn();
-        let s = scripts();
-        assert_eq!(run(&mut c, &s, "add", "a", 60_000), OCCUPIED);
-        assert_eq!(run(&mut c, &s, "add", "b", 60_000), 0);
-        assert_eq!(run(&mut c, &s, "add", "a", 60_000), 0, "a renewal");
-        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), 0);
-        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), 0, "not a member");
-        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), VACATED);
-        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), 0, "vacated once");
-        let ttl: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+        let mut c = redis.aconn().await;
+        assert_eq!(run(&mut c, "add", "a", 60_000).await, OCCUPIED);
+        assert_eq!(run(&mut c, "add", "b", 60_000).await, 0);
+        assert_eq!(run(&mut c, "add", "a", 60_000).await, 0, "a renewal");
+        assert_eq!(run(&mut c, "rem", "a", 60_000).await, 0);
+        assert_eq!(run(&mut c, "rem", "a", 60_000).await, 0, "not a member");
+        assert_eq!(run(&mut c, "rem", "b", 60_000).await, VACATED);
+        assert_eq!(run(&mut c, "rem", "b", 60_000).await, 0, "vacated once");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("k")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         assert_eq!(ttl, -2, "an empty set is gone");
-        run(&mut c, &s, "add", "a", 60_000);
-        let ttl: i64 = redis::cmd("PTTL").arg("k").query(&mut c).unwrap();
+        run(&mut c, "add", "a", 60_000).await;
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("k")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         assert!(ttl > 120_000, "the set outlives its members' lease: {ttl}");
     }
 
-    #[test]
-    fn expired_members_vacate_once_whoever_finds_them() {
+    #[tokio::test]
+    async fn expired_members_vacate_once_whoever_finds_them() {
         let redis = TestRedis::start();
-        let mut c = redis.conn();
-        let s = scripts();
+        let mut c = redis.aconn().await;
         // b's member expires at once (lease 1 ms; the set is kept as if
         // written by a live node): a later add finds only an expired member.
-        let expire_b = |c: &mut redis::Connection| {
-            assert_eq!(run(c, &s, "add", "b", 1), OCCUPIED);
-            let _: () = redis::cmd("PEXPIRE").arg("k").arg(60_000).query(c).unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
-        expire_b(&mut c);
-        assert_eq!(run(&mut c, &s, "add", "a", 60_000), VACATED | OCCUPIED);
+        async fn expire_b(c: &mut Conn) {
+            assert_eq!(run(c, "add", "b", 1).await, OCCUPIED);
+            let _: () = redis::cmd("PEXPIRE")
+                .arg("k")
+                .arg(60_000)
+                .query_async(c)
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        expire_b(&mut c).await;
+        assert_eq!(run(&mut c, "add", "a", 60_000).await, VACATED | OCCUPIED);
         // A sweep removing b now changes nothing.
-        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), 0);
-        assert_eq!(run(&mut c, &s, "rem", "a", 60_000), VACATED);
+        assert_eq!(run(&mut c, "rem", "b", 60_000).await, 0);
+        assert_eq!(run(&mut c, "rem", "a", 60_000).await, VACATED);
         // A dead node's expired member, the last one: its sweep vacates.
-        expire_b(&mut c);
-        assert_eq!(run(&mut c, &s, "rem", "b", 60_000), VACATED);
+        expire_b(&mut c).await;
+        assert_eq!(run(&mut c, "rem", "b", 60_000).await, VACATED);
     }
 
-    #[test]
-    fn each_dead_node_is_claimed_by_one_live_node() {
+    #[tokio::test]
+    async fn each_dead_node_is_claimed_by_one_live_node() {
         let redis = TestRedis::start();
-        let mut c = redis.conn();
-        let s = scripts();
-        assert!(claim(&mut c, &s, "dead", 1).is_empty());
-        assert!(claim(&mut c, &s, "a", 60_000).is_empty());
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(claim(&mut c, &s, "b", 60_000), ["dead"]);
-        assert!(claim(&mut c, &s, "a", 60_000).is_empty(), "claimed once");
+        let mut c = redis.aconn().await;
+        // a first: dead's 1 ms lease may be over by the time a's call runs.
+        assert!(claim_(&mut c, "a", 60_000).await.is_empty());
+        assert!(claim_(&mut c, "dead", 1).await.is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(claim_(&mut c, "b", 60_000).await, ["dead"]);
+        assert!(claim_(&mut c, "a", 60_000).await.is_empty(), "claimed once");
     }
 }

@@ -25,7 +25,7 @@ use wsplus_actors::broker::NodeCall;
 use super::dispatch::Incoming;
 use super::link::Link;
 use super::queue::{Op, OpReceiver};
-use super::scripts::SlotOp;
+use super::scripts::{self, Batch, SlotOp};
 use crate::cluster::{keys, wire, LostReason};
 
 /// Ops written per pipeline round trip.
@@ -35,19 +35,16 @@ pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One pipeline of the writer.
 struct Pipeline {
-    p: redis::Pipeline,
+    b: Batch,
     /// Publishes in it (lost if it fails).
     publishes: u64,
-    /// Commands in it.
-    len: usize,
 }
 
 impl Pipeline {
     fn new() -> Self {
         Self {
-            p: redis::pipe(),
+            b: Batch::new(),
             publishes: 0,
-            len: 0,
         }
     }
 
@@ -61,41 +58,37 @@ impl Pipeline {
                     return link.lose(LostReason::RedisDown, 1);
                 }
                 self.publishes += 1;
-                self.p.publish(channel, payload).ignore();
+                self.b.cmd(redis::Cmd::publish(channel, payload));
             }
             Op::Reply { channel, payload } => {
-                self.p.publish(channel, payload).ignore();
+                self.b.cmd(redis::Cmd::publish(channel, payload));
             }
             // Not synced: the rewrite queued after this carries it.
-            Op::Register { .. } | Op::Unregister { .. } | Op::Slots { .. } if !synced => return,
+            Op::Register { .. } | Op::Unregister { .. } | Op::Slots { .. } if !synced => {}
             Op::Register { session, value } => {
                 // A new hash has no TTL until the next heartbeat: give it one.
-                self.p
-                    .hset(&link.registry, session, value)
-                    .ignore()
-                    .pexpire(&link.registry, lease as i64)
-                    .ignore();
+                self.b
+                    .cmd(redis::Cmd::hset(&link.registry, session, value))
+                    .cmd(redis::Cmd::pexpire(&link.registry, lease as i64));
             }
             Op::Unregister { session } => {
-                self.p.hdel(&link.registry, session).ignore();
+                self.b.cmd(redis::Cmd::hdel(&link.registry, session));
             }
             Op::Slots { key, n } => {
-                self.p
-                    .add_command(link.scripts.slots(&key, SlotOp::Set(n), &link.node, lease))
-                    .ignore();
+                self.b
+                    .call(scripts::slots(&key, SlotOp::Set(n), &link.node, lease));
             }
             Op::Rewrite(..) => unreachable!("rewrites are not pipelined"),
         }
-        self.len += 1;
     }
 
     /// Sends what was added; false if Redis failed.
     async fn flush(&mut self, link: &Link) -> bool {
         let full = std::mem::replace(self, Self::new());
-        if full.len == 0 {
+        if full.b.is_empty() {
             return true;
         }
-        match link.pipe(&full.p).await {
+        match link.run::<()>(&full.b).await {
             Ok(()) => {
                 link.stats()
                     .published

@@ -51,6 +51,15 @@ impl TestRedis {
     pub fn conn(&self) -> redis::Connection {
         self.try_conn().expect("redis reachable")
     }
+
+    /// An asynchronous connection (what the backplane uses).
+    pub async fn aconn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis reachable")
+    }
 }
 
 impl Drop for TestRedis {

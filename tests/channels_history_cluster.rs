@@ -5,11 +5,14 @@
 //! from either node, and a Redis restart without persistence changes the
 //! epoch (recovered: false, never a silent gap) while publishing during the
 //! outage answers `unavailable`, while Redis forgetting its scripts
-//! (`SCRIPT FLUSH`; the scripts are sent by SHA1) changes nothing.
+//! (`SCRIPT FLUSH`; the scripts are sent by SHA1) changes nothing; and
+//! `wsplus_history_publications` counts what a node holds in memory (none:
+//! the streams are in Redis, whose count the admin API reads).
 
 use common::admin::*;
 use common::channels::*;
 use common::cluster::*;
+use common::metrics::*;
 use common::*;
 use serde_json::json;
 use wsplus::settings::{ChannelsSettings, Scope};
@@ -193,4 +196,33 @@ async fn a_script_flush_is_invisible_to_clients() {
     assert_eq!(r["recovered"], true, "{r}");
     assert_eq!(offsets(&r["publications"]), [2, 3, 4]);
     assert_eq!(cluster_state(a.admin).await, "connected");
+}
+
+/// `wsplus_history_publications` is what a node holds in its own memory:
+/// with the streams in Redis, none on either node, while the admin API reads
+/// the count Redis keeps.
+#[tokio::test]
+async fn history_publications_counts_memory_and_the_admin_api_what_redis_keeps() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn(settings(&redis, "a"));
+    let b = TestApp::spawn(settings(&redis, "b"));
+    let mut publisher = client(&a).await;
+    let mut s = client(&b).await;
+    s.subscribe_since("x", None).await;
+    for n in 1..=3 {
+        publish_numbered(&mut publisher, "x", json!(n)).await;
+        assert_eq!(s.push().await["offset"], n);
+    }
+    let q = "listener=%2Fws%2Fchannels&tenant=acme";
+    for node in [&a, &b] {
+        let d = get(node, &format!("/admin/v1/channels/x?{q}"))
+            .await
+            .expect_ok();
+        assert_eq!(d["history"]["size"], 3, "{d}");
+        let m = scrape(node.admin).await;
+        assert_eq!(
+            m.value("wsplus_history_publications", &[("listener", CHANNELS)]),
+            Some(0.0)
+        );
+    }
 }

@@ -119,19 +119,11 @@ async fn resident_memory_returns_near_its_baseline_within_a_minute_of_a_peak() {
     );
     drop(socks);
 
-    let t0 = Instant::now();
     let near = base + (peak - base) / 5;
-    let mut now = peak;
-    while t0.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        now = rss_kib(pid);
-        if now <= near {
-            break;
-        }
-    }
+    let (now, after) = rss_falls_to(pid, near, Duration::from_secs(60)).await;
     println!(
         "RSS baseline {base} KiB, peak {peak} KiB with {CONNS} connections, {now} KiB {:.1} s after",
-        t0.elapsed().as_secs_f64()
+        after.as_secs_f64()
     );
     assert!(
         now <= near,
@@ -235,19 +227,11 @@ async fn an_idle_session_keeps_no_buffer_a_large_message_grew() {
     // What the messages took is freed at once and purged by jemalloc within
     // its decay time (10 s); what is still held after that is live.
     let bound = base + LARGE_SESSIONS as u64 * RETAINED_KIB;
-    let t0 = Instant::now();
-    let mut now = peak;
-    while t0.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        now = rss_kib(pid);
-        if now <= bound {
-            break;
-        }
-    }
+    let (now, after) = rss_falls_to(pid, bound, Duration::from_secs(30)).await;
     println!(
         "{LARGE_SESSIONS} sessions: RSS {base} KiB after a small message each, {peak} KiB \
          after a 60 KB one, {now} KiB {:.1} s later: {:.1} KiB retained per session",
-        t0.elapsed().as_secs_f64(),
+        after.as_secs_f64(),
         now.saturating_sub(base) as f64 / LARGE_SESSIONS as f64
     );
     assert!(
@@ -273,6 +257,19 @@ async fn exchange(socks: &mut [WsClient], msg: Message) {
 /// A client connection.
 type WsClient =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads RSS every 500 ms until it is at most `bound` or `within` has
+/// passed; returns the last reading and when it was taken.
+async fn rss_falls_to(pid: u32, bound: u64, within: Duration) -> (u64, Duration) {
+    let t0 = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = rss_kib(pid);
+        if now <= bound || t0.elapsed() >= within {
+            return (now, t0.elapsed());
+        }
+    }
+}
 
 /// RSS once it has stopped moving (two readings 500 ms apart within 64 KiB).
 async fn settled_rss_kib(pid: u32) -> u64 {

@@ -1,5 +1,6 @@
-//! Handshake failures and their HTTP statuses, in one place (DESIGN §5). The
-//! close codes of established sessions live in `wsplus_actors::CloseCode`.
+//! Handshake failures and their HTTP statuses, in one place
+//! (docs/protocol.md#handshake). The close codes of established sessions live
+//! in `wsplus_actors::CloseCode`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,5 +1,5 @@
-//! Admin API authentication (DESIGN §9): every route but /healthz and /readyz
-//! needs `Authorization: Bearer <token>`; anything else, unknown paths
+//! Admin API authentication (docs/admin-api.yaml): every route but /healthz and
+//! /readyz needs `Authorization: Bearer <token>`; anything else, unknown paths
 //! included, gets a JSON 401, and the token never appears in a response.
 
 use common::admin::*;

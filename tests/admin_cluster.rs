@@ -1,5 +1,6 @@
 //! The admin API on a two-node cluster (Redis backend): requests to one node
-//! see, reach and close sessions on the other (DESIGN §4, §9).
+//! see, reach and close sessions on the other
+//! (docs/cluster.md#admin-api-across-nodes).
 
 use common::admin::*;
 use common::cluster::{node_settings, RedisServer};

@@ -75,8 +75,9 @@ async fn malformed_or_mistyped_bodies_are_400() {
     assert_eq!(ws.recv_text().await, "first");
 }
 
-/// DESIGN §9: "JSON in". The body is JSON whatever the client declares, so
-/// `curl -d` (a form content type) and clients sending none work alike.
+/// "JSON in" (docs/admin-api.yaml): the body is JSON whatever the client
+/// declares, so `curl -d` (a form content type) and clients sending none work
+/// alike.
 #[actix_rt::test]
 async fn a_json_body_is_read_whatever_its_declared_content_type() {
     let app = app();

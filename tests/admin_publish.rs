@@ -1,6 +1,6 @@
-//! `POST /admin/v1/publish` (DESIGN §9) in each scope: exact `delivered`
-//! counts, only the targeted sessions receive, the admin `_session` in message
-//! mode, the payload alone in payload mode, 400/404 on bad targets.
+//! `POST /admin/v1/publish` (docs/admin-api.yaml) in each scope: exact
+//! `delivered` counts, only the targeted sessions receive, the admin `_session`
+//! in message mode, the payload alone in payload mode, 400/404 on bad targets.
 
 use common::admin::*;
 use common::*;

@@ -1,5 +1,6 @@
-//! Admin queries and kicks (DESIGN §9) against real connected clients: stats
-//! and listings exact, one session or a whole tenant closed with 4003.
+//! Admin queries and kicks (docs/admin-api.yaml) against real connected
+//! clients: stats and listings exact, one session or a whole tenant closed with
+//! 4003.
 
 use common::admin::*;
 use common::*;

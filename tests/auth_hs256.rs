@@ -1,6 +1,6 @@
-//! Handshake hardening on hs256 listeners (DESIGN §5): every way a token can be
-//! wrong is refused with 401 and the exact `reason`, before any WebSocket frame,
-//! and the body never echoes the token.
+//! Handshake hardening on hs256 listeners (docs/protocol.md#handshake): every
+//! way a token can be wrong is refused with 401 and the exact `reason`, before
+//! any WebSocket frame, and the body never echoes the token.
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -471,8 +471,8 @@ async fn sigint_closes_sessions_with_1001_and_exits_0() {
     signal_closes_sessions_with_1001_and_exits_0("INT").await;
 }
 
-/// DESIGN §8: on `signal` the server stops accepting, closes every session
-/// with 1001 and exits 0 within `shutdown_grace_s`.
+/// docs/operations.md#running-it: on `signal` the server stops accepting,
+/// closes every session with 1001 and exits 0 within `shutdown_grace_s`.
 async fn signal_closes_sessions_with_1001_and_exits_0(signal: &str) {
     let (port, admin) = (free_port(), free_port());
     let cfg = temp_config(

@@ -309,7 +309,8 @@ async fn a_redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
     redis.kill();
     let cluster_state = |addr| async move {
         let (status, body) = http_get(addr, "/readyz").await;
-        // Still ready: the node serves its own sessions (DESIGN §4, §9).
+        // Still ready: the node serves its own sessions (docs/cluster.md,
+        // docs/operations.md#health-checks).
         assert_eq!(status, 200, "{body}");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["status"], "ready", "{body}");

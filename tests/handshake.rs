@@ -1,6 +1,6 @@
-//! DESIGN §5 row by row, in its order: a request that fails several checks is
-//! refused by the first one, with that row's status and a JSON body of exactly
-//! `{"error", "reason"}`.
+//! docs/protocol.md#handshake row by row, in its order: a request that fails
+//! several checks is refused by the first one, with that row's status and a
+//! JSON body of exactly `{"error", "reason"}`.
 
 use common::*;
 use jsonwebtoken::{EncodingKey, Header};

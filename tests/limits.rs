@@ -1,4 +1,4 @@
-//! Enforced limits (issue 5, DESIGN §4, §5, §8): the per-connection rate limit
+//! Enforced limits (issue 5, docs/limits.md): the per-connection rate limit
 //! (drop with exact counts, close 4008), `max_connections_per_tenant` under a
 //! burst of concurrent handshakes and its release on every kind of end,
 //! `allowed_origins`, and `limits.max_connections`.

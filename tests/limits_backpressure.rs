@@ -1,5 +1,5 @@
-//! Back-pressure (DESIGN §8): a consumer that stops reading under a flood is
-//! closed with 4009 and counted, every other session keeps receiving every
+//! Back-pressure (docs/limits.md): a consumer that stops reading under a flood
+//! is closed with 4009 and counted, every other session keeps receiving every
 //! message, and the server's memory stays bounded.
 
 use std::time::Duration;
@@ -260,10 +260,9 @@ async fn burst(app: &TestApp, readers: usize, n: usize, len: usize) -> (Vec<Sock
 const BURST: usize = 20_000;
 const SUBSCRIBERS: usize = 100;
 
-/// DESIGN: a burst is not a slow consumer. With the default limits, one
-/// publisher sending as fast as it can to 100 subscribers that keep reading
-/// loses nothing and closes no one: the room holds the publisher back
-/// instead.
+/// A burst is not a slow consumer (docs/limits.md). With the default limits,
+/// one publisher sending as fast as it can to 100 subscribers that keep reading
+/// loses nothing and closes no one: the room holds the publisher back instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaced_burst_to_100_readers_loses_nothing_and_closes_no_one() {
     raise_fd_limit();

@@ -324,9 +324,9 @@ async fn scrape_accepting(admin: std::net::SocketAddr, accept: Option<&str>) -> 
     (content_type, r.body)
 }
 
-/// DESIGN §9: "Prometheus text format". Clients that do not ask for
-/// OpenMetrics (no `Accept`, curl, HTTP libraries: `Accept: */*`) get the
-/// text format 0.0.4, with the same samples; Prometheus, which asks, gets
+/// The Prometheus text format (docs/metrics.md): clients that do not ask for
+/// OpenMetrics (no `Accept`, curl, HTTP libraries: `Accept: */*`) get the text
+/// format 0.0.4, with the same samples; Prometheus, which asks, gets
 /// OpenMetrics.
 #[tokio::test]
 async fn clients_not_asking_for_openmetrics_get_the_prometheus_text_format() {

@@ -220,8 +220,9 @@ async fn message_mode_wraps_every_other_frame_as_a_string_payload() {
     assert!(v.get("payload").is_none(), "{v}");
 }
 
-/// `_session` has exactly the six fields of DESIGN §6, and `routingScope` is
-/// the listener's scope, whichever it is.
+/// `_session` has exactly the six fields of
+/// docs/protocol.md#frames-and-messages, and `routingScope` is the listener's
+/// scope, whichever it is.
 #[tokio::test]
 async fn the_stamp_names_the_listener_scope() {
     let mut s = base_settings();

@@ -1,5 +1,6 @@
-//! Frame → message conversion: the wire protocol of DESIGN §6, free of actors
-//! and sockets so it can be unit-tested and fuzzed.
+//! Frame → message conversion: the wire protocol of
+//! docs/protocol.md#frames-and-messages, free of actors and sockets so it can
+//! be unit-tested and fuzzed.
 //!
 //! * payload mode: the frame is the message, delivered as received.
 //! * message mode: a text frame holding a JSON object is the message; anything
@@ -92,7 +93,8 @@ fn stamped(mut object: Map<String, Value>, stamp: &Value) -> Delivery {
     Delivery::Text(ByteString::from(text))
 }
 
-/// The `_session` object of admin-originated messages (DESIGN §9).
+/// The `_session` object of admin-originated messages
+/// (docs/protocol.md#frames-and-messages).
 pub fn admin_stamp(tenant: Option<&str>, scope: &str) -> Value {
     serde_json::json!({
         "type": "admin",

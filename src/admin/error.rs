@@ -1,7 +1,7 @@
 //! The admin API's one error type and its mapping to HTTP statuses and
-//! `{"error": "..."}` bodies (DESIGN §9), used by every handler, by the auth
-//! middleware, by actix's JSON/path/query extractors and for unknown paths and
-//! methods, so no admin response is ever a non-JSON error.
+//! `{"error": "..."}` bodies (docs/admin-api.yaml), used by every handler, by
+//! the auth middleware, by actix's JSON/path/query extractors and for unknown
+//! paths and methods, so no admin response is ever a non-JSON error.
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
@@ -99,10 +99,10 @@ impl From<JsonPayloadError> for ApiError {
 
 /// The JSON body extractor's settings: `limit` bytes at most, every failure
 /// answered by [`ApiError`]. The body is read as JSON whatever its declared
-/// `Content-Type` (DESIGN §9: "JSON in"), so `curl -d` and clients that send
-/// no or a form content type work; a body that is not JSON is a 400. Refusing
-/// other types would protect nothing: a cross-site form cannot carry the
-/// bearer token.
+/// `Content-Type` (docs/admin-api.yaml, docs/decisions.md), so `curl -d` and
+/// clients that send no or a form content type work; a body that is not JSON is
+/// a 400. Refusing other types would protect nothing: a cross-site form cannot
+/// carry the bearer token.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)

@@ -1,7 +1,7 @@
-//! `/healthz` (liveness) and `/readyz` (listeners bound, JWKS loaded; DESIGN
-//! §9): the only admin routes served without a token. A clustered node adds
-//! its backplane state to the `/readyz` body; an unreachable Redis does not
-//! make it unready (docs/decisions.md).
+//! `/healthz` (liveness) and `/readyz` (listeners bound, JWKS loaded;
+//! docs/operations.md#health-checks): the only admin routes served without a
+//! token. A clustered node adds its backplane state to the `/readyz` body; an
+//! unreachable Redis does not make it unready (docs/decisions.md).
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;

@@ -1,5 +1,6 @@
-//! The admin API on its own port (DESIGN §9): health, readiness, and (behind a
-//! bearer token) stats, listings, kicks, publish and Prometheus metrics.
+//! The admin API on its own port (docs/admin-api.yaml): health, readiness, and
+//! (behind a bearer token) stats, listings, kicks, publish and Prometheus
+//! metrics.
 //!
 //! Layout: [`auth`] guards everything but the health checks, [`error`] maps
 //! every failure to a status and `{"error": "..."}`, and each route group

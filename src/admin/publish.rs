@@ -1,8 +1,9 @@
-//! `POST /admin/v1/publish`: an operator's message to one session, one
-//! tenant or every session of a listener; answers `{"delivered": n}`, the
-//! number of session queues that took it. In message mode the message carries
-//! the admin `_session` of DESIGN §9; in payload mode a string payload is sent
-//! as a text frame as is and any other JSON value as its JSON text.
+//! `POST /admin/v1/publish`: an operator's message to one session, one tenant
+//! or every session of a listener; answers `{"delivered": n}`, the number of
+//! session queues that took it. In message mode the message carries the admin
+//! `_session` of docs/protocol.md#frames-and-messages; in payload mode a string
+//! payload is sent as a text frame as is and any other JSON value as its JSON
+//! text.
 //!
 //! Everything is checked before anything is sent: a missing or superfluous
 //! target is a 400, an unknown listener or session a 404. A tenant needs no

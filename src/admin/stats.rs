@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/v1/stats").route(web::get().to(stats)));
 }
 
-/// The body of `GET /admin/v1/stats` (DESIGN §9).
+/// The body of `GET /admin/v1/stats` (`Stats` in docs/admin-api.yaml).
 #[derive(Debug, Serialize)]
 pub struct Stats {
     /// Open connections.

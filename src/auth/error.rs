@@ -1,5 +1,5 @@
 //! Why a handshake token was refused. Each variant is one `reason` of the 401
-//! body and one label of the `rejected` counters (DESIGN §5).
+//! body and one label of the `rejected` counters (docs/protocol.md#handshake).
 
 /// A refused token. Never carries the token or any part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -67,7 +67,7 @@ impl AuthError {
         }
     }
 
-    /// The machine-readable reason of DESIGN §5.
+    /// The machine-readable reason (docs/protocol.md#handshake).
     pub fn reason(self) -> &'static str {
         match self {
             AuthError::MissingToken => "missing_token",

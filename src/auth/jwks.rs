@@ -1,5 +1,5 @@
 //! JWKS mode: the listener's signing keys, fetched from `auth.jwks_uri` and
-//! cached (DESIGN §5).
+//! cached (docs/configuration.md#jwks).
 //!
 //! One fetcher task per jwks listener owns the fetching: at start, every
 //! `auth.jwks_refresh_s`, sooner (with backoff) while fetches fail, and on
@@ -26,7 +26,8 @@ use tokio::time::Instant;
 use super::AuthError;
 use crate::redact;
 
-/// Least time between two refetches caused by unknown `kid`s (DESIGN §5).
+/// Least time between two refetches caused by unknown `kid`s
+/// (docs/configuration.md#jwks).
 pub const KID_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest a fetch may take, connect to last body byte.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -77,7 +77,8 @@ impl ClaimRules {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(map_error)?;
         // jsonwebtoken accepts `exp == now` (and rounds a fractional `exp`);
-        // DESIGN §5 wants `exp` in the future (RFC 7519: now before exp).
+        // docs/protocol.md#handshake wants `exp` in the future (RFC 7519: now
+        // before exp).
         let expires_at = deadline(data.claims.get("exp"), self.leeway);
         if expires_at.is_some_and(|at| at <= SystemTime::now()) {
             return Err(AuthError::Expired);

@@ -1,5 +1,5 @@
-//! Bridges (DESIGN §7): persistent outbound WebSocket connections joined to
-//! local tenants.
+//! Bridges (docs/client.md#bridges): persistent outbound WebSocket connections
+//! joined to local tenants.
 //!
 //! Each `[[bridges]]` entry runs as up to three tasks on the server's runtime:
 //! the connection loop (`runner.rs`: dial with the shared client, reconnect with

@@ -7,8 +7,8 @@
 //! status and body on stderr —, heartbeat timeout, lost connection, other
 //! close codes, bad arguments).
 //!
-//! The proxy: `[proxy]` of the configuration (`--config`, else the default
-//! one) first, then the environment (DESIGN §7).
+//! The proxy: `[proxy]` of the configuration (`--config`, else the default one)
+//! first, then the environment (docs/client.md#proxies-http-connect).
 
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
-//! Command-line front end (DESIGN §3). Each subcommand is a function returning an
-//! exit code; `main.rs` only parses arguments and starts logging.
+//! Command-line front end (README.md, docs/operations.md). Each subcommand is a
+//! function returning an exit code; `main.rs` only parses arguments and starts
+//! logging.
 
 pub mod check_config;
 pub mod connect;

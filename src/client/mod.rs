@@ -1,5 +1,5 @@
 //! The outbound WebSocket client (awc) shared by `wsplus connect` and
-//! `[[bridges]]` (DESIGN §7).
+//! `[[bridges]]` (docs/client.md).
 //!
 //! [`ClientOptions`] says what to connect to; [`Dialer::new`] checks everything
 //! that can be checked before dialling (URL, token source, `${VAR}` headers,

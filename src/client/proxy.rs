@@ -1,4 +1,4 @@
-//! HTTP CONNECT proxies (DESIGN §7).
+//! HTTP CONNECT proxies (docs/client.md#proxies-http-connect).
 //!
 //! Which proxy: the first set of `[proxy] https_proxy`, `[proxy] http_proxy`
 //! (configuration, `${VAR}` expanded), then the environment `https_proxy`,

@@ -343,9 +343,10 @@ impl Cluster {
     }
 
     /// The `cluster` part of the `/readyz` body: [`Self::status`] when
-    /// clustered, `None` for a single node. It never makes the node unready:
-    /// a node that cannot reach Redis still serves its own sessions (DESIGN
-    /// §4), and every node loses Redis at once when Redis goes down.
+    /// clustered, `None` for a single node. It never makes the node unready: a
+    /// node that cannot reach Redis still serves its own sessions
+    /// (docs/cluster.md#faults-and-delivery-guarantees), and every node loses
+    /// Redis at once when Redis goes down.
     pub fn readyz_part(&self) -> Option<serde_json::Value> {
         self.redis.is_some().then(|| self.status())
     }

@@ -1,6 +1,6 @@
-//! Bridge state (DESIGN §7, docs/client.md#bridges): one series per bridge,
-//! labelled `bridge="<name>"`, read from the bridge registry (atomics the
-//! bridge tasks keep; nothing on the message path is touched).
+//! Bridge state (docs/client.md#bridges): one series per bridge, labelled
+//! `bridge="<name>"`, read from the bridge registry (atomics the bridge tasks
+//! keep; nothing on the message path is touched).
 
 use std::sync::Arc;
 

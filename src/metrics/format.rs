@@ -1,13 +1,13 @@
 //! The two text formats of a scrape, chosen by the request's `Accept` header.
 //!
-//! DESIGN §9 asks for the Prometheus text format. prometheus-client writes
+//! The admin API serves the Prometheus text format. prometheus-client writes
 //! OpenMetrics text, which Prometheus (2.5+) asks for first; everything else
 //! (`curl`, HTTP libraries sending `Accept: */*`, `text/plain`) gets the
 //! classic Prometheus text format 0.0.4, derived from the OpenMetrics text:
-//! counter families are named with their `_total` suffix, `# UNIT` and
-//! `# EOF` are dropped. Samples, label escaping and `# HELP` text are the same
-//! in both formats, so nothing else changes. A request without `Accept` gets
-//! the Prometheus text format too: it is the format DESIGN names.
+//! counter families are named with their `_total` suffix, `# UNIT` and `# EOF`
+//! are dropped. Samples, label escaping and `# HELP` text are the same in both
+//! formats, so nothing else changes. A request without `Accept` gets the
+//! Prometheus text format too, as docs/metrics.md says.
 
 /// A scrape's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! Refused WebSocket upgrades by reason (DESIGN §5), every known reason
-//! exported from the start (zeros included) so alerts have series to watch.
+//! Refused WebSocket upgrades by reason (docs/protocol.md#handshake), every
+//! known reason exported from the start (zeros included) so alerts have series
+//! to watch.
 
 use std::sync::Arc;
 

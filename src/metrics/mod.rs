@@ -1,6 +1,6 @@
-//! `GET /metrics` on the admin port (DESIGN §9): the Prometheus exposition of
-//! this node, every name prefixed `wsplus_` but the standard `process_*`
-//! ones. See docs/metrics.md for the list.
+//! `GET /metrics` on the admin port (docs/metrics.md): the Prometheus
+//! exposition of this node, every name prefixed `wsplus_` but the standard
+//! `process_*` ones. See docs/metrics.md for the list.
 //!
 //! Served as OpenMetrics text (`application/openmetrics-text; version=1.0.0`),
 //! the format prometheus-client writes and Prometheus (2.5+) prefers when it

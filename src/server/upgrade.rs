@@ -1,4 +1,5 @@
-//! The WebSocket upgrade: every check of DESIGN §5, in order, before any frame.
+//! The WebSocket upgrade: every check of docs/protocol.md#handshake, in order,
+//! before any frame.
 //!
 //! path → Origin → token → signature/alg → claims → tenant → registered →
 //! enabled → tenant cap.

@@ -1,6 +1,7 @@
-//! `WSPLUS__SECTION__KEY` environment overrides (DESIGN §3) as config-crate
-//! paths. Segments are separated by `__` and lower-cased; a numeric segment
-//! addresses an element of an array, so listener keys can be overridden too:
+//! `WSPLUS__SECTION__KEY` environment overrides
+//! (docs/configuration.md#loading-rules) as config-crate paths. Segments are
+//! separated by `__` and lower-cased; a numeric segment addresses an element of
+//! an array, so listener keys can be overridden too:
 //! `WSPLUS__LISTENERS__0__AUTH__MODE=none` sets `listeners[0].auth.mode`.
 //! Values are typed as the config crate's `try_parsing` does: a boolean, else
 //! an integer, else a float, else a string.

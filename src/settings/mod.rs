@@ -1,7 +1,7 @@
-//! Settings: the TOML configuration of DESIGN §4, loaded with the `config` crate
-//! (file, then `WSPLUS__SECTION__KEY` environment overrides) and validated as a
-//! whole before anything binds. Secrets never live here: only the names of the
-//! environment variables or files that hold them.
+//! Settings: the TOML configuration of docs/configuration.md, loaded with the
+//! `config` crate (file, then `WSPLUS__SECTION__KEY` environment overrides) and
+//! validated as a whole before anything binds. Secrets never live here: only
+//! the names of the environment variables or files that hold them.
 
 mod channels;
 mod env_overrides;
@@ -42,7 +42,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// HTTP CONNECT proxy for outbound connections (`connect`, bridges).
     pub proxy: ProxySettings,
-    /// Outbound connections joined to local tenants (DESIGN §7).
+    /// Outbound connections joined to local tenants (docs/client.md#bridges).
     pub bridges: Vec<BridgeSettings>,
     /// Tenant policy, records and where API changes persist.
     pub tenants: TenantsSettings,

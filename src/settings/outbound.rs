@@ -1,6 +1,7 @@
-//! Settings of outbound connections (DESIGN §7): `[[bridges]]` and `[proxy]`.
-//! Secrets are never stored here: tokens come from `token_env`/`token_file`,
-//! header values and proxy credentials may name variables as `${VAR}`.
+//! Settings of outbound connections (docs/configuration.md): `[[bridges]]` and
+//! `[proxy]`. Secrets are never stored here: tokens come from
+//! `token_env`/`token_file`, header values and proxy credentials may name
+//! variables as `${VAR}`.
 
 use std::collections::BTreeMap;
 
@@ -20,10 +21,10 @@ pub enum BridgeAuth {
 
 /// Fills in `auth` for every `[[bridges]]` entry of the loaded configuration
 /// that does not set it: `"jwt"` when it names a token (`token_env` or
-/// `token_file`), else the default `"none"`. DESIGN §7 shows `auth = "jwt"`
-/// next to `token_env`; a bridge that names a token without repeating the
-/// mode means to use it. An explicit `auth` is never changed (`auth = "none"`
-/// with a token stays a configuration error).
+/// `token_file`), else the default `"none"`. docs/client.md shows
+/// `auth = "jwt"` next to `token_env`; a bridge that names a token without
+/// repeating the mode means to use it. An explicit `auth` is never changed
+/// (`auth = "none"` with a token stays a configuration error).
 pub fn infer_bridge_auth(root: &mut config::Value) {
     use config::ValueKind;
     let ValueKind::Table(top) = &mut root.kind else {

@@ -169,7 +169,8 @@ fn redis_access(p: &mut Problems, c: &super::ClusterSettings, u: &str) {
     }
 }
 
-/// Longest node lease: a crashed node's slots expire within 30 s (DESIGN §4).
+/// Longest node lease: a crashed node's slots expire within 30 s (`lease_s` in
+/// docs/configuration.md#cluster).
 pub const MAX_LEASE_S: u64 = 30;
 
 fn cluster(p: &mut Problems, c: &super::ClusterSettings) {

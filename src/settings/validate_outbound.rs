@@ -1,6 +1,6 @@
-//! Validation of the outbound settings (DESIGN §7): `[proxy]` and every
-//! `[[bridges]]` entry, one line per problem naming the key by its full path
-//! (`bridges[0].into.listener: no listener has path "/nope"`).
+//! Validation of the outbound settings (docs/configuration.md): `[proxy]` and
+//! every `[[bridges]]` entry, one line per problem naming the key by its full
+//! path (`bridges[0].into.listener: no listener has path "/nope"`).
 
 use std::collections::HashMap;
 

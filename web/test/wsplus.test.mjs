@@ -104,7 +104,8 @@ test('4003 (kicked by an administrator) stops for good', async () => {
 });
 
 test('every close code the broker sends has a meaning and the documented action', () => {
-  // DESIGN §6 plus 1002/1007 (docs/protocol.md); docs/browser.md §4 has the same table.
+  // The close codes of docs/protocol.md#close-codes; docs/browser.md §4 has the
+  // same table.
   const want = {
     1000: 'reconnect', 1001: 'reconnect', 1002: 'stop', 1007: 'stop', 1008: 'stop', 1009: 'stop',
     4001: 'refresh', 4002: 'reconnect', 4003: 'stop', 4008: 'slow', 4009: 'slow',

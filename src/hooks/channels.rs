@@ -44,14 +44,12 @@ impl ChannelBackend {
 /// Runs `call` as a task on the current thread (no thread hop), started when
 /// the returned future is first polled (so a call a session holds back takes
 /// no `max_in_flight` slot until then), and waits for its outcome; `lost` if
-/// the task ended without one. A call whose session is gone still runs to its
-/// answer or timeout (holding its slot), so its connection is kept.
+/// the task ended without one (it panicked). A call whose session is gone
+/// still runs to its answer or timeout (holding its slot), so its connection
+/// is kept.
 async fn detached<T: 'static>(call: impl Future<Output = T> + 'static, lost: T) -> T {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    actix_rt::spawn(async move {
-        let _ = tx.send(call.await);
-    });
-    rx.await.unwrap_or(lost)
+    // Dropping the handle (the session is gone) detaches the task.
+    actix_rt::spawn(call).await.unwrap_or(lost)
 }
 
 fn verdict<T>(answer: Result<Verdict<T>, HookError>) -> HookVerdict<T> {

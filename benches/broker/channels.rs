@@ -7,6 +7,7 @@
 //! - `channel_fanout`: 1 publisher → N subscribers of one channel, in a tenant
 //!   that also has M other channels with one subscriber each, against the
 //!   tenant-scope fan-out of the same size in payload and in message mode,
+//!   and in payload mode with frames as long as the `pub` pushes,
 //!   alternating in the same run;
 //! - `subscribe_ops`: subscribe + unsubscribe operations per second over C
 //!   connections, W commands in flight per connection;
@@ -169,7 +170,8 @@ pub fn bench_texts(text: &str) -> impl Iterator<Item = &str> {
     raw.into_iter().chain(quoted)
 }
 
-/// Channel fan-out against tenant fan-out of the same size, alternating
+/// Channel fan-out against tenant fan-out of the same size (and against
+/// tenant fan-out of frames as long as the channel's pushes), alternating
 /// `--rounds` times on one broker.
 pub async fn channel_fanout(args: &Args) {
     support::print_conditions("channel fan-out vs tenant fan-out");
@@ -202,45 +204,64 @@ pub async fn channel_fanout(args: &Args) {
     )
     .await;
     println!("   {others} other channels with one subscriber each, on {holders} sessions");
-    let spec = |path, wire| Spec::one_to_many(path, wire, subs, msgs, size);
-    // Against payload mode (the frame as sent) and message mode (JSON objects
-    // stamped with `_session`, like channels mode's pushes).
-    let mut ratios = (Vec::new(), Vec::new());
+    let spec = |path, wire, size| Spec::one_to_many(path, wire, subs, msgs, size);
+    // Against payload mode (the frame as sent), message mode (JSON objects
+    // stamped with `_session`, like channels mode's pushes) and payload mode
+    // with frames as long as the channel's `pub` pushes: what the same
+    // number of bytes costs without channels.
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
     for round in 1..=rounds {
-        let mut rates = [0.0; 3];
-        for (i, (name, s)) in [
-            ("tenant payload", spec(support::EVENTS, Wire::Payload)),
-            ("tenant message", spec(support::MESSAGES, Wire::Message)),
-            (
-                "channel       ",
-                spec(support::CHANNELS, Wire::Channel("hot")),
-            ),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let cpu = broker.cpu();
+        let mut rates = [0.0; 4];
+        let mut push_len = size;
+        for (i, rate) in rates.iter_mut().enumerate() {
+            let (name, s) = match i {
+                0 => ("tenant payload", spec(support::EVENTS, Wire::Payload, size)),
+                1 => (
+                    "tenant message",
+                    spec(support::MESSAGES, Wire::Message, size),
+                ),
+                2 => (
+                    "channel       ",
+                    spec(support::CHANNELS, Wire::Channel("hot"), size),
+                ),
+                _ => (
+                    "tenant payload, push-sized",
+                    spec(support::EVENTS, Wire::Payload, push_len),
+                ),
+            };
             let out = load::run(&broker, &s).await;
-            rates[i] = out.rate();
+            *rate = out.rate();
+            if i == 2 {
+                push_len = out.bytes_per_delivery().round() as usize;
+            }
+            let (broker_ns, client_ns) = out.cpu_per_delivery_ns();
             println!(
-                "round {round} {name} fan-out 1 -> {subs} x {msgs} msgs x {size} B: {} deliveries/s, \
-                 lost {}, latency {}, broker CPU {:.2} s",
+                "round {round} {name} fan-out 1 -> {subs} x {msgs} msgs x {} B: {} deliveries/s, \
+                 {:.0} B per delivery, CPU per delivery: broker {broker_ns:.0} ns, load generator \
+                 {client_ns:.0} ns; lost {}, latency {}",
+                s.size,
                 thousands(out.rate()),
+                out.bytes_per_delivery(),
                 out.lost(),
                 out.latency.summary(),
-                broker.cpu().saturating_sub(cpu).as_secs_f64()
             );
             if out.lost() > 0 || out.crossed > 0 {
                 fail("deliveries were lost or crossed tenants");
             }
         }
-        ratios.0.push(rates[2] / rates[0]);
-        ratios.1.push(rates[2] / rates[1]);
+        for (r, against) in ratios.iter_mut().zip([rates[0], rates[1], rates[3]]) {
+            r.push(rates[2] / against);
+        }
     }
-    for (against, mut r) in [("payload", ratios.0), ("message", ratios.1)] {
+    let against = [
+        "tenant payload",
+        "tenant message",
+        "tenant payload of the push's size",
+    ];
+    for (against, mut r) in against.into_iter().zip(ratios) {
         r.sort_by(f64::total_cmp);
         println!(
-            "channel / tenant {against} deliveries/s: median {:.2} (rounds {:?})",
+            "channel / {against} deliveries/s: median {:.2} (rounds {:?})",
             r[r.len() / 2],
             r.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>(),
         );

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::channels;
-use crate::support::{connect_many, fail, message, now_us, parse, token, Broker, Percentiles, Ws};
+use crate::support::{
+    connect_many, fail, message, now_us, own_cpu, parse, token, Broker, Percentiles, Ws,
+};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -89,6 +91,16 @@ pub struct Outcome {
     pub received: u64,
     /// Messages a subscriber received from a tenant it must not hear from.
     pub crossed: u64,
+    /// Bytes of the frames that carried measured messages (payload bytes,
+    /// without the WebSocket header).
+    pub bytes: u64,
+    /// Deliveries of the fan-out phase, warm-up included.
+    pub fanned_out: u64,
+    /// The broker's CPU time during the fan-out phase (from the first
+    /// warm-up send until every subscriber is done).
+    pub broker_cpu: Duration,
+    /// The load generator's CPU time during the same phase.
+    pub client_cpu: Duration,
     /// First measured send to last delivery.
     pub elapsed: Duration,
     /// Delivery latencies.
@@ -107,11 +119,27 @@ impl Outcome {
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.received)
     }
+
+    /// Frame bytes per measured delivery: what the broker wrote, and the
+    /// load generator read, for each.
+    pub fn bytes_per_delivery(&self) -> f64 {
+        self.bytes as f64 / self.received.max(1) as f64
+    }
+
+    /// CPU per delivery in the fan-out phase, nanoseconds: the broker's and
+    /// the load generator's (which share the machine's cores).
+    pub fn cpu_per_delivery_ns(&self) -> (f64, f64) {
+        let per = |d: Duration| d.as_nanos() as f64 / self.fanned_out.max(1) as f64;
+        (per(self.broker_cpu), per(self.client_cpu))
+    }
 }
 
 struct SubResult {
     received: u64,
     crossed: u64,
+    bytes: u64,
+    /// Bench messages of its own tenant, warm-up included.
+    all: u64,
     last_us: u64,
     latencies: Vec<u64>,
 }
@@ -164,8 +192,9 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
             publishers.failures
         ));
     }
-    let pubs: Vec<_> = subscribe_all(publishers.conns, spec)
-        .await
+    let publishers = subscribe_all(publishers.conns, spec).await;
+    let cpu_before = (broker.cpu(), own_cpu());
+    let pubs: Vec<_> = publishers
         .into_iter()
         .enumerate()
         .map(|(t, ws)| tokio::spawn(publisher(ws, t as u32, spec.clone(), stop_rx.clone())))
@@ -185,6 +214,8 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
     });
     let mut received = 0;
     let mut crossed = 0;
+    let mut bytes = 0;
+    let mut fanned_out = 0;
     let mut last = 0;
     let mut samples = Vec::new();
     for s in subs {
@@ -193,14 +224,22 @@ pub async fn run(broker: &Broker, spec: &Spec) -> Outcome {
             .unwrap_or_else(|e| fail(&format!("subscriber task: {e}")));
         received += r.received;
         crossed += r.crossed;
+        bytes += r.bytes;
+        fanned_out += r.all;
         last = last.max(r.last_us);
         samples.extend(r.latencies);
     }
     drain.abort();
+    let broker_cpu = broker.cpu().saturating_sub(cpu_before.0);
+    let client_cpu = own_cpu().saturating_sub(cpu_before.1);
     Outcome {
         expected: per_sub * (spec.tenants as u64 * spec.subs_per_tenant as u64),
         received,
         crossed,
+        bytes,
+        fanned_out,
+        broker_cpu,
+        client_cpu,
         elapsed: Duration::from_micros(last.saturating_sub(first_send)),
         latency: Percentiles::new(samples),
         connect,
@@ -228,6 +267,8 @@ async fn subscriber(
     let mut r = SubResult {
         received: 0,
         crossed: 0,
+        bytes: 0,
+        all: 0,
         last_us: 0,
         latencies: Vec::with_capacity(expected.min(1 << 20) as usize),
     };
@@ -241,11 +282,13 @@ async fn subscriber(
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => break,
         };
+        let before = r.received;
         for stamp in channels::bench_texts(&text).filter_map(parse) {
             if allowed.is_some_and(|t| t != stamp.tenant) {
                 r.crossed += 1;
                 continue;
             }
+            r.all += 1;
             if stamp.warmup {
                 continue;
             }
@@ -253,6 +296,9 @@ async fn subscriber(
             r.received += 1;
             r.last_us = now;
             r.latencies.push(now.saturating_sub(stamp.sent_us));
+        }
+        if r.received > before {
+            r.bytes += text.len() as u64;
         }
     }
     r

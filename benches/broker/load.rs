@@ -282,24 +282,22 @@ async fn subscriber(
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => break,
         };
-        let before = r.received;
-        for stamp in channels::bench_texts(&text).filter_map(parse) {
-            if allowed.is_some_and(|t| t != stamp.tenant) {
-                r.crossed += 1;
-                continue;
-            }
-            r.all += 1;
-            if stamp.warmup {
-                continue;
-            }
-            let now = now_us();
-            r.received += 1;
-            r.last_us = now;
-            r.latencies.push(now.saturating_sub(stamp.sent_us));
+        let Some(stamp) = channels::bench_text(&text).and_then(parse) else {
+            continue;
+        };
+        if allowed.is_some_and(|t| t != stamp.tenant) {
+            r.crossed += 1;
+            continue;
         }
-        if r.received > before {
-            r.bytes += text.len() as u64;
+        r.all += 1;
+        if stamp.warmup {
+            continue;
         }
+        let now = now_us();
+        r.received += 1;
+        r.bytes += text.len() as u64;
+        r.last_us = now;
+        r.latencies.push(now.saturating_sub(stamp.sent_us));
     }
     r
 }
@@ -325,9 +323,9 @@ async fn publisher(
             };
             match frame {
                 Some(Ok(Message::Text(t))) => {
-                    let own_last = channels::bench_texts(&t)
-                        .filter_map(parse)
-                        .any(|s| s.warmup && s.tenant == tenant && s.seq == last_warm);
+                    let own_last = channels::bench_text(&t)
+                        .and_then(parse)
+                        .is_some_and(|s| s.warmup && s.tenant == tenant && s.seq == last_warm);
                     if own_last {
                         let _ = warm_tx.send(true);
                     }

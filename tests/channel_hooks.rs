@@ -351,7 +351,9 @@ async fn commands_reach_the_hub_in_order_while_the_backend_is_slow() {
         r#"{"id":4,"op":"publish","channel":"room","data":"after"}"#
     ))
     .await;
-    assert_eq!(c.reply(json!(1)).await["result"]["channel"], "room");
+    // An error here (`unavailable`) would be the 500 ms timeout under load.
+    let subscribed = c.reply(json!(1)).await;
+    assert_eq!(subscribed["result"]["channel"], "room", "{subscribed}");
     assert_eq!(c.reply(json!(2)).await["result"], json!({}));
     assert_eq!(c.reply(json!(3)).await["result"], json!({}));
     assert_eq!(c.reply(json!(4)).await["result"], json!({}));

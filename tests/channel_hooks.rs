@@ -38,7 +38,7 @@ fn settings(
     l.hooks = Some(HooksSettings {
         url: backend.url(),
         hooks: hooks.to_vec(),
-        timeout_ms: 500,
+        timeout_ms: 1000,
         secret_env: Some("HOOK_SECRET".into()),
         ..Default::default()
     });
@@ -288,7 +288,7 @@ async fn no_usable_answer_is_unavailable_and_counted() {
         Answer::raw(500, "{\"allow\": true}"),
         Answer::raw(200, "{\"allow\": \"yes\"}"),
         Answer::raw(200, "not json"),
-        // Slower than timeout_ms (500 ms).
+        // Slower than timeout_ms (1 s).
         Answer::json(json!({"allow": true, "result": 1})).after(Duration::from_secs(2)),
     ];
     for (i, a) in answers.into_iter().enumerate() {
@@ -351,7 +351,7 @@ async fn commands_reach_the_hub_in_order_while_the_backend_is_slow() {
         r#"{"id":4,"op":"publish","channel":"room","data":"after"}"#
     ))
     .await;
-    // An error here (`unavailable`) would be the 500 ms timeout under load.
+    // An error here (`unavailable`) would be the timeout (1 s) under load.
     let subscribed = c.reply(json!(1)).await;
     assert_eq!(subscribed["result"]["channel"], "room", "{subscribed}");
     assert_eq!(c.reply(json!(2)).await["result"], json!({}));

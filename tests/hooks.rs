@@ -20,7 +20,7 @@ fn with_hooks(backend: &Backend, hooks: &[HookName], mode: Mode) -> Settings {
     s.listeners[0].hooks = Some(HooksSettings {
         url: backend.url(),
         hooks: hooks.to_vec(),
-        timeout_ms: 500,
+        timeout_ms: 1000,
         secret_env: Some("HOOK_SECRET".into()),
         ..Default::default()
     });
@@ -95,7 +95,7 @@ async fn connect_hook_without_a_usable_answer_refuses_with_503() {
         Answer::raw(200, "{\"allow\": \"yes\"}"),
         Answer::raw(200, "{}"),
         Answer::raw(200, "not json"),
-        // Slower than timeout_ms (500 ms).
+        // Slower than timeout_ms (1 s).
         Answer::json(json!({"allow": true})).after(Duration::from_secs(2)),
     ];
     for (i, a) in answers.into_iter().enumerate() {

@@ -4,13 +4,12 @@
 //! (overloaded, timeout, refused connection, non-2xx, malformed answer) comes
 //! out as `Unavailable`: fail closed.
 //!
-//! Each call runs as a task of its own on the session's thread ([`detached`]),
+//! Each call runs as a task of its own on the session's thread (`detached`),
 //! and the session's future only waits for its outcome: a session polls every
 //! future it holds each time it wakes (each answer, each frame), and with up
 //! to its depth of calls pending, polling each HTTP call down through awc on
 //! every wake-up cost more than the calls themselves.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -19,7 +18,7 @@ use wsplus_actors::channels::ChannelName;
 use wsplus_actors::SessionInfo;
 
 use super::wire::{RpcAnswer, Verdict};
-use super::{HookClient, HookError};
+use super::{detached, HookClient, HookError};
 use crate::settings::HookName;
 
 /// One listener's channel hooks.
@@ -39,17 +38,6 @@ impl ChannelBackend {
                 client: client.clone(),
             })
     }
-}
-
-/// Runs `call` as a task on the current thread (no thread hop), started when
-/// the returned future is first polled (so a call a session holds back takes
-/// no `max_in_flight` slot until then), and waits for its outcome; `lost` if
-/// the task ended without one (it panicked). A call whose session is gone
-/// still runs to its answer or timeout (holding its slot), so its connection
-/// is kept.
-async fn detached<T: 'static>(call: impl Future<Output = T> + 'static, lost: T) -> T {
-    // Dropping the handle (the session is gone) detaches the task.
-    actix_rt::spawn(call).await.unwrap_or(lost)
 }
 
 fn verdict<T>(answer: Result<Verdict<T>, HookError>) -> HookVerdict<T> {

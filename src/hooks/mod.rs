@@ -129,3 +129,17 @@ pub(crate) fn test_info() -> wsplus_actors::SessionInfo {
         expires_at: None,
     }
 }
+
+/// Runs `call` as a task on the current thread (no thread hop), started when
+/// the returned future is first polled (so a call a session holds back takes
+/// no `max_in_flight` slot until then), and waits for its outcome; `lost` if
+/// the task ended without one (it panicked). A call whose session is gone
+/// still runs to its answer or timeout (holding its slot), so its connection
+/// is kept.
+pub(crate) async fn detached<T: 'static>(
+    call: impl std::future::Future<Output = T> + 'static,
+    lost: T,
+) -> T {
+    // Dropping the handle (the session is gone) detaches the task.
+    actix_rt::spawn(call).await.unwrap_or(lost)
+}

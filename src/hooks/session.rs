@@ -11,7 +11,7 @@ use wsplus_actors::session::{HookAnswer, HookCall, SessionHooks};
 use wsplus_actors::{Delivery, Mode, SessionInfo};
 
 use super::wire::{MessageAnswer, MessageBody};
-use super::{HookClient, Webhooks};
+use super::{detached, HookClient, Webhooks};
 use crate::settings::HookName;
 
 /// One listener's backend side of its sessions.
@@ -53,7 +53,7 @@ impl SessionHooks for ListenerHooks {
         let body = MessageBody::new(self.mode, &frame);
         let mode = self.mode;
         let info = info.clone();
-        Box::pin(async move {
+        let call = async move {
             // Taken when the session starts the call, not while the message
             // waits in its stage (the session's share is bounded there).
             let Ok(permit) = client.begin(HookName::Message) else {
@@ -63,7 +63,10 @@ impl SessionHooks for ListenerHooks {
                 Ok(answer) => answer_deliveries(mode, answer, &info),
                 Err(_) => HookAnswer::default(),
             }
-        })
+        };
+        // A task of its own, like the channel hooks' calls: the session
+        // does not poll its pending calls through awc at each wake-up.
+        Box::pin(detached(call, HookAnswer::default()))
     }
 
     fn opened(&self, info: &Arc<SessionInfo>) {

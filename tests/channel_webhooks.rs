@@ -30,13 +30,19 @@ fn env() -> HashMap<String, String> {
     HashMap::from([("HOOK_SECRET".to_owned(), HOOK_SECRET.to_owned())])
 }
 
+/// Every event received, as sent, in order of arrival.
+fn raw_events(backend: &Backend) -> Vec<Value> {
+    backend
+        .requests_to("events")
+        .iter()
+        .flat_map(|r| r.json["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// `(event, tenantId, channel)` of every event received, in order.
 fn events(backend: &Backend) -> Vec<(String, Value, String)> {
-    backend
-        .requests()
-        .iter()
-        .filter(|r| r.hook == "events")
-        .flat_map(|r| r.json["events"].as_array().cloned().unwrap_or_default())
+    raw_events(backend)
+        .into_iter()
         .map(|e| {
             assert_eq!(e["listener"], PATH, "{e}");
             assert!(e["time_ms"].as_u64().is_some(), "{e}");
@@ -150,29 +156,15 @@ async fn occupancy_is_cluster_wide_with_redis() {
     held_by(1).await;
     bob.ws.close().await;
     held_by(0).await;
-    let events = async |n: usize| -> Vec<Value> {
-        poll_within(
-            WAIT,
-            &format!("{n} channel events"),
-            async || {
-                backend
-                    .requests_to("events")
-                    .iter()
-                    .flat_map(|r| r.json["events"].as_array().cloned().unwrap_or_default())
-                    .collect::<Vec<_>>()
-            },
-            |e| e.len() >= n,
-        )
-        .await
-    };
     // b stamps its vacated event when Redis' verdict reaches it, which may
     // be after Redis already shows the channel empty: the next channel is
     // occupied (on a) once b's event is in, so the two nodes' stamps are in
     // the order of the changes.
-    events(2).await;
+    wait_events(&backend, 2).await;
     alice.subscribe("later").await;
 
-    let mut got = events(3).await;
+    wait_events(&backend, 3).await;
+    let mut got = raw_events(&backend);
     got.sort_by_key(|e| e["time_ms"].as_u64());
     let seen: Vec<(&str, &str)> = got
         .iter()

@@ -66,10 +66,11 @@ pub struct HookClient {
 /// The most calls one session may have waiting for the backend.
 pub const SESSION_DEPTH: usize = 16;
 
-/// One channels session's share of a listener's `max_in_flight`: at most
-/// [`SESSION_DEPTH`] calls running, so that one client pipelining commands
-/// cannot take the whole listener's capacity (its socket stops being read
-/// instead, and other sessions' calls are still made).
+/// One session's share of a listener's `max_in_flight` (channel hooks and the
+/// `message` hook alike): at most [`SESSION_DEPTH`] calls running, so that one
+/// client pipelining commands or messages cannot take the whole listener's
+/// capacity (its socket stops being read instead, and other sessions' calls
+/// are still made).
 pub fn session_depth(max_in_flight: usize) -> usize {
     max_in_flight.clamp(1, SESSION_DEPTH)
 }

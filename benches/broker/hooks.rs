@@ -10,7 +10,8 @@
 //! The backend is an actix-web server in this process on threads of its own
 //! (its own actix system and one worker, not the load generator's tokio
 //! runtime), reading the body and answering `{"allow": true}` without
-//! checking the signature; its
+//! checking the signature — after `--backend-work-us` microseconds of its
+//! own CPU time per call (default 0; stands for a backend's lookup); its
 //! CPU time is read from those threads' `/proc/self/task/*/stat`, so the
 //! report says how much of the machine the backend took. It also counts the
 //! TCP connections the broker opened to it: with keep-alive working that is
@@ -49,8 +50,31 @@ impl Counts {
     }
 }
 
-/// Starts the backend on a loopback port; returns its base URL and counts.
-fn backend() -> (String, Arc<Counts>) {
+/// This thread's CPU time.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Spends `work` of this thread's CPU time (a backend deciding something).
+fn spend(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let until = thread_cpu() + work;
+    while thread_cpu() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Starts the backend on a loopback port, spending `work` of CPU per call;
+/// returns its base URL and counts.
+fn backend(work: Duration) -> (String, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("{e}")));
     let addr = listener
         .local_addr()
@@ -69,6 +93,7 @@ fn backend() -> (String, Arc<Counts>) {
                     // request body was left unread, so keep-alive needs it.
                     App::new().default_service(web::to(move |_body: web::Bytes| {
                         counts.requests.fetch_add(1, Ordering::Relaxed);
+                        spend(work);
                         async {
                             HttpResponse::Ok()
                                 .content_type("application/json")
@@ -160,7 +185,14 @@ pub async fn publish_hook(args: &Args) {
     let msgs: u64 = args.get("msgs", 2_000);
     let size: usize = args.get("size", 128);
     let rounds: usize = args.get("rounds", 3);
-    let (url, counts) = backend();
+    let work = Duration::from_micros(args.get("backend-work-us", 0));
+    if !work.is_zero() {
+        println!(
+            "   the backend spends {} us of CPU per call",
+            work.as_micros()
+        );
+    }
+    let (url, counts) = backend(work);
     let extra = format!(
         "[[listeners]]\npath = \"{CH_HOOK}\"\nmode = \"channels\"\nscope = \"tenant\"\n\
          [listeners.auth]\nmode = \"hs256\"\nsecret_env = \"WSPLUS_BENCH_SECRET\"\n\

@@ -377,6 +377,55 @@ async fn a_connection_that_never_completes_its_request_is_timed_out() {
     assert_eq!(recv_text(&mut ws).await, "alive");
 }
 
+/// `request_timeout_ms` counts from the connection's start, to the
+/// millisecond: a client that sends its request a little later than at once
+/// is upgraded, and a slow one gets its 408 no sooner than the timeout.
+/// (actix-http computed the deadline from a clock it updates every 500 ms,
+/// so a timeout below 500 ms could expire before the client had a chance.)
+#[tokio::test]
+async fn the_request_timeout_gives_every_connection_its_whole_time() {
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    const LATE: Duration = Duration::from_millis(50);
+    let mut s = base_settings();
+    s.limits.request_timeout_ms = TIMEOUT.as_millis() as u64;
+    let app = TestApp::spawn(s);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        path_for(PATH, "acme"),
+        app.http
+    );
+    // Connections spread over more than one tick of that clock.
+    for i in 0..24 {
+        let mut tcp = TcpStream::connect(app.http).await.unwrap();
+        tokio::time::sleep(LATE).await;
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).await.unwrap();
+        assert_eq!(
+            &head,
+            b"HTTP/1.1 101",
+            "connection {i}: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    for i in 0..6 {
+        let t0 = Instant::now();
+        let mut silent = TcpStream::connect(app.http).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, silent.read_to_end(&mut got))
+            .await
+            .expect("the silent connection was left open")
+            .unwrap();
+        let waited = t0.elapsed();
+        assert!(got.starts_with(b"HTTP/1.1 408"), "{got:?}");
+        assert!(
+            waited >= TIMEOUT,
+            "silent connection {i}: 408 after {waited:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn max_tcp_connections_bounds_open_sockets_and_frees_them_on_close() {
     let mut s = base_settings(); // one worker: the cap is exact

@@ -278,7 +278,10 @@ impl ServiceConfig {
     /// Returns `None` if this `ServiceConfig was` constructed with `client_request_timeout: 0`.
     pub fn client_request_deadline(&self) -> Option<Instant> {
         let timeout = self.0.client_request_timeout;
-        (timeout != Duration::ZERO).then(|| self.now() + timeout)
+        // wsplus patch (vendor/README.md): from the clock itself, not from the
+        // date service's, which is up to 500 ms old and would take that much
+        // off the client's time.
+        (timeout != Duration::ZERO).then(|| Instant::now() + timeout)
     }
 
     /// Creates a time object representing the deadline for the client to disconnect.

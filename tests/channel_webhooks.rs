@@ -320,16 +320,20 @@ async fn occupancy_changes_beyond_the_queue_are_applied_by_the_renewal() {
     s.cluster.queue = 16;
     let a = TestApp::spawn_with_env(s, env());
     let mut alice = Chan::connect_subject(&a, PATH, "acme", "alice").await;
-    // One frame of 100 subscriptions: the channel space reports 100 first
-    // subscribers at once, faster than one Redis round trip each.
+    // One frame of 100 subscriptions while Redis hangs: the channel space
+    // reports 100 first subscribers, and the queue's consumer is stuck on
+    // its first round trip, so the queue of 16 overflows whatever the speed
+    // of the machine.
     let lines: Vec<String> = (0..100)
         .map(|i| json!({"id": i + 1, "op": "subscribe", "channel": format!("c{i}")}).to_string())
         .collect();
+    redis.pause();
     alice.send_raw(&lines.join("\n")).await;
     for i in 0..100 {
         let r = alice.reply(json!(i + 1)).await;
         assert!(r.get("result").is_some(), "{r}");
     }
+    redis.resume();
     let got = poll_until(
         "100 channels occupied",
         async || {

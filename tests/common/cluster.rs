@@ -171,6 +171,26 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOPs it: connections stay open, nothing is answered until
+    /// [`RedisServer::resume`] (a server that hangs, not one that is gone).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONTs a paused one.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
     /// SIGKILLs it (an outage, not a clean stop).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -50,22 +50,15 @@ impl Counts {
     }
 }
 
-/// This thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Spends `work` of this thread's CPU time (a backend deciding something).
 fn spend(work: Duration) {
     if work.is_zero() {
         return;
     }
+    let thread_cpu = || {
+        support::clock_time(libc::CLOCK_THREAD_CPUTIME_ID)
+            .unwrap_or_else(|| fail("this thread's CPU clock cannot be read"))
+    };
     let until = thread_cpu() + work;
     while thread_cpu() < until {
         std::hint::spin_loop();

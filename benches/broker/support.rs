@@ -371,7 +371,8 @@ pub fn own_cpu() -> Duration {
     clock_time(libc::CLOCK_PROCESS_CPUTIME_ID).unwrap_or_default()
 }
 
-fn clock_time(clock: libc::clockid_t) -> Option<Duration> {
+/// The time of `clock` (a CPU-time clock here); `None` when it cannot be read.
+pub fn clock_time(clock: libc::clockid_t) -> Option<Duration> {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -321,6 +321,52 @@ async fn one_pipelining_session_loses_nothing_and_cannot_take_the_listeners_whol
     }
 }
 
+/// A session whose `message` hook calls are at their depth decodes nothing
+/// more: what the client sent after them, a ping included, stays unread bytes
+/// (nothing piles up in the broker) until answers free a place.
+#[tokio::test]
+async fn a_session_at_its_hook_depth_decodes_nothing_more() {
+    use common::limits::{client_frame, open, write_raw};
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const ANSWER_AFTER: Duration = Duration::from_secs(2);
+    let backend =
+        Backend::start(|r| Answer::json(json!({"reply": r.json["payload"]})).after(ANSWER_AFTER));
+    let mut s = with_hooks(&backend, &[HookName::Message], Mode::Payload);
+    s.listeners[0].hooks.as_mut().unwrap().timeout_ms = 10_000;
+    let app = spawn(s);
+    let mut sock = open(&app, "/ws/events", "acme").await;
+    // Twenty messages and a ping in one write: one chunk for the broker.
+    let mut burst: Vec<u8> = (0..20)
+        .flat_map(|n| client_frame(0x81, format!("m{n}").as_bytes()))
+        .collect();
+    burst.extend(client_frame(0x89, b"still there?"));
+    write_raw(&mut sock, &burst).await;
+    backend.wait_requests(16, WAIT).await;
+    // The first answers are 2 s away: until then the ping is not decoded,
+    // so nothing at all comes back.
+    let early = tokio::time::timeout(Duration::from_millis(500), sock.next()).await;
+    assert!(early.is_err(), "answered while at its depth: {early:?}");
+    let (mut texts, mut pong_after) = (Vec::new(), None);
+    while texts.len() < 20 || pong_after.is_none() {
+        match tokio::time::timeout(WAIT, sock.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                assert_eq!(&p[..], b"still there?");
+                pong_after = Some(texts.len());
+            }
+            other => panic!("{other:?} after {texts:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected);
+    assert!(
+        pong_after >= Some(1),
+        "pong before any answer: {pong_after:?}"
+    );
+    assert_eq!(backend.requests_to("message").len(), 20);
+}
+
 #[tokio::test]
 async fn a_failed_message_hook_sends_nothing_keeps_the_connection_and_counts() {
     let backend = Backend::start(|_| Answer::raw(503, "{}"));

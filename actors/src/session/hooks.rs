@@ -23,7 +23,8 @@ use crate::delivery::Delivery;
 use crate::info::SessionInfo;
 use crate::protocol::Frame;
 
-/// A call in progress; it runs on the session's own thread.
+/// A call to the backend, started when first polled (it may wait in the
+/// session's stage first); it runs on the session's own thread.
 pub type HookCall = Pin<Box<dyn Future<Output = HookAnswer>>>;
 
 /// What the backend asked the session to send. Empty when the hook failed (the

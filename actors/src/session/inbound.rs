@@ -56,13 +56,12 @@ pub struct Inbound<S> {
 }
 
 impl<S> Inbound<S> {
-    /// Decodes `inner` with `codec`, refusing frames over `max_bytes` at their
-    /// header (`max_bytes` must be the codec's `max_size`).
-    pub fn new(inner: S, codec: Codec, max_bytes: usize) -> Self {
+    /// Decodes `inner`, refusing frames over `max_bytes` at their header.
+    pub fn new(inner: S, max_bytes: usize) -> Self {
         Self {
             inner,
             guard: FrameSizeGuard::new(max_bytes),
-            codec,
+            codec: Codec::new().max_size(max_bytes),
             buf: BytesMut::new(),
             peak: 0,
             held: Bytes::new(),
@@ -212,7 +211,7 @@ mod tests {
     }
 
     fn inbound(chunks: Chunks, max: usize) -> Inbound<Chunks> {
-        Inbound::new(chunks, Codec::new().max_size(max), max)
+        Inbound::new(chunks, max)
     }
 
     /// Polls once.

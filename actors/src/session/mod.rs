@@ -144,7 +144,7 @@ pub struct Session {
     /// Channels mode only (`channels.rs`).
     channels: Option<channels::ChannelsSession>,
     /// The socket's messages, from [`Session::start`] until the actor starts.
-    inbound: Option<Inbound<GatedStream<web::Payload>>>,
+    inbound: Option<GatedStream<Inbound<web::Payload>>>,
 }
 
 impl Session {
@@ -197,10 +197,10 @@ impl Session {
         payload: web::Payload,
     ) -> Result<HttpResponse, actix_web::Error> {
         let max = self.policy.max_message_bytes;
-        let codec = Codec::new().max_size(max);
-        // Not read while this session's messages wait, or its room (its
-        // router: global scope) holds publishers back (a member's queue is
-        // full).
+        // Not decoded (nor read) while this session's messages wait, or its
+        // room (its router: global scope) holds publishers back (a member's
+        // queue is full), or its hook calls are at their depth: the gates
+        // stand above the decoder, so what was read stays bytes.
         let mut gates = vec![&self.held];
         if let Route::Room { gate, .. } | Route::Global { gate, .. } = &self.route {
             gates.push(gate);
@@ -212,11 +212,11 @@ impl Session {
             gates.push(&c.hub_gate);
             gates.push(c.stage.gate());
         }
-        let payload = GatedStream::new(payload, &gates);
-        self.inbound = Some(Inbound::new(payload, codec.clone(), max));
+        self.inbound = Some(GatedStream::new(Inbound::new(payload, max), &gates));
         let channels = self.channels.is_some();
         let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
-        let builder = ws::WsResponseBuilder::new(self, req, unused).codec(codec);
+        let builder =
+            ws::WsResponseBuilder::new(self, req, unused).codec(Codec::new().max_size(max));
         // Selected when the client offers it; a client that offers nothing
         // gets no Sec-WebSocket-Protocol.
         let builder = if channels {

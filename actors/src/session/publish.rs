@@ -5,9 +5,9 @@
 //! the session keeps writing its deliveries and answering pings (a publisher
 //! that is also a member must keep draining, or its room would wait on it).
 //!
-//! What waits here is bounded by what the decoder had already taken from the
-//! socket when the gate closed: at most one message of `max_message_bytes`
-//! plus a few small frames (see `size_guard.rs`).
+//! What waits here is bounded by what was decoded before the gate closed:
+//! one message of at most `max_message_bytes`, since the gate stands above
+//! the decoder (`inbound.rs`, `Session::start`).
 
 use actix::prelude::*;
 use actix_web_actors::ws::WebsocketContext;

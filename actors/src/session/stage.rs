@@ -13,9 +13,9 @@
 //! not yet asked, and starts when a running one ends. Once `depth` places are
 //! taken the stage's [`Gate`] closes, so the session's socket is not read
 //! until they drain and TCP slows the client down: nothing is dropped, and
-//! what waits is bounded by what the decoder had already read when the gate
-//! closed — at most the frame in progress (`inbound.rs`), i.e. one message,
-//! or the command lines of one channels frame, within `max_message_bytes`.
+//! what waits is bounded by what was decoded before the gate closed — one
+//! message, or the command lines of one channels frame, within
+//! `max_message_bytes` (the gate stands above the decoder, `inbound.rs`).
 //!
 //! The plain type keeps the bookkeeping (places, running count, gate) and has
 //! its own tests; [`Staging`] and the `Session` methods below run the calls on

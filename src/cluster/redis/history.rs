@@ -70,12 +70,12 @@ pub(super) async fn task(link: Arc<Link>, mut rx: mpsc::Receiver<HistoryOp>) {
             replies.push(op.reply);
         }
         match link.run_each(&b).await {
-            Ok(values) if values.len() == replies.len() => {
+            // One answer per call, or an error (`Batch::answers`).
+            Ok(values) => {
                 for (reply, v) in replies.into_iter().zip(values) {
                     reply.answer(v);
                 }
             }
-            Ok(_) => replies.into_iter().for_each(Reply::fail),
             Err(e) => {
                 log::warn!("cluster: channel history unavailable: {e}");
                 replies.into_iter().for_each(Reply::fail);

@@ -16,7 +16,8 @@
 //!   synchronously by the Broker's calls; Redis is only ever a copy of it,
 //!   rewritten after any doubt;
 //! * [`scripts`] — the Lua scripts (slots, leases, channel history), timed by
-//!   Redis' clock;
+//!   Redis' clock, and [`scripts::Batch`], the pipeline every script call
+//!   runs in (by SHA1 with `EVALSHA`, loaded again after `NOSCRIPT`);
 //! * [`history`] — channel streams: appends and reads, pipelined in order;
 //! * [`occupancy`] — which nodes hold each channel, for the
 //!   `channel.occupied` / `channel.vacated` webhooks.

@@ -125,15 +125,10 @@ async fn global_listener_channels_have_no_tenant() {
 /// on any node and vacated when the last one anywhere is gone.
 #[tokio::test]
 async fn occupancy_is_cluster_wide_with_redis() {
-    use common::cluster::{node_settings, RedisServer};
+    use common::cluster::RedisServer;
     let backend = Backend::start(|_| Answer::json(json!({})));
     let redis = RedisServer::start();
-    let node = |id: &str| {
-        let mut s = with_channel_webhook(&backend, Scope::Tenant);
-        let c = node_settings(&redis, id);
-        s.cluster = c.cluster;
-        TestApp::spawn_with_env(s, env())
-    };
+    let node = |id: &str| TestApp::spawn_with_env(cluster_node(&backend, &redis, id), env());
     let (a, b) = (node("a"), node("b"));
     let held_by = async |n: i64| {
         poll_until(
@@ -195,6 +190,30 @@ fn cluster_node(backend: &Backend, redis: &common::cluster::RedisServer, id: &st
     s
 }
 
+/// [`cluster_node`] for a process of its own (SIGKILL), whose webhook
+/// secret comes from `secret` (see [`secret_file`]).
+fn child_node(
+    backend: &Backend,
+    redis: &common::cluster::RedisServer,
+    id: &str,
+    secret: &std::path::Path,
+) -> Settings {
+    let mut s = cluster_node(backend, redis, id);
+    s.webhooks[0].secret_env = None;
+    s.webhooks[0].secret_file = Some(secret.display().to_string());
+    s
+}
+
+/// A file holding the webhook secret, named for `test`.
+fn secret_file(test: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "wsplus-webhook-secret-{test}-{}",
+        std::process::id()
+    ));
+    std::fs::write(&path, HOOK_SECRET).unwrap();
+    path
+}
+
 /// How often `event` of `channel` (tenant `acme`) was received.
 fn count(backend: &Backend, event: &str, channel: &str) -> usize {
     let want = ev(event, json!("acme"), channel);
@@ -222,13 +241,8 @@ async fn a_killed_nodes_last_subscriber_is_vacated_once_by_a_live_node() {
     let redis = RedisServer::start();
     let a = TestApp::spawn_with_env(cluster_node(&backend, &redis, "a"), env());
     let c = TestApp::spawn_with_env(cluster_node(&backend, &redis, "c"), env());
-    // b is a process of its own (SIGKILL): its secret comes from a file.
-    let secret = std::env::temp_dir().join(format!("wsplus-webhook-secret-{}", std::process::id()));
-    std::fs::write(&secret, HOOK_SECRET).unwrap();
-    let mut on_b = cluster_node(&backend, &redis, "b");
-    on_b.webhooks[0].secret_env = None;
-    on_b.webhooks[0].secret_file = Some(secret.display().to_string());
-    let mut b = ChildNode::spawn(on_b).await;
+    let secret = secret_file("killed");
+    let mut b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;
     let token = channels_token("acme", Some("bob"), 3600, json!({}));
     let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
     bob.subscribe("news").await;
@@ -278,6 +292,37 @@ async fn a_killed_nodes_last_subscriber_is_vacated_once_by_a_live_node() {
         events(&backend)
     );
     assert_eq!(count(&backend, "channel.occupied", "news"), 1);
+    let _ = std::fs::remove_file(secret);
+}
+
+/// Node b holds the only subscriber of `news`, is killed and started again
+/// under the same id at once, within its lease: nobody claims it dead, so
+/// its new run's first renewal takes what the last one held and vacates it.
+#[tokio::test]
+async fn a_node_restarted_under_its_id_vacates_what_its_last_run_held() {
+    use common::cluster::{ChildNode, RedisServer};
+    let backend = Backend::start(|_| Answer::json(json!({})));
+    let redis = RedisServer::start();
+    let secret = secret_file("restarted");
+    let mut b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;
+    let token = channels_token("acme", Some("bob"), 3600, json!({}));
+    let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
+    bob.subscribe("news").await;
+    wait_event(&backend, "channel.occupied", "news", WAIT).await;
+
+    b.kill();
+    let b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;
+    wait_event(&backend, "channel.vacated", "news", WAIT).await;
+    // An event of the new run after it flushes whatever it queued before.
+    let mut again = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
+    again.subscribe("after").await;
+    wait_event(&backend, "channel.occupied", "after", WAIT).await;
+    assert_eq!(
+        count(&backend, "channel.vacated", "news"),
+        1,
+        "{:?}",
+        events(&backend)
+    );
     let _ = std::fs::remove_file(secret);
 }
 

@@ -141,6 +141,7 @@ impl Occupancies {
             desired: desired.clone(),
             held: HashSet::new(),
             sweeps: Vec::new(),
+            adopted: false,
         };
         arbiter.spawn(task.run(rx));
         Self {
@@ -186,13 +187,16 @@ struct Task {
     held: HashSet<String>,
     /// Dead nodes claimed and not swept yet (retried every tick).
     sweeps: Vec<String>,
+    /// What an earlier run of this node id left in its index has been taken
+    /// into `held` (done by the first renewal that reaches Redis).
+    adopted: bool,
 }
 
 impl Task {
     /// Applies the changes in order and renews, reconciles and sweeps every
     /// tick.
     async fn run(mut self, mut rx: mpsc::Receiver<Change>) {
-        let Some(tick) = self.link.upgrade().map(|l| l.timing.lease / 3) else {
+        let Some(tick) = self.link.upgrade().map(|l| l.timing.tick()) else {
             return;
         };
         let mut renew = actix_rt::time::interval(tick);
@@ -226,13 +230,16 @@ impl Task {
         match c.what {
             Occupancy::Occupied => {
                 self.held.insert(c.key.clone());
-                b.call(occupancy(&c.key, "add", &link.node, lease_ms(link)));
+                b.call(occupancy(&c.key, "add", &link.node, link.timing.lease_ms()));
                 b.cmd(redis::Cmd::sadd(&index, &c.key)).ignore();
-                b.cmd(redis::Cmd::pexpire(&index, 3 * lease_ms(link) as i64))
-                    .ignore();
+                b.cmd(redis::Cmd::pexpire(
+                    &index,
+                    3 * link.timing.lease_ms() as i64,
+                ))
+                .ignore();
             }
             Occupancy::Vacated => {
-                b.call(occupancy(&c.key, "rem", &link.node, lease_ms(link)));
+                b.call(occupancy(&c.key, "rem", &link.node, link.timing.lease_ms()));
                 b.cmd(redis::Cmd::srem(&index, &c.key)).ignore();
             }
         }
@@ -258,6 +265,15 @@ impl Task {
     /// node holds the channel, out wherever it may still be counted but no
     /// longer holds it; the verdicts are emitted as for a change.
     async fn reconcile(&mut self, link: &Link) -> Result<(), super::error::LinkError> {
+        if !self.adopted {
+            // A node restarted under the same id within its lease is never
+            // claimed dead, so nobody would sweep what its last run held:
+            // this run may be counted there too until it says otherwise.
+            let index = keys::occupancy_index(&link.node);
+            let before: Vec<String> = link.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+            self.held.extend(before);
+            self.adopted = true;
+        }
         let want: HashSet<String> = self.desired.lock().clone();
         let gone: Vec<String> = self.held.difference(&want).cloned().collect();
         if want.is_empty() && gone.is_empty() {
@@ -267,10 +283,10 @@ impl Task {
         let mut b = Batch::new();
         let order: Vec<&String> = want.iter().chain(&gone).collect();
         for k in &want {
-            b.call(occupancy(k, "add", &link.node, lease_ms(link)));
+            b.call(occupancy(k, "add", &link.node, link.timing.lease_ms()));
         }
         for k in &gone {
-            b.call(occupancy(k, "rem", &link.node, lease_ms(link)));
+            b.call(occupancy(k, "rem", &link.node, link.timing.lease_ms()));
         }
         if !want.is_empty() {
             b.cmd(redis::Cmd::sadd(&index, want.iter().collect::<Vec<_>>()))
@@ -279,8 +295,11 @@ impl Task {
         if !gone.is_empty() {
             b.cmd(redis::Cmd::srem(&index, &gone)).ignore();
         }
-        b.cmd(redis::Cmd::pexpire(&index, 3 * lease_ms(link) as i64))
-            .ignore();
+        b.cmd(redis::Cmd::pexpire(
+            &index,
+            3 * link.timing.lease_ms() as i64,
+        ))
+        .ignore();
         let verdicts: Vec<i64> = link.run(&b).await?;
         for (k, v) in order.into_iter().zip(verdicts) {
             self.emit(link, k, v);
@@ -292,7 +311,9 @@ impl Task {
     /// Renews this node's lease among the counting nodes, claims the dead
     /// ones and removes them from every set they were counted in.
     async fn sweep(&mut self, link: &Link) -> Result<(), super::error::LinkError> {
-        let dead: Vec<String> = link.script(claim(&link.node, lease_ms(link))).await?;
+        let dead: Vec<String> = link
+            .script(claim(&link.node, link.timing.lease_ms()))
+            .await?;
         self.sweeps
             .extend(dead.into_iter().filter(|n| *n != link.node));
         while let Some(node) = self.sweeps.last().cloned() {
@@ -301,7 +322,7 @@ impl Task {
             for batch in members.chunks(SWEEP_BATCH) {
                 let mut b = Batch::new();
                 for k in batch {
-                    b.call(occupancy(k, "rem", &node, lease_ms(link)));
+                    b.call(occupancy(k, "rem", &node, link.timing.lease_ms()));
                 }
                 let verdicts: Vec<i64> = link.run(&b).await?;
                 for (k, v) in batch.iter().zip(verdicts) {
@@ -351,10 +372,6 @@ fn claim(node: &str, lease_ms: u64) -> Call {
     let mut c = CLAIM.call(&[keys::OCCUPANCY_NODES]);
     c.arg(node).arg(lease_ms);
     c
-}
-
-fn lease_ms(link: &Link) -> u64 {
-    link.timing.lease.as_millis() as u64
 }
 
 /// The listener, tenant and channel of an occupancy key (of one of this

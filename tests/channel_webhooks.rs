@@ -204,6 +204,21 @@ fn child_node(
     s
 }
 
+/// Node `b` as a process of its own ([`child_node`]), whose one client
+/// subscribes to `news` (occupied): the node, the client and its token.
+async fn child_holding_news(
+    backend: &Backend,
+    redis: &common::cluster::RedisServer,
+    secret: &std::path::Path,
+) -> (common::cluster::ChildNode, Chan, String) {
+    let b = common::cluster::ChildNode::spawn(child_node(backend, redis, "b", secret)).await;
+    let token = channels_token("acme", Some("bob"), 3600, json!({}));
+    let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
+    bob.subscribe("news").await;
+    wait_event(backend, "channel.occupied", "news", WAIT).await;
+    (b, bob, token)
+}
+
 /// A file holding the webhook secret, named for `test`.
 fn secret_file(test: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!(
@@ -236,17 +251,13 @@ async fn wait_event(backend: &Backend, event: &str, channel: &str, limit: Durati
 /// `channel.vacated` — once, though two nodes are left to notice.
 #[tokio::test]
 async fn a_killed_nodes_last_subscriber_is_vacated_once_by_a_live_node() {
-    use common::cluster::{ChildNode, RedisServer, LEASE_S};
+    use common::cluster::{RedisServer, LEASE_S};
     let backend = Backend::start(|_| Answer::json(json!({})));
     let redis = RedisServer::start();
     let a = TestApp::spawn_with_env(cluster_node(&backend, &redis, "a"), env());
     let c = TestApp::spawn_with_env(cluster_node(&backend, &redis, "c"), env());
     let secret = secret_file("killed");
-    let mut b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;
-    let token = channels_token("acme", Some("bob"), 3600, json!({}));
-    let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
-    bob.subscribe("news").await;
-    wait_event(&backend, "channel.occupied", "news", WAIT).await;
+    let (mut b, _bob, _) = child_holding_news(&backend, &redis, &secret).await;
 
     b.kill();
     let killed = Instant::now();
@@ -304,11 +315,7 @@ async fn a_node_restarted_under_its_id_vacates_what_its_last_run_held() {
     let backend = Backend::start(|_| Answer::json(json!({})));
     let redis = RedisServer::start();
     let secret = secret_file("restarted");
-    let mut b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;
-    let token = channels_token("acme", Some("bob"), 3600, json!({}));
-    let mut bob = Chan::start(Ws::connect(&b.ws_url(PATH, &token)).await).await;
-    bob.subscribe("news").await;
-    wait_event(&backend, "channel.occupied", "news", WAIT).await;
+    let (mut b, _bob, token) = child_holding_news(&backend, &redis, &secret).await;
 
     b.kill();
     let b = ChildNode::spawn(child_node(&backend, &redis, "b", &secret)).await;

@@ -3,6 +3,8 @@
 //! nobody else, and a node is subscribed to a channel in Redis exactly while
 //! it has a local subscriber.
 
+use std::time::Duration;
+
 use common::channels::*;
 use common::cluster::*;
 use common::*;
@@ -90,6 +92,30 @@ async fn publications_cross_nodes_by_listener_tenant_and_channel() {
     assert_eq!(redis_subscribers(&redis, news).await, 1);
     second.ws.close().await;
     wait_subscribers(&redis, news, 0).await;
+}
+
+/// A subscribe is answered once its node receives the channel from the
+/// others (Redis confirmed the SUBSCRIBE), so whatever is published anywhere
+/// after the reply reaches the subscriber.
+#[tokio::test]
+async fn a_subscribe_is_answered_once_redis_confirmed_the_channel() {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn(settings(&redis, "a"));
+    let b = TestApp::spawn(settings(&redis, "b"));
+    let news = "wsplus:c:{/ws/channels:acme:news}";
+    let mut publisher = client(&a, CHANNELS, "acme").await;
+    let mut on_b = client(&b, CHANNELS, "acme").await;
+    redis.pause();
+    on_b.send_raw(r#"{"id":1,"op":"subscribe","channel":"news"}"#)
+        .await;
+    let early = tokio::time::timeout(Duration::from_millis(300), on_b.reply(json!(1))).await;
+    redis.resume();
+    assert!(early.is_err(), "answered before Redis confirmed: {early:?}");
+    let r = on_b.reply(json!(1)).await;
+    assert_eq!(r["result"]["channel"], "news", "{r}");
+    assert_eq!(redis_subscribers(&redis, news).await, 1);
+    publisher.publish("news", json!(1)).await;
+    assert_eq!(on_b.push().await["data"], 1);
 }
 
 #[tokio::test]

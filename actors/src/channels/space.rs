@@ -432,6 +432,24 @@ impl ChannelSpace {
                         self.wait(&channel, &session, &outbox, Answer::Reply(reply), since);
                         return None;
                     }
+                    Subscribed::Added { .. } | Subscribed::Already
+                        if self.backplane.is_clustered() =>
+                    {
+                        // Answered once this node receives the channel's
+                        // publications from the other nodes (its Redis
+                        // SUBSCRIBE is confirmed): one published anywhere
+                        // after the reply reaches the subscriber.
+                        let text = self.subscribe_reply(reply, &channel, since.as_ref());
+                        let ready = self.backplane.channel_ready(
+                            self.listener,
+                            self.tenant.as_ref(),
+                            &channel,
+                        );
+                        return Some(Box::pin(async move {
+                            ready.await;
+                            (session, outbox, text)
+                        }));
+                    }
                     Subscribed::Added { .. } | Subscribed::Already => {
                         self.subscribe_reply(reply, &channel, since.as_ref())
                     }

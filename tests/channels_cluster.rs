@@ -28,6 +28,17 @@ fn settings(redis: &RedisServer, node: &str) -> wsplus::settings::Settings {
     s
 }
 
+/// The Redis channel of tenant acme's `news` on the channels listener.
+const NEWS: &str = "wsplus:c:{/ws/channels:acme:news}";
+
+/// Nodes a and b on `redis`.
+fn nodes(redis: &RedisServer) -> (TestApp, TestApp) {
+    (
+        TestApp::spawn(settings(redis, "a")),
+        TestApp::spawn(settings(redis, "b")),
+    )
+}
+
 /// How many connections subscribe to `name` in Redis.
 async fn redis_subscribers(redis: &RedisServer, name: &str) -> i64 {
     let mut conn = redis.conn();
@@ -55,19 +66,17 @@ async fn client(app: &TestApp, path: &str, tenant: &str) -> Chan {
 #[tokio::test]
 async fn publications_cross_nodes_by_listener_tenant_and_channel() {
     let redis = RedisServer::start();
-    let a = TestApp::spawn(settings(&redis, "a"));
-    let b = TestApp::spawn(settings(&redis, "b"));
-    let news = "wsplus:c:{/ws/channels:acme:news}";
+    let (a, b) = nodes(&redis);
 
     let mut publisher = client(&a, CHANNELS, "acme").await;
     let mut on_b = client(&b, CHANNELS, "acme").await;
     let mut other_channel = client(&b, CHANNELS, "acme").await;
     let mut other_tenant = client(&b, CHANNELS, "globex").await;
-    assert_eq!(redis_subscribers(&redis, news).await, 0);
+    assert_eq!(redis_subscribers(&redis, NEWS).await, 0);
     on_b.subscribe("news").await;
     other_channel.subscribe("sport").await;
     other_tenant.subscribe("news").await;
-    wait_subscribers(&redis, news, 1).await;
+    wait_subscribers(&redis, NEWS, 1).await;
 
     publisher.publish("news", json!({"n": 1})).await;
     let p = on_b.push().await;
@@ -84,14 +93,14 @@ async fn publications_cross_nodes_by_listener_tenant_and_channel() {
     publisher.publish("news", json!(2)).await;
     assert_eq!(on_b.push().await["data"], 2);
     assert_eq!(second.push().await["data"], 2);
-    assert_eq!(redis_subscribers(&redis, news).await, 1);
+    assert_eq!(redis_subscribers(&redis, NEWS).await, 1);
 
     // b unsubscribes from Redis once its last local subscriber is gone.
     on_b.cmd(json!({"op": "unsubscribe", "channel": "news"}))
         .await;
-    assert_eq!(redis_subscribers(&redis, news).await, 1);
+    assert_eq!(redis_subscribers(&redis, NEWS).await, 1);
     second.ws.close().await;
-    wait_subscribers(&redis, news, 0).await;
+    wait_subscribers(&redis, NEWS, 0).await;
 }
 
 /// A subscribe is answered once its node receives the channel from the
@@ -100,9 +109,7 @@ async fn publications_cross_nodes_by_listener_tenant_and_channel() {
 #[tokio::test]
 async fn a_subscribe_is_answered_once_redis_confirmed_the_channel() {
     let redis = RedisServer::start();
-    let a = TestApp::spawn(settings(&redis, "a"));
-    let b = TestApp::spawn(settings(&redis, "b"));
-    let news = "wsplus:c:{/ws/channels:acme:news}";
+    let (a, b) = nodes(&redis);
     let mut publisher = client(&a, CHANNELS, "acme").await;
     let mut on_b = client(&b, CHANNELS, "acme").await;
     redis.pause();
@@ -113,7 +120,7 @@ async fn a_subscribe_is_answered_once_redis_confirmed_the_channel() {
     assert!(early.is_err(), "answered before Redis confirmed: {early:?}");
     let r = on_b.reply(json!(1)).await;
     assert_eq!(r["result"]["channel"], "news", "{r}");
-    assert_eq!(redis_subscribers(&redis, news).await, 1);
+    assert_eq!(redis_subscribers(&redis, NEWS).await, 1);
     publisher.publish("news", json!(1)).await;
     assert_eq!(on_b.push().await["data"], 1);
 }
@@ -121,8 +128,7 @@ async fn a_subscribe_is_answered_once_redis_confirmed_the_channel() {
 #[tokio::test]
 async fn global_channels_and_admin_publications_cross_nodes() {
     let redis = RedisServer::start();
-    let a = TestApp::spawn(settings(&redis, "a"));
-    let b = TestApp::spawn(settings(&redis, "b"));
+    let (a, b) = nodes(&redis);
     let mut on_b = client(&b, GLOBAL_CH, "globex").await;
     on_b.subscribe("all").await;
     wait_subscribers(&redis, "wsplus:cg:{/ws/global-channels:all}", 1).await;
